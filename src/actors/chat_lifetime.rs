@@ -1,0 +1,628 @@
+//! `ChatLifetime`: the one writer of the rosters and the chat log. Every
+//! operation that changes who is present, who waits, who chats or which
+//! chats exist runs here, one at a time, as one atomic step:
+//!
+//! * join (presence or chat channel) and its D3 replacement,
+//! * ready, claim (= dequeue + assign + create), enter, finish,
+//! * a channel left, a connection gone: student vanishes, teacher vanishes.
+//!
+//! Each step asks `TeacherRoster`, `StudentRoster` and `ChatLog` what it needs
+//! and, because the actor handles nothing else until the step ends
+//! (`AtomicResponse`), no other step sees a half-done change. The step also
+//! computes the `user:status` snapshot from the counts the rosters answered
+//! and queues its frames itself, in the order PROTOCOL 5.4 and 7.3 give, so
+//! every teacher sees consistent snapshots in the true order.
+//!
+//! It never touches the relay path: chat messages go session to session.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use super::chat_log::{
+    AbandonChat, AuthorizeJoin, ChatLog, CreateChat, DiscardChat, EnterChat, FinishChat,
+};
+use super::student_roster::{
+    DequeueStudent, FinishStudent, RequeueStudent, StudentAbsent, StudentPresent, StudentReady,
+    StudentRoster,
+};
+use super::teacher_roster::{
+    AssignSlot, ReleaseSlot, TeacherAbsent, TeacherPresent, TeacherRoster,
+};
+use crate::channels::{ChannelId, ChannelKind, Command, JoinTarget, JsonRef, Refusal};
+use crate::domain::{
+    ChatId, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusSnapshot, StudentCounts, StudentKey,
+    StudentState, TeacherKey, UserId,
+};
+use crate::protocol::{self, ReplyStatus};
+use crate::topics::{Subscriber, Topics};
+use crate::transport::{Delivery, SessionHandle, SessionId};
+
+const TEACHERS_TOPIC: &str = "presence:teachers";
+
+/// Join a channel (D2, or D3 when `replaces` names the channel it replaces).
+/// Answers the channel's kind, or the refusal to reply with.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelKind, Refusal>")]
+pub struct Join {
+    pub session: Arc<SessionHandle>,
+    pub channel: ChannelId,
+    pub topic: Arc<str>,
+    pub join_ref: Option<JsonRef>,
+    pub target: JoinTarget,
+    pub replaces: Option<ChannelId>,
+}
+
+/// An application event on a joined channel. Its frames and its reply are
+/// queued to the connections by this actor, in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Request {
+    pub session: Arc<SessionHandle>,
+    pub channel: ChannelId,
+    pub topic: Arc<str>,
+    pub kind: ChannelKind,
+    pub command: Command,
+    pub join_ref: Option<JsonRef>,
+    pub msg_ref: Option<JsonRef>,
+}
+
+/// A channel went away (`phx_leave`, or a refused D3 re-join): run its
+/// leave effects (PROTOCOL 6).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChannelLeft {
+    pub session: SessionId,
+    pub channel: ChannelId,
+}
+
+/// A connection closed, timed out or was evicted: every channel it still had
+/// goes away, with its leave effects run once (PROTOCOL 3.6).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionGone {
+    pub session: SessionId,
+}
+
+/// The actor. Its state lives in `Core`, shared with the step being run.
+pub struct ChatLifetime {
+    core: Rc<Core>,
+}
+
+impl ChatLifetime {
+    pub fn new(
+        teachers: Addr<TeacherRoster>,
+        students: Addr<StudentRoster>,
+        chats: Addr<ChatLog>,
+        topics: Arc<Topics>,
+    ) -> Self {
+        ChatLifetime {
+            core: Rc::new(Core {
+                teachers,
+                students,
+                chats,
+                topics,
+                state: RefCell::new(State::default()),
+            }),
+        }
+    }
+
+    /// Connections overflowed during the last step are handled as gone next.
+    fn flush_evicted(&mut self, ctx: &mut Context<Self>) {
+        let evicted = std::mem::take(&mut self.core.state.borrow_mut().evicted);
+        for session in evicted {
+            ctx.notify(SessionGone { session });
+        }
+    }
+}
+
+impl Actor for ChatLifetime {
+    type Context = Context<Self>;
+}
+
+impl Handler<Join> for ChatLifetime {
+    type Result = AtomicResponse<Self, Result<ChannelKind, Refusal>>;
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().join(msg);
+        AtomicResponse::new(Box::pin(step.into_actor(self).map(|outcome, act, ctx| {
+            act.flush_evicted(ctx);
+            outcome
+        })))
+    }
+}
+
+impl Handler<Request> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Request, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().request(msg);
+        AtomicResponse::new(Box::pin(
+            step.into_actor(self)
+                .map(|(), act, ctx| act.flush_evicted(ctx)),
+        ))
+    }
+}
+
+impl Handler<ChannelLeft> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: ChannelLeft, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().channel_left(msg);
+        AtomicResponse::new(Box::pin(
+            step.into_actor(self)
+                .map(|(), act, ctx| act.flush_evicted(ctx)),
+        ))
+    }
+}
+
+impl Handler<SessionGone> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().session_gone(msg.session);
+        AtomicResponse::new(Box::pin(
+            step.into_actor(self)
+                .map(|(), act, ctx| act.flush_evicted(ctx)),
+        ))
+    }
+}
+
+/// What `ChatLifetime` knows and the rosters do not: which connection holds
+/// which channel, and the counts of the last snapshot.
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Members>,
+    teachers_total: usize,
+    students: StudentCounts,
+    evicted: Vec<SessionId>,
+}
+
+struct Members {
+    handle: Arc<SessionHandle>,
+    channels: Vec<Membership>,
+}
+
+/// One channel of one connection, as far as the rosters are concerned.
+#[derive(Clone, Debug)]
+struct Membership {
+    channel: ChannelId,
+    topic: Arc<str>,
+    kind: MemberKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MemberKind {
+    Teacher(TeacherKey),
+    Student(StudentKey),
+    Chat(ChatId),
+}
+
+struct Core {
+    teachers: Addr<TeacherRoster>,
+    students: Addr<StudentRoster>,
+    chats: Addr<ChatLog>,
+    topics: Arc<Topics>,
+    state: RefCell<State>,
+}
+
+/// Asks an actor and waits for the answer. The rosters and the chat log live
+/// as long as the server, so a failure here is a bug worth a log line; the
+/// step then stops where it is rather than guessing.
+async fn ask<A, M>(addr: &Addr<A>, msg: M) -> Option<M::Result>
+where
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    match addr.send(msg).await {
+        Ok(answer) => Some(answer),
+        Err(error) => {
+            tracing::error!(%error, "a roster actor did not answer");
+            None
+        }
+    }
+}
+
+fn chat_topic(chat: ChatId) -> String {
+    format!("chats:{chat}")
+}
+
+impl Core {
+    // ----- joins -------------------------------------------------------
+
+    async fn join(self: Rc<Self>, msg: Join) -> Result<ChannelKind, Refusal> {
+        let session = msg.session.id();
+        let old = msg.replaces.and_then(|c| self.take_membership(session, c));
+        let admitted = self.admit(&msg.target).await;
+        let (member, kind, role) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // D3: a refused re-join leaves the old channel gone after all.
+                if let Some(old) = old {
+                    self.leave_effects(old).await;
+                }
+                return Err(refusal);
+            }
+        };
+        let subscriber = Subscriber {
+            session: msg.session.clone(),
+            channel: msg.channel,
+            join_ref: msg.join_ref.clone(),
+            role,
+        };
+        match old {
+            // D3 by the same user: swap the channel, no presence effects.
+            Some(old) if old.kind == member => {
+                self.topics.replace(&msg.topic, old.channel, subscriber);
+            }
+            other => {
+                // A re-join under another identity is a real leave for the
+                // old one: otherwise it would stay present forever.
+                if let Some(old) = other {
+                    self.leave_effects(old).await;
+                }
+                self.enter_presence(&kind).await;
+                self.topics.subscribe(msg.topic.clone(), subscriber);
+            }
+        }
+        self.state
+            .borrow_mut()
+            .sessions
+            .entry(session)
+            .or_insert_with(|| Members {
+                handle: msg.session.clone(),
+                channels: Vec::new(),
+            })
+            .channels
+            .push(Membership {
+                channel: msg.channel,
+                topic: msg.topic,
+                kind: member,
+            });
+        Ok(kind)
+    }
+
+    /// Decides a routed join; chat joins are checked against the chat log.
+    async fn admit(
+        &self,
+        target: &JoinTarget,
+    ) -> Result<(MemberKind, ChannelKind, Option<Role>), Refusal> {
+        match target {
+            JoinTarget::Teachers(teacher) => Ok((
+                MemberKind::Teacher(TeacherKey(teacher.key.clone())),
+                ChannelKind::Teachers {
+                    teacher: teacher.clone(),
+                },
+                None,
+            )),
+            JoinTarget::Student(student) => Ok((
+                MemberKind::Student(StudentKey(student.key.clone())),
+                ChannelKind::Student {
+                    student: student.clone(),
+                },
+                None,
+            )),
+            JoinTarget::Chat { chat: None, .. } => Err(Refusal::UnknownChat),
+            JoinTarget::Chat {
+                chat: Some(chat),
+                user,
+            } => {
+                let check = ask(
+                    &self.chats,
+                    AuthorizeJoin {
+                        chat: *chat,
+                        user: user.clone(),
+                    },
+                )
+                .await;
+                match (check, user) {
+                    (Some(JoinCheck::Allowed), Some((role, _))) => Ok((
+                        MemberKind::Chat(*chat),
+                        ChannelKind::Chat {
+                            chat: *chat,
+                            role: *role,
+                        },
+                        Some(*role),
+                    )),
+                    (Some(JoinCheck::UnknownChat), _) => Err(Refusal::UnknownChat),
+                    (Some(JoinCheck::ChatFinished), _) => Err(Refusal::ChatFinished),
+                    _ => Err(Refusal::Unauthorized),
+                }
+            }
+        }
+    }
+
+    /// A presence channel makes its user present (no broadcast: 5.2, 7.3).
+    async fn enter_presence(&self, kind: &ChannelKind) {
+        match kind {
+            ChannelKind::Teachers { teacher } => {
+                let teacher = TeacherKey(teacher.key.clone());
+                if let Some(total) = ask(&self.teachers, TeacherPresent { teacher }).await {
+                    self.state.borrow_mut().teachers_total = total;
+                }
+            }
+            ChannelKind::Student { student } => {
+                let student = student.clone();
+                ask(&self.students, StudentPresent { student }).await;
+            }
+            ChannelKind::Chat { .. } => {}
+        }
+    }
+
+    // ----- application events -----------------------------------------
+
+    async fn request(self: Rc<Self>, r: Request) {
+        // The channel may have gone while this request waited in line.
+        if !self.is_member(r.session.id(), r.channel) {
+            return;
+        }
+        match (r.command, &r.kind) {
+            (Command::Ready, ChannelKind::Student { student }) => {
+                let student = StudentKey(student.key.clone());
+                if let Some((outcome, counts)) = ask(&self.students, StudentReady { student }).await
+                {
+                    if matches!(outcome, ReadyOutcome::Queued(_)) {
+                        self.state.borrow_mut().students = counts;
+                        self.broadcast_status();
+                    }
+                }
+                self.reply(&r, ReplyStatus::Ok, "{}");
+            }
+            (Command::Claim, ChannelKind::Teachers { teacher }) => {
+                let response = self.claim(&r, teacher).await;
+                self.reply(&r, ReplyStatus::Ok, response.as_deref().unwrap_or("{}"));
+            }
+            (Command::Entered(role), ChannelKind::Chat { chat, .. }) => {
+                let entered = ask(&self.chats, EnterChat { chat: *chat, role }).await;
+                match entered {
+                    Some(EnterOutcome::Ready) => {
+                        self.broadcast(&r.topic, "chat:ready", "{}");
+                        self.reply(&r, ReplyStatus::Ok, "{}");
+                    }
+                    Some(EnterOutcome::NotActive) => self.refuse(&r, Refusal::ChatFinished),
+                    _ => self.reply(&r, ReplyStatus::Ok, "{}"),
+                }
+            }
+            (Command::Terminate, ChannelKind::Chat { chat, .. }) => {
+                if self.finish_chat(*chat, true).await {
+                    self.broadcast_status();
+                }
+                self.reply(&r, ReplyStatus::Ok, "{}");
+            }
+            _ => self.refuse(&r, Refusal::UnknownEvent),
+        }
+    }
+
+    /// PROTOCOL 7.1 as one step: the teacher's slot, the head of the queue,
+    /// the chat, then the frames of 5.4 in order. Answers the chat object.
+    async fn claim(&self, r: &Request, teacher_id: &UserId) -> Option<Arc<str>> {
+        let teacher = TeacherKey(teacher_id.key.clone());
+        let chat = ChatId::random(&mut rand::rng());
+        let slot = ask(
+            &self.teachers,
+            AssignSlot {
+                teacher: teacher.clone(),
+                chat,
+            },
+        )
+        .await;
+        if slot != Some(Ok(())) {
+            return None;
+        }
+        let dequeued = ask(&self.students, DequeueStudent { chat }).await;
+        let Some((Some(assigned), counts)) = dequeued else {
+            ask(&self.teachers, ReleaseSlot { teacher, chat }).await;
+            return None;
+        };
+        self.state.borrow_mut().students = counts;
+        let created = CreateChat {
+            chat,
+            teacher: teacher_id.clone(),
+            student: assigned.id.clone(),
+        };
+        let chat_object = ask(&self.chats, created).await?;
+
+        let push = protocol::encode_push(
+            r.session.framing(),
+            &r.topic,
+            &format!("new:chat:{}", teacher.0),
+            &chat_object,
+        );
+        self.deliver(&r.session, r.channel, push);
+        let student_topic = format!("presence:student:{}", assigned.student.0);
+        self.broadcast(&student_topic, "new:chat", &chat_object);
+        self.broadcast_status();
+        Some(chat_object)
+    }
+
+    /// PROTOCOL 7.2: finish an active chat exactly once. `chat:terminated`
+    /// goes to its channels; the caller broadcasts the status. Returns false
+    /// if the chat was not active.
+    async fn finish_chat(&self, chat: ChatId, student_stays: bool) -> bool {
+        let Some(Some(ended)) = ask(&self.chats, FinishChat { chat }).await else {
+            return false;
+        };
+        let teacher = ended.teacher;
+        ask(&self.teachers, ReleaseSlot { teacher, chat }).await;
+        if student_stays {
+            let student = ended.student;
+            if let Some(counts) = ask(&self.students, FinishStudent { student, chat }).await {
+                self.state.borrow_mut().students = counts;
+            }
+        }
+        let topic = chat_topic(chat);
+        self.topics.mark_finished(&topic);
+        self.broadcast(&topic, "chat:terminated", "{}");
+        if self.topics.subscriber_count(&topic) == 0 {
+            ask(&self.chats, DiscardChat { chat }).await;
+        }
+        true
+    }
+
+    // ----- leaving ------------------------------------------------------
+
+    async fn channel_left(self: Rc<Self>, msg: ChannelLeft) {
+        if let Some(membership) = self.take_membership(msg.session, msg.channel) {
+            self.leave_effects(membership).await;
+        }
+    }
+
+    async fn session_gone(self: Rc<Self>, session: SessionId) {
+        let members = self.state.borrow_mut().sessions.remove(&session);
+        for membership in members.map(|m| m.channels).unwrap_or_default() {
+            self.leave_effects(membership).await;
+        }
+    }
+
+    /// PROTOCOL 6: what one channel going away means for the rosters.
+    async fn leave_effects(&self, membership: Membership) {
+        let remaining = self
+            .topics
+            .unsubscribe(&membership.topic, membership.channel);
+        match membership.kind {
+            MemberKind::Teacher(teacher) => self.teacher_absent(teacher).await,
+            MemberKind::Student(student) => self.student_absent(student).await,
+            MemberKind::Chat(chat) => {
+                // Leaving a chat channel alone changes nothing about the chat;
+                // a finished chat with nobody left on it is forgotten.
+                if remaining == 0 {
+                    ask(&self.chats, DiscardChat { chat }).await;
+                }
+            }
+        }
+    }
+
+    /// PROTOCOL 6.1, when it was the student's last presence channel.
+    async fn student_absent(&self, student: StudentKey) {
+        let Some((vanished, counts)) = ask(&self.students, StudentAbsent { student }).await else {
+            return;
+        };
+        self.state.borrow_mut().students = counts;
+        match vanished {
+            // Still present elsewhere, or never sent student:ready: no change
+            // to the counts, so no broadcast (PROTOCOL 8 item 4).
+            None | Some(StudentState::Present) => {}
+            Some(StudentState::Chatting { chat, .. }) => {
+                self.finish_chat(chat, false).await;
+                self.broadcast_status();
+            }
+            Some(StudentState::Waiting(_)) | Some(StudentState::Finished) => {
+                self.broadcast_status()
+            }
+        }
+    }
+
+    /// PROTOCOL 6.2, when it was the teacher's last presence channel: its
+    /// chats are abandoned, their students requeued at the head, their
+    /// channels closed with `phx_close`, and no `chat:terminated` is sent.
+    async fn teacher_absent(&self, teacher: TeacherKey) {
+        let Some(absence) = ask(&self.teachers, TeacherAbsent { teacher }).await else {
+            return;
+        };
+        self.state.borrow_mut().teachers_total = absence.total;
+        let Some(chats) = absence.vanished_with else {
+            return;
+        };
+        let mut requeued = false;
+        for chat in chats {
+            if let Some(Some(student)) = ask(&self.chats, AbandonChat { chat }).await {
+                if let Some((back, counts)) =
+                    ask(&self.students, RequeueStudent { student, chat }).await
+                {
+                    requeued |= back;
+                    self.state.borrow_mut().students = counts;
+                }
+            }
+            self.close_chat_channels(chat);
+            ask(&self.chats, DiscardChat { chat }).await;
+        }
+        if requeued {
+            self.broadcast_status();
+        }
+    }
+
+    /// Server-side close of every channel joined to an abandoned chat.
+    fn close_chat_channels(&self, chat: ChatId) {
+        let topic = chat_topic(chat);
+        for subscriber in self.topics.close(&topic) {
+            let session = subscriber.session.id();
+            if let Some(members) = self.state.borrow_mut().sessions.get_mut(&session) {
+                members.channels.retain(|m| m.channel != subscriber.channel);
+            }
+            let frame = protocol::encode_close(
+                subscriber.session.framing(),
+                subscriber.join_ref.as_deref(),
+                &topic,
+            );
+            let delivery = subscriber
+                .session
+                .close_channel(subscriber.channel, ByteString::from(frame));
+            if delivery == Delivery::Evicted {
+                self.state.borrow_mut().evicted.push(session);
+            }
+        }
+    }
+
+    // ----- bookkeeping and frames ---------------------------------------
+
+    fn take_membership(&self, session: SessionId, channel: ChannelId) -> Option<Membership> {
+        let mut state = self.state.borrow_mut();
+        let members = state.sessions.get_mut(&session)?;
+        let index = members.channels.iter().position(|m| m.channel == channel)?;
+        Some(members.channels.swap_remove(index))
+    }
+
+    fn is_member(&self, session: SessionId, channel: ChannelId) -> bool {
+        self.state.borrow().sessions.get(&session).is_some_and(|m| {
+            !m.handle.is_evicted() && m.channels.iter().any(|c| c.channel == channel)
+        })
+    }
+
+    fn broadcast_status(&self) {
+        let snapshot = {
+            let state = self.state.borrow();
+            StatusSnapshot {
+                teachers: state.teachers_total,
+                students: state.students,
+            }
+        };
+        self.broadcast(TEACHERS_TOPIC, "user:status", &snapshot.to_json());
+    }
+
+    fn broadcast(&self, topic: &str, event: &str, payload: &str) {
+        let mut evicted = Vec::new();
+        self.topics.broadcast(topic, event, payload, &mut evicted);
+        if !evicted.is_empty() {
+            self.state.borrow_mut().evicted.extend(evicted);
+        }
+    }
+
+    fn deliver(&self, session: &SessionHandle, channel: ChannelId, frame: String) {
+        if session.deliver(channel, ByteString::from(frame)) == Delivery::Evicted {
+            self.state.borrow_mut().evicted.push(session.id());
+        }
+    }
+
+    fn reply(&self, r: &Request, status: ReplyStatus, response: &str) {
+        let frame = protocol::encode_reply(
+            r.session.framing(),
+            r.join_ref.as_deref(),
+            r.msg_ref.as_deref(),
+            &r.topic,
+            status,
+            response,
+        );
+        self.deliver(&r.session, r.channel, frame);
+    }
+
+    fn refuse(&self, r: &Request, refusal: Refusal) {
+        self.reply(
+            r,
+            ReplyStatus::Error,
+            &protocol::error_response(refusal.reason()),
+        );
+    }
+}

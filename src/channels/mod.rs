@@ -1,0 +1,42 @@
+//! Phoenix channel semantics, with no I/O: the per-connection channel table,
+//! the dispatch rules D1–D9 (PROTOCOL 3.1), topic routing for joins (5.2) and
+//! the mapping of application events to commands (5.3).
+//!
+//! Everything here is a pure function of its inputs, so every rule is unit
+//! tested without sockets or actors. The session (`transport`) turns the
+//! decisions made here into frames and actor messages.
+
+mod dispatch;
+mod routes;
+mod table;
+
+pub use dispatch::{dispatch, Action};
+pub use routes::{command_for, route_join, Command, JoinTarget};
+pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef};
+
+/// Why a join or an event was refused: the `reason` of an `error` reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    UnmatchedTopic,
+    Unauthorized,
+    UnknownChat,
+    ChatFinished,
+    InvalidPayload,
+    UnknownEvent,
+    TooManyChannels,
+}
+
+impl Refusal {
+    /// The exact reason text the contract gives for this refusal.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::UnmatchedTopic => "unmatched topic",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::UnknownChat => "unknown chat",
+            Refusal::ChatFinished => "chat finished",
+            Refusal::InvalidPayload => "invalid payload",
+            Refusal::UnknownEvent => "unknown event",
+            Refusal::TooManyChannels => "too many channels joined",
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Every knob of the server, with defaults that need no external service.
+//!
+//! Tests shorten the timeouts and bounds here instead of waiting on real ones.
+
+use std::time::Duration;
+
+/// Runtime limits and timeouts of one server instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A connection that sends no frame for this long is closed (PROTOCOL 1.5).
+    pub idle_timeout: Duration,
+    /// Largest inbound WebSocket message, in bytes; larger ones close with 1009.
+    pub max_frame_bytes: usize,
+    /// Channels one connection may have joined at once.
+    pub max_channels: usize,
+    /// Frames queued to one connection but not yet written; past it the
+    /// connection is closed as a slow consumer.
+    pub outbound_limit: usize,
+    /// How long shutdown waits for clients to receive their close frames.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            idle_timeout: Duration::from_secs(60),
+            max_frame_bytes: 64 * 1024,
+            max_channels: 100,
+            outbound_limit: 8192,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}

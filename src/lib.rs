@@ -1,0 +1,110 @@
+//! tutor-queue: a real-time tutoring queue chat server speaking Phoenix
+//! Channels. Students wait in a FIFO queue; teachers claim the next student
+//! and chat with up to five at once, each chat on its own channel.
+//!
+//! Layers, from the wire inwards: `transport` (one actor per WebSocket),
+//! `protocol` (V1/V2 frame codec), `channels` (Phoenix channel rules),
+//! `topics` (broadcast and relay registry), `actors` (the owners of shared
+//! state) and `domain` (the tutoring rules as plain Rust).
+
+pub mod actors;
+pub mod channels;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod protocol;
+pub mod topics;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
+
+pub use config::Config;
+
+use actors::Hub;
+use transport::Shutdown;
+
+/// A started server: its address, and a handle to shut it down.
+pub struct Server {
+    http: actix_web::dev::Server,
+    stopper: Stopper,
+    local_addr: SocketAddr,
+}
+
+/// Shuts a running server down cleanly: every client gets a close frame
+/// with 1001 "going away", then the listener and workers stop.
+#[derive(Clone)]
+pub struct Stopper {
+    http: ServerHandle,
+    hub: Hub,
+}
+
+impl Stopper {
+    pub async fn shutdown(&self) {
+        let sessions: Vec<_> = self
+            .hub
+            .sessions
+            .iter()
+            .map(|s| s.value().clone())
+            .collect();
+        tracing::info!(connections = sessions.len(), "shutting down");
+        for session in sessions {
+            session.addr().do_send(Shutdown);
+        }
+        let deadline = Instant::now() + self.hub.config.shutdown_grace;
+        while !self.hub.sessions.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.http.stop(true).await;
+    }
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Runs until the server is stopped.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.http.await
+    }
+}
+
+/// Starts serving on an already bound listener. Call inside an actix System.
+/// Tests bind port 0 and pass the listener in; many servers can share a
+/// process because nothing is global.
+pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result<Server> {
+    let local_addr = listener.local_addr()?;
+    let hub = Hub::start(config);
+    let app_hub = hub.clone();
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(app_hub.clone()))
+            .configure(http::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(1)
+    .backlog(4096)
+    .listen(listener)?
+    .run();
+    let stopper = Stopper {
+        http: http.handle(),
+        hub,
+    };
+    Ok(Server {
+        http,
+        stopper,
+        local_addr,
+    })
+}
+
+/// Serves the tutoring queue on `listener` until the server stops.
+pub async fn run(listener: std::net::TcpListener, config: Config) -> std::io::Result<()> {
+    start(listener, config)?.wait().await
+}

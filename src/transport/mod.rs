@@ -1,0 +1,33 @@
+//! The WebSocket transport: one `Session` actor per connection, and the
+//! `SessionHandle` the rest of the server uses to reach it.
+//!
+//! This is the only module that uses `actix-web-actors` (deprecated upstream
+//! in favour of `actix-ws`, kept because the project was specified with it):
+//! swapping the transport touches nothing else.
+
+mod handle;
+mod session;
+
+pub use handle::{Delivery, SessionHandle, SessionId};
+pub use session::{ChannelClosed, Deliver, Evict, Session, Shutdown};
+
+use actix_web::{HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+use crate::actors::Hub;
+use crate::protocol::Framing;
+
+/// Performs the WebSocket handshake (selecting subprotocol `phoenix` when
+/// offered) and starts the connection's session.
+pub fn accept(
+    req: &HttpRequest,
+    body: actix_web::web::Payload,
+    hub: Hub,
+    framing: Framing,
+) -> Result<HttpResponse, actix_web::Error> {
+    let max_frame = hub.config.max_frame_bytes;
+    ws::WsResponseBuilder::new(Session::new(hub, framing), req, body)
+        .protocols(&["phoenix"])
+        .frame_size(max_frame)
+        .start()
+}

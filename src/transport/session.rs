@@ -1,0 +1,471 @@
+//! `Session`: the actor of one WebSocket connection. It decodes frames in the
+//! framing fixed at handshake, keeps the connection's channel table, answers
+//! heartbeats itself, applies the dispatch rules, relays chat messages
+//! straight to the other side's connection, and hands everything that changes
+//! shared state to `ChatLifetime`. It is the single writer of its connection:
+//! every frame, its own or queued by others, leaves through its context in
+//! the order it was produced. It owns nothing shared.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use bytestring::ByteString;
+
+use super::handle::{SessionHandle, SessionId};
+use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
+use crate::actors::Hub;
+use crate::channels::{
+    command_for, dispatch, route_join, Action, Channel, ChannelId, Command, JsonRef, Refusal,
+};
+use crate::protocol::{self, Framing, Inbound, ReplyStatus};
+
+/// A frame queued by someone else for one of this connection's channels.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub channel: ChannelId,
+    pub frame: ByteString,
+}
+
+/// The server closed one of this connection's channels (`phx_close`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChannelClosed {
+    pub channel: ChannelId,
+    pub frame: ByteString,
+}
+
+/// The connection fell too far behind reading its frames.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evict;
+
+/// The server is shutting down: close with 1001.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+pub struct Session {
+    id: SessionId,
+    framing: Framing,
+    hub: Hub,
+    handle: Option<Arc<SessionHandle>>,
+    table: crate::channels::ChannelTable,
+    last_seen: Instant,
+    /// A text message arriving in fragments, bounded by `max_frame_bytes`.
+    fragments: Option<Vec<u8>>,
+}
+
+impl Session {
+    pub fn new(hub: Hub, framing: Framing) -> Self {
+        let max_channels = hub.config.max_channels;
+        Session {
+            id: SessionId::next(),
+            framing,
+            hub,
+            handle: None,
+            table: crate::channels::ChannelTable::new(max_channels),
+            last_seen: Instant::now(),
+            fragments: None,
+        }
+    }
+
+    fn write(&self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
+        ctx.text(frame);
+    }
+
+    fn reply(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        join_ref: Option<&str>,
+        msg_ref: Option<&str>,
+        topic: &str,
+        status: ReplyStatus,
+        response: &str,
+    ) {
+        let frame =
+            protocol::encode_reply(self.framing, join_ref, msg_ref, topic, status, response);
+        self.write(ctx, frame);
+    }
+
+    fn refuse(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        join_ref: Option<&str>,
+        msg_ref: Option<&str>,
+        topic: &str,
+        refusal: Refusal,
+    ) {
+        let response = protocol::error_response(refusal.reason());
+        self.reply(ctx, join_ref, msg_ref, topic, ReplyStatus::Error, &response);
+    }
+
+    /// Closes the connection with a close code; cleanup runs in `stopped`.
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+        tracing::debug!(session = ?self.id, ?code, why, "closing connection");
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(why.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    /// Closes the connection if it has been silent for the idle timeout,
+    /// otherwise checks again when it could next expire (one timer per
+    /// connection, not a periodic tick).
+    fn watch_idle(&self, ctx: &mut ws::WebsocketContext<Self>, after: Duration) {
+        ctx.run_later(after, |session, ctx| {
+            let timeout = session.hub.config.idle_timeout;
+            let idle = session.last_seen.elapsed();
+            if idle >= timeout {
+                session.close(ctx, CloseCode::Normal, "idle timeout");
+            } else {
+                session.watch_idle(ctx, timeout - idle);
+            }
+        });
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let message = match protocol::decode(self.framing, text) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(session = ?self.id, %error, "malformed frame");
+                return self.close(ctx, CloseCode::Invalid, "malformed frame");
+            }
+        };
+        let join_ref = message.join_ref.map(|r| r.get());
+        let msg_ref = message.msg_ref.map(|r| r.get());
+        match dispatch(&self.table, &message.topic, &message.event, join_ref) {
+            Action::Heartbeat => {
+                self.reply(ctx, join_ref, msg_ref, "phoenix", ReplyStatus::Ok, "{}");
+            }
+            Action::Join { replaces } => self.join(message, replaces, ctx),
+            Action::Leave(channel) => {
+                self.reply(
+                    ctx,
+                    join_ref,
+                    msg_ref,
+                    &message.topic,
+                    ReplyStatus::Ok,
+                    "{}",
+                );
+                if let Some(channel) = self.table.remove(channel) {
+                    self.write_close(ctx, &channel);
+                    self.hub.lifetime.do_send(ChannelLeft {
+                        session: self.id,
+                        channel: channel.id,
+                    });
+                }
+            }
+            Action::LeaveUnjoined => {
+                self.reply(
+                    ctx,
+                    join_ref,
+                    msg_ref,
+                    &message.topic,
+                    ReplyStatus::Ok,
+                    "{}",
+                );
+            }
+            Action::Ignore => {}
+            Action::Unmatched => {
+                self.refuse(ctx, None, msg_ref, &message.topic, Refusal::UnmatchedTopic);
+            }
+            Action::Event(channel) => self.event(channel, message, ctx),
+        }
+    }
+
+    fn write_close(&self, ctx: &mut ws::WebsocketContext<Self>, channel: &Channel) {
+        let frame =
+            protocol::encode_close(self.framing, channel.join_ref.as_deref(), &channel.topic);
+        self.write(ctx, frame);
+    }
+
+    /// D2/D3. Routing is pure and happens here; the rest happens in
+    /// `ChatLifetime`, and the session reads no further frames until it
+    /// answers, so the join reply precedes anything else on the topic.
+    fn join(
+        &mut self,
+        message: Inbound<'_>,
+        replaces: Option<ChannelId>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let request_join_ref: Option<JsonRef> = message.join_ref.map(|r| Arc::from(r.get()));
+        let msg_ref: Option<JsonRef> = message.msg_ref.map(|r| Arc::from(r.get()));
+        if let Some(old) = replaces.and_then(|old| self.table.remove(old)) {
+            // D3: the old channel is closed first, without leave effects.
+            self.write_close(ctx, &old);
+        } else if self.table.is_full() {
+            return self.refuse(
+                ctx,
+                request_join_ref.as_deref(),
+                msg_ref.as_deref(),
+                &message.topic,
+                Refusal::TooManyChannels,
+            );
+        }
+        let target = match route_join(&message.topic, message.payload) {
+            Ok(target) => target,
+            Err(refusal) => {
+                if let Some(old) = replaces {
+                    self.hub.lifetime.do_send(ChannelLeft {
+                        session: self.id,
+                        channel: old,
+                    });
+                }
+                let join_ref = match refusal {
+                    Refusal::UnmatchedTopic => None,
+                    _ => request_join_ref.as_deref(),
+                };
+                return self.refuse(ctx, join_ref, msg_ref.as_deref(), &message.topic, refusal);
+            }
+        };
+        let Some(handle) = self.handle.clone() else {
+            return;
+        };
+        let topic: Arc<str> = Arc::from(&*message.topic);
+        let channel = ChannelId::next();
+        // V1 has no join refs of its own: the join's ref stands in (2.1).
+        let join_ref = request_join_ref.clone().or_else(|| msg_ref.clone());
+        let join = Join {
+            session: handle,
+            channel,
+            topic: topic.clone(),
+            join_ref: join_ref.clone(),
+            target,
+            replaces,
+        };
+        let answer =
+            self.hub
+                .lifetime
+                .send(join)
+                .into_actor(self)
+                .map(move |outcome, session, ctx| {
+                    let reply_refs = (request_join_ref.as_deref(), msg_ref.as_deref());
+                    match outcome {
+                        Ok(Ok(kind)) => {
+                            session.table.insert(Channel {
+                                id: channel,
+                                topic: topic.clone(),
+                                join_ref,
+                                kind,
+                            });
+                            session.reply(
+                                ctx,
+                                reply_refs.0,
+                                reply_refs.1,
+                                &topic,
+                                ReplyStatus::Ok,
+                                "{}",
+                            );
+                        }
+                        Ok(Err(refusal)) => {
+                            session.refuse(ctx, reply_refs.0, reply_refs.1, &topic, refusal)
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "ChatLifetime did not answer a join");
+                            let response = protocol::error_response("internal error");
+                            session.reply(
+                                ctx,
+                                reply_refs.0,
+                                reply_refs.1,
+                                &topic,
+                                ReplyStatus::Error,
+                                &response,
+                            );
+                        }
+                    }
+                });
+        ctx.wait(answer);
+    }
+
+    /// D9: an application event on a joined channel.
+    fn event(
+        &mut self,
+        channel: ChannelId,
+        message: Inbound<'_>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let Some(channel) = self.table.by_id(channel) else {
+            return;
+        };
+        let join_ref = message.join_ref.map(|r| r.get());
+        let msg_ref = message.msg_ref.map(|r| r.get());
+        match command_for(&channel.kind, &message.event, message.payload) {
+            Err(refusal) => self.refuse(ctx, join_ref, msg_ref, &message.topic, refusal),
+            Ok(Command::Relay { to, deliver_as }) => {
+                // The hot path: straight to the other side, no reply on success.
+                let mut evicted = Vec::new();
+                let relayed = self.hub.topics.relay(
+                    &channel.topic,
+                    to,
+                    deliver_as,
+                    message.payload.get(),
+                    &mut evicted,
+                );
+                for session in evicted {
+                    self.hub.lifetime.do_send(SessionGone { session });
+                }
+                if relayed.is_err() {
+                    self.refuse(
+                        ctx,
+                        join_ref,
+                        msg_ref,
+                        &message.topic,
+                        Refusal::ChatFinished,
+                    );
+                }
+            }
+            Ok(command) => {
+                let Some(session) = self.handle.clone() else {
+                    return;
+                };
+                self.hub.lifetime.do_send(Request {
+                    session,
+                    channel: channel.id,
+                    topic: channel.topic.clone(),
+                    kind: channel.kind.clone(),
+                    command,
+                    join_ref: join_ref.map(Arc::from),
+                    msg_ref: msg_ref.map(Arc::from),
+                });
+            }
+        }
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.hub.config.max_frame_bytes;
+        let (bytes, last) = match item {
+            Item::FirstText(bytes) => {
+                self.fragments = Some(Vec::new());
+                (bytes, false)
+            }
+            Item::FirstBinary(_) => {
+                return self.close(
+                    ctx,
+                    CloseCode::Unsupported,
+                    "binary frames are not supported",
+                );
+            }
+            Item::Continue(bytes) => (bytes, false),
+            Item::Last(bytes) => (bytes, true),
+        };
+        let Some(buffer) = self.fragments.as_mut() else {
+            return self.close(
+                ctx,
+                CloseCode::Protocol,
+                "continuation without a first frame",
+            );
+        };
+        if buffer.len() + bytes.len() > limit {
+            return self.close(ctx, CloseCode::Size, "message too big");
+        }
+        buffer.extend_from_slice(&bytes);
+        if last {
+            let whole = self.fragments.take().unwrap_or_default();
+            match String::from_utf8(whole) {
+                Ok(text) => self.on_text(&text, ctx),
+                Err(_) => self.close(ctx, CloseCode::Invalid, "text is not UTF-8"),
+            }
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let handle = Arc::new(SessionHandle::new(
+            self.id,
+            self.framing,
+            ctx.address(),
+            self.hub.config.outbound_limit,
+        ));
+        self.hub.sessions.insert(self.id, handle.clone());
+        self.handle = Some(handle);
+        self.watch_idle(ctx, self.hub.config.idle_timeout);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Every channel still joined goes away once, with its leave effects.
+        self.table.drain();
+        self.hub.sessions.remove(&self.id);
+        self.hub.lifetime.do_send(SessionGone { session: self.id });
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.close(
+                ctx,
+                CloseCode::Unsupported,
+                "binary frames are not supported",
+            ),
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseCode::Size, "message too big"),
+            // Text that is not UTF-8 surfaces as an I/O error of the stream.
+            Err(ws::ProtocolError::Io(_)) => {
+                self.close(ctx, CloseCode::Invalid, "invalid frame data")
+            }
+            Err(error) => {
+                tracing::debug!(session = ?self.id, %error, "WebSocket protocol error");
+                self.close(ctx, CloseCode::Protocol, "protocol error");
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if let Some(handle) = &self.handle {
+            handle.written();
+        }
+        // Frames for a channel that has since gone are dropped (3.6).
+        if self.table.contains(msg.channel) {
+            ctx.text(msg.frame);
+        }
+    }
+}
+
+impl Handler<ChannelClosed> for Session {
+    type Result = ();
+    fn handle(&mut self, msg: ChannelClosed, ctx: &mut Self::Context) {
+        if let Some(handle) = &self.handle {
+            handle.written();
+        }
+        if self.table.remove(msg.channel).is_some() {
+            ctx.text(msg.frame);
+        }
+    }
+}
+
+impl Handler<Evict> for Session {
+    type Result = ();
+    fn handle(&mut self, _: Evict, ctx: &mut Self::Context) {
+        self.close(ctx, CloseCode::Policy, "slow consumer");
+    }
+}
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.close(ctx, CloseCode::Away, "server shutting down");
+    }
+}
