@@ -1,1 +1,15 @@
+//! Integration tests of tutor-queue: one test binary (DESIGN.md), each test starts its
+//! own server on port 0 and speaks real WebSockets; protocol tests run under V1 and V2.
+//! Written from PROTOCOL.md, independently of the server's code.
 
+#[macro_use]
+mod support;
+
+mod bad_input;
+mod channels;
+mod chat;
+mod phoenix_js;
+mod presence;
+mod queue;
+mod shutdown;
+mod transport;

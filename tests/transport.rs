@@ -10,10 +10,13 @@ use crate::support::*;
 /// proves which framing the server chose for the connection.
 async fn assert_speaks(c: &mut Client, framing: Framing) {
     let r = Value::String(c.new_ref());
-    c.send_msg(&Value::Null, &r, "phoenix", "heartbeat", &json!({})).await;
+    c.send_msg(&Value::Null, &r, "phoenix", "heartbeat", &json!({}))
+        .await;
     let f = c.next_frame(WAIT).await;
     let expected = match framing {
-        Framing::V1 => json!({"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":r}),
+        Framing::V1 => {
+            json!({"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":r})
+        }
         Framing::V2 => json!([null, r, "phoenix", "phx_reply", {"status":"ok","response":{}}]),
     };
     assert_eq!(f.value(), expected, "[{}] heartbeat reply", c.name);
@@ -31,7 +34,10 @@ async fn upgrade_paths_choose_framing_by_vsn() {
         ("/ws/websocket?vsn=2.0.3", Framing::V2),
         ("/ws/websocket", Framing::V1),
         // Client B puts its params in the query string; only vsn counts.
-        ("/socket/websocket?token=abc&vsn=2.0.0&userId=3", Framing::V2),
+        (
+            "/socket/websocket?token=abc&vsn=2.0.0&userId=3",
+            Framing::V2,
+        ),
         ("/ws?foo=bar", Framing::V1),
     ];
     for (path, framing) in cases {
@@ -81,8 +87,12 @@ async fn unknown_path_is_404() {
 /// Raw HTTP/1.1 request; returns the status code.
 async fn http_status(port: u16, request: &str) -> u16 {
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        s.write_all(request.as_bytes()).await.expect("write request");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(request.as_bytes())
+            .await
+            .expect("write request");
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         loop {
@@ -103,17 +113,29 @@ async fn http_status(port: u16, request: &str) -> u16 {
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or_else(|| panic!("no HTTP status line in response: {head:?}"))
     };
-    tokio::time::timeout(WAIT, fut).await.expect("HTTP request timed out")
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("HTTP request timed out")
 }
 
 #[tokio::test]
 async fn plain_get_without_upgrade_is_400() {
     let srv = start_default();
     for path in ["/ws", "/socket/websocket", "/ws/websocket"] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", srv.port);
-        assert_eq!(http_status(srv.port, &req).await, 400, "plain GET {path} (PROTOCOL 1.2)");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            srv.port
+        );
+        assert_eq!(
+            http_status(srv.port, &req).await,
+            400,
+            "plain GET {path} (PROTOCOL 1.2)"
+        );
     }
-    let req = format!("GET /nope HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", srv.port);
+    let req = format!(
+        "GET /nope HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        srv.port
+    );
     assert_eq!(http_status(srv.port, &req).await, 404, "plain GET /nope");
 }
 
@@ -122,8 +144,16 @@ async fn offered_phoenix_subprotocol_is_selected() {
     let srv = start_default();
     for (offer, framing, path) in [
         ("phoenix", Framing::V1, "/ws"),
-        ("phoenix, base64url.bearer.phx.c2VjcmV0", Framing::V2, "/socket/websocket?vsn=2.0.0"),
-        ("base64url.bearer.phx.c2VjcmV0, phoenix", Framing::V2, "/ws/websocket?vsn=2.0.0"),
+        (
+            "phoenix, base64url.bearer.phx.c2VjcmV0",
+            Framing::V2,
+            "/socket/websocket?vsn=2.0.0",
+        ),
+        (
+            "base64url.bearer.phx.c2VjcmV0, phoenix",
+            Framing::V2,
+            "/ws/websocket?vsn=2.0.0",
+        ),
     ] {
         match handshake(srv.port, path, framing, Some(offer)).await {
             Handshake::Ok(mut c, resp) => {
@@ -131,7 +161,11 @@ async fn offered_phoenix_subprotocol_is_selected() {
                     .headers()
                     .get("sec-websocket-protocol")
                     .map(|v| v.to_str().unwrap_or("<non-ascii>").to_owned());
-                assert_eq!(chosen.as_deref(), Some("phoenix"), "offered {offer:?} (PROTOCOL 1.2)");
+                assert_eq!(
+                    chosen.as_deref(),
+                    Some("phoenix"),
+                    "offered {offer:?} (PROTOCOL 1.2)"
+                );
                 assert_speaks(&mut c, framing).await;
             }
             Handshake::Refused(status) => panic!("offer {offer:?} on {path} refused with {status}"),
@@ -143,11 +177,22 @@ async fn offered_phoenix_subprotocol_is_selected() {
 async fn origin_header_is_not_checked() {
     let srv = start_default();
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
-    let mut req = format!("ws://127.0.0.1:{}/ws", srv.port).into_client_request().unwrap();
-    req.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
-    let res = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream)).await.expect("handshake timed out");
-    assert!(res.is_ok(), "upgrade with a foreign Origin must be accepted (PROTOCOL 1.2): {:?}", res.err());
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let mut req = format!("ws://127.0.0.1:{}/ws", srv.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    let res = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
+        .await
+        .expect("handshake timed out");
+    assert!(
+        res.is_ok(),
+        "upgrade with a foreign Origin must be accepted (PROTOCOL 1.2): {:?}",
+        res.err()
+    );
 }
 
 async fn heartbeat_exact(framing: Framing) {
@@ -155,14 +200,16 @@ async fn heartbeat_exact(framing: Framing) {
     let mut c = connect(&srv, framing).await;
     match framing {
         Framing::V1 => {
-            c.send_text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"12"}"#).await;
+            c.send_text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"12"}"#)
+                .await;
             let f = c.next_frame(WAIT).await;
             assert_eq!(
                 f.value(),
                 json!({"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"12"})
             );
             // Numeric ref keeps its type.
-            c.send_text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":6}"#).await;
+            c.send_text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":6}"#)
+                .await;
             let f = c.next_frame(WAIT).await;
             assert_eq!(
                 f.value(),
@@ -172,23 +219,34 @@ async fn heartbeat_exact(framing: Framing) {
         Framing::V2 => {
             c.send_text(r#"[null,"12","phoenix","heartbeat",{}]"#).await;
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!([null, "12", "phoenix", "phx_reply", {"status":"ok","response":{}}]));
+            assert_eq!(
+                f.value(),
+                json!([null, "12", "phoenix", "phx_reply", {"status":"ok","response":{}}])
+            );
             // PROTOCOL 2.3.1: a numeric ref must come back as a number, not "6".
             c.send_text(r#"[null,6,"phoenix","heartbeat",{}]"#).await;
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!([null, 6, "phoenix", "phx_reply", {"status":"ok","response":{}}]));
+            assert_eq!(
+                f.value(),
+                json!([null, 6, "phoenix", "phx_reply", {"status":"ok","response":{}}])
+            );
         }
     }
     // Many heartbeats in a row, each answered in order with its own ref.
     let mut refs = Vec::new();
     for _ in 0..20 {
         let r = Value::String(c.new_ref());
-        c.send_msg(&Value::Null, &r, "phoenix", "heartbeat", &json!({})).await;
+        c.send_msg(&Value::Null, &r, "phoenix", "heartbeat", &json!({}))
+            .await;
         refs.push(r);
     }
     for r in refs {
         let f = c.next_frame(WAIT).await;
-        assert!(f.is_reply_to("phoenix", &r), "heartbeat replies in order; expected ref {r}, got {}", f.raw);
+        assert!(
+            f.is_reply_to("phoenix", &r),
+            "heartbeat replies in order; expected ref {r}, got {}",
+            f.raw
+        );
         f.assert_ok_empty();
     }
     c.expect_silence(SILENCE).await;
@@ -212,7 +270,10 @@ async fn refs_keep_their_json_type(framing: Framing) {
                 f.value(),
                 json!({"topic":"presence:teachers","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":77})
             );
-            c.send_text(r#"{"topic":"presence:teachers","event":"phx_leave","payload":{},"ref":78}"#).await;
+            c.send_text(
+                r#"{"topic":"presence:teachers","event":"phx_leave","payload":{},"ref":78}"#,
+            )
+            .await;
             let f = c.next_frame(WAIT).await;
             assert_eq!(
                 f.value(),
@@ -220,20 +281,38 @@ async fn refs_keep_their_json_type(framing: Framing) {
             );
             // phx_close carries the join ref, i.e. the ref of the phx_join as received.
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!({"topic":"presence:teachers","event":"phx_close","payload":{},"ref":5}));
+            assert_eq!(
+                f.value(),
+                json!({"topic":"presence:teachers","event":"phx_close","payload":{},"ref":5})
+            );
         }
         Framing::V2 => {
-            c.send_text(r#"["5",5,"presence:teachers","phx_join",{"userId":1,"role":"teacher"}]"#).await;
+            c.send_text(r#"["5",5,"presence:teachers","phx_join",{"userId":1,"role":"teacher"}]"#)
+                .await;
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!(["5", 5, "presence:teachers", "phx_reply", {"status":"ok","response":{}}]));
-            c.send_text(r#"["5",77,"presence:teachers","claim:student",{"teacherId":1}]"#).await;
+            assert_eq!(
+                f.value(),
+                json!(["5", 5, "presence:teachers", "phx_reply", {"status":"ok","response":{}}])
+            );
+            c.send_text(r#"["5",77,"presence:teachers","claim:student",{"teacherId":1}]"#)
+                .await;
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!(["5", 77, "presence:teachers", "phx_reply", {"status":"ok","response":{}}]));
-            c.send_text(r#"["5","78","presence:teachers","phx_leave",{}]"#).await;
+            assert_eq!(
+                f.value(),
+                json!(["5", 77, "presence:teachers", "phx_reply", {"status":"ok","response":{}}])
+            );
+            c.send_text(r#"["5","78","presence:teachers","phx_leave",{}]"#)
+                .await;
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!(["5", "78", "presence:teachers", "phx_reply", {"status":"ok","response":{}}]));
+            assert_eq!(
+                f.value(),
+                json!(["5", "78", "presence:teachers", "phx_reply", {"status":"ok","response":{}}])
+            );
             let f = c.next_frame(WAIT).await;
-            assert_eq!(f.value(), json!(["5", "5", "presence:teachers", "phx_close", {}]));
+            assert_eq!(
+                f.value(),
+                json!(["5", "5", "presence:teachers", "phx_close", {}])
+            );
         }
     }
     c.expect_silence(SILENCE).await;
@@ -249,7 +328,12 @@ async fn heartbeat_interleaved_with_traffic(framing: Framing) {
             let r = t.push("phoenix", "heartbeat", json!({})).await;
             refs.push(r);
         } else {
-            t.push("presence:teachers", "claim:student", json!({"teacherId": 1})).await;
+            t.push(
+                "presence:teachers",
+                "claim:student",
+                json!({"teacherId": 1}),
+            )
+            .await;
         }
     }
     for r in refs {
@@ -257,4 +341,8 @@ async fn heartbeat_interleaved_with_traffic(framing: Framing) {
     }
 }
 
-crate::both!(heartbeat_exact, refs_keep_their_json_type, heartbeat_interleaved_with_traffic);
+crate::both!(
+    heartbeat_exact,
+    refs_keep_their_json_type,
+    heartbeat_interleaved_with_traffic
+);

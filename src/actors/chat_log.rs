@@ -49,7 +49,7 @@ impl Handler<AuthorizeJoin> for ChatLog {
     fn handle(&mut self, msg: AuthorizeJoin, _: &mut Context<Self>) -> Self::Result {
         MessageResult(match msg.user {
             Some((role, user)) => self.chats.authorize_join(msg.chat, role, &user),
-            None if self.chats.phase(msg.chat).is_none() => JoinCheck::UnknownChat,
+            None if !self.chats.exists(msg.chat) => JoinCheck::UnknownChat,
             None => JoinCheck::Unauthorized,
         })
     }

@@ -11,7 +11,7 @@
 //! `chat:terminated` made client A's students exit early, PROTOCOL 8.9), and never panic
 //! on an unknown chat id (a bogus id crashed the 2015 log and lost every chat, 8.11).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
@@ -91,11 +91,19 @@ struct Chat {
     object: Arc<str>,
 }
 
-/// Every chat not yet discarded, and how many are active.
+/// How many discarded chats are still remembered, so that a late join of
+/// one is refused with `chat finished` (PROTOCOL 6.2) rather than `unknown
+/// chat`. Bounded, so memory does not grow with the number of chats served.
+pub const RETIRED_CHATS_REMEMBERED: usize = 4096;
+
+/// Every chat not yet discarded, how many are active, and the participants of
+/// the most recently discarded ones.
 #[derive(Default, Debug)]
 pub struct Chats {
     chats: HashMap<ChatId, Chat>,
     active: usize,
+    retired: HashMap<ChatId, (TeacherKey, StudentKey)>,
+    retired_order: VecDeque<ChatId>,
 }
 
 impl Chats {
@@ -139,20 +147,27 @@ impl Chats {
     /// unknown chat, then unauthorized (role/identity mismatch), then chat finished (not
     /// active): the first that applies is the refusal reason the client sees.
     pub fn authorize_join(&self, id: ChatId, role: Role, user: &UserKey) -> JoinCheck {
-        let Some(chat) = self.chats.get(&id) else {
-            return JoinCheck::UnknownChat;
+        let (teacher, student, active) = match (self.chats.get(&id), self.retired.get(&id)) {
+            (Some(chat), _) => (&chat.teacher, &chat.student, chat.phase == ChatPhase::Active),
+            (None, Some((teacher, student))) => (teacher, student, false),
+            (None, None) => return JoinCheck::UnknownChat,
         };
         let participant = match role {
-            Role::Teacher => chat.teacher.0 == *user,
-            Role::Student => chat.student.0 == *user,
+            Role::Teacher => teacher.0 == *user,
+            Role::Student => student.0 == *user,
         };
         if !participant {
             JoinCheck::Unauthorized
-        } else if chat.phase != ChatPhase::Active {
+        } else if !active {
             JoinCheck::ChatFinished
         } else {
             JoinCheck::Allowed
         }
+    }
+
+    /// True for a chat this log knows: live, or recently discarded.
+    pub fn exists(&self, id: ChatId) -> bool {
+        self.chats.contains_key(&id) || self.retired.contains_key(&id)
     }
 
     /// teacher:joined / student:joined. Ready exactly once: when both sides have now
@@ -215,14 +230,29 @@ impl Chats {
     }
 
     /// Forget a finished or abandoned chat (its topic has no channels left). Active chats
-    /// are kept (returns false). Later joins of its topic get `unknown chat`.
+    /// are kept (returns false). Its participants are remembered among the last
+    /// [`RETIRED_CHATS_REMEMBERED`] discarded chats, so a late join still gets
+    /// `chat finished`; after that, `unknown chat`.
     pub fn discard(&mut self, id: ChatId) -> bool {
         match self.chats.get(&id) {
             Some(chat) if chat.phase != ChatPhase::Active => {
-                self.chats.remove(&id);
+                if let Some(chat) = self.chats.remove(&id) {
+                    self.retire(id, chat.teacher, chat.student);
+                }
                 true
             }
             _ => false,
+        }
+    }
+
+    fn retire(&mut self, id: ChatId, teacher: TeacherKey, student: StudentKey) {
+        if self.retired.insert(id, (teacher, student)).is_none() {
+            self.retired_order.push_back(id);
+        }
+        while self.retired_order.len() > RETIRED_CHATS_REMEMBERED {
+            if let Some(oldest) = self.retired_order.pop_front() {
+                self.retired.remove(&oldest);
+            }
         }
     }
 
@@ -401,17 +431,47 @@ mod tests {
     }
 
     #[test]
-    fn only_ended_chats_are_discarded_and_then_unknown() {
+    fn only_ended_chats_are_discarded_and_late_joins_stay_refused() {
         let (mut chats, id) = one_chat(8);
         assert!(!chats.discard(id), "an active chat must be kept");
         assert_eq!(chats.len(), 1);
         chats.finish(id);
         assert!(chats.discard(id));
         assert!(chats.is_empty());
+        // Recently discarded: its participants get `chat finished`, others
+        // `unauthorized`, as for a finished chat still on record (6.2).
+        assert!(chats.exists(id));
         assert_eq!(
             chats.authorize_join(id, Role::Teacher, &key("1")),
+            JoinCheck::ChatFinished
+        );
+        assert_eq!(
+            chats.authorize_join(id, Role::Student, &key("1")),
+            JoinCheck::Unauthorized
+        );
+    }
+
+    #[test]
+    fn only_a_bounded_number_of_discarded_chats_is_remembered() {
+        let mut chats = Chats::new();
+        let mut rng = rand::rng();
+        let first = ChatId::random(&mut rng);
+        chats.create(first, &user(json!(1)), &user(json!(1)));
+        chats.finish(first);
+        chats.discard(first);
+        for n in 0..RETIRED_CHATS_REMEMBERED {
+            let id = ChatId::random(&mut rng);
+            chats.create(id, &user(json!(1)), &user(json!(n)));
+            chats.abandon(id);
+            chats.discard(id);
+        }
+        assert!(!chats.exists(first), "the oldest discarded chat is forgotten");
+        assert_eq!(
+            chats.authorize_join(first, Role::Teacher, &key("1")),
             JoinCheck::UnknownChat
         );
+        assert_eq!(chats.retired.len(), RETIRED_CHATS_REMEMBERED);
+        assert_eq!(chats.retired_order.len(), RETIRED_CHATS_REMEMBERED);
     }
 
     #[test]

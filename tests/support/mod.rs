@@ -167,9 +167,18 @@ pub fn key(id: &Value) -> String {
     }
 }
 
-pub fn encode(framing: Framing, join_ref: &Value, r: &Value, topic: &str, event: &str, payload: &Value) -> String {
+pub fn encode(
+    framing: Framing,
+    join_ref: &Value,
+    r: &Value,
+    topic: &str,
+    event: &str,
+    payload: &Value,
+) -> String {
     match framing {
-        Framing::V1 => json!({"topic": topic, "event": event, "payload": payload, "ref": r}).to_string(),
+        Framing::V1 => {
+            json!({"topic": topic, "event": event, "payload": payload, "ref": r}).to_string()
+        }
         Framing::V2 => json!([join_ref, r, topic, event, payload]).to_string(),
     }
 }
@@ -177,8 +186,9 @@ pub fn encode(framing: Framing, join_ref: &Value, r: &Value, topic: &str, event:
 /// Decodes and checks one server→client text frame. `current_join_ref` is the join ref
 /// this client holds for the frame's topic (V2 push/broadcast check, PROTOCOL 2.3.3).
 fn decode(framing: Framing, raw: &str, current_join_ref: Option<&Value>, who: &str) -> Frame {
-    let v: Value = serde_json::from_str(raw)
-        .unwrap_or_else(|e| panic!("[{who}] server sent a text frame that is not JSON ({e}): {raw}"));
+    let v: Value = serde_json::from_str(raw).unwrap_or_else(|e| {
+        panic!("[{who}] server sent a text frame that is not JSON ({e}): {raw}")
+    });
     let frame = match framing {
         Framing::V1 => {
             let obj = v
@@ -259,7 +269,11 @@ fn decode(framing: Framing, raw: &str, current_join_ref: Option<&Value>, who: &s
         "phx_close" | "phx_error" => {
             // ref carries the channel's join ref; in V2 join_ref == ref.
             if let Some(jr) = &frame.join_ref {
-                assert_eq!(jr, &frame.r#ref, "[{who}] V2 {} must be [JR,JR,...]: {raw}", frame.event);
+                assert_eq!(
+                    jr, &frame.r#ref,
+                    "[{who}] V2 {} must be [JR,JR,...]: {raw}",
+                    frame.event
+                );
             }
         }
         _ => {
@@ -285,13 +299,23 @@ fn decode(framing: Framing, raw: &str, current_join_ref: Option<&Value>, who: &s
 /// PROTOCOL 5.5: status snapshot shape and `total == waiting + chatting + finished`.
 fn check_status(p: &Value, raw: &str, who: &str) {
     let n = |v: &Value| {
-        v.as_u64()
-            .unwrap_or_else(|| panic!("[{who}] user:status count is not a non-negative integer: {raw}"))
+        v.as_u64().unwrap_or_else(|| {
+            panic!("[{who}] user:status count is not a non-negative integer: {raw}")
+        })
     };
     n(&p["teachers"]["total"]);
     let s = &p["students"];
-    let (total, w, c, f) = (n(&s["total"]), n(&s["waiting"]), n(&s["chatting"]), n(&s["finished"]));
-    assert_eq!(total, w + c + f, "[{who}] user:status total != waiting+chatting+finished (PROTOCOL 5.5): {raw}");
+    let (total, w, c, f) = (
+        n(&s["total"]),
+        n(&s["waiting"]),
+        n(&s["chatting"]),
+        n(&s["finished"]),
+    );
+    assert_eq!(
+        total,
+        w + c + f,
+        "[{who}] user:status total != waiting+chatting+finished (PROTOCOL 5.5): {raw}"
+    );
 }
 
 /// A user:status payload as a tuple (teachers, total, waiting, chatting, finished).
@@ -306,7 +330,13 @@ pub fn status_tuple(p: &Value) -> (u64, u64, u64, u64, u64) {
     )
 }
 
-pub fn status_payload(teachers: u64, total: u64, waiting: u64, chatting: u64, finished: u64) -> Value {
+pub fn status_payload(
+    teachers: u64,
+    total: u64,
+    waiting: u64,
+    chatting: u64,
+    finished: u64,
+) -> Value {
     json!({"teachers": {"total": teachers},
            "students": {"total": total, "waiting": waiting, "chatting": chatting, "finished": finished}})
 }
@@ -314,21 +344,47 @@ pub fn status_payload(teachers: u64, total: u64, waiting: u64, chatting: u64, fi
 /// PROTOCOL 5.5: the chat object has exactly seven keys, a UUID v4 id, echoes the ids as
 /// sent in the join params, is active, nobody entered, no messages.
 pub fn assert_chat_object(chat: &Value, teacher_id: &Value, student_id: &Value) {
-    let obj = chat.as_object().unwrap_or_else(|| panic!("chat object is not an object: {chat}"));
+    let obj = chat
+        .as_object()
+        .unwrap_or_else(|| panic!("chat object is not an object: {chat}"));
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
-        vec!["id", "messages", "status", "student_entered", "student_id", "teacher_entered", "teacher_id"],
+        vec![
+            "id",
+            "messages",
+            "status",
+            "student_entered",
+            "student_id",
+            "teacher_entered",
+            "teacher_id"
+        ],
         "chat object keys (PROTOCOL 5.5): {chat}"
     );
-    let id = chat["id"].as_str().unwrap_or_else(|| panic!("chat id is not a string: {chat}"));
+    let id = chat["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("chat id is not a string: {chat}"));
     assert!(is_uuid_v4(id), "chat id must be a UUID v4 string: {chat}");
     assert_eq!(chat["status"], json!("active"), "chat status: {chat}");
-    assert_eq!(&chat["teacher_id"], teacher_id, "chat teacher_id echoes the join value: {chat}");
-    assert_eq!(&chat["student_id"], student_id, "chat student_id echoes the join value: {chat}");
-    assert_eq!(chat["teacher_entered"], json!(false), "teacher_entered: {chat}");
-    assert_eq!(chat["student_entered"], json!(false), "student_entered: {chat}");
+    assert_eq!(
+        &chat["teacher_id"], teacher_id,
+        "chat teacher_id echoes the join value: {chat}"
+    );
+    assert_eq!(
+        &chat["student_id"], student_id,
+        "chat student_id echoes the join value: {chat}"
+    );
+    assert_eq!(
+        chat["teacher_entered"],
+        json!(false),
+        "teacher_entered: {chat}"
+    );
+    assert_eq!(
+        chat["student_entered"],
+        json!(false),
+        "student_entered: {chat}"
+    );
     assert_eq!(chat["messages"], json!([]), "messages: {chat}");
 }
 
@@ -358,7 +414,7 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// Result of a refused or failed handshake.
 #[derive(Debug)]
 pub enum Handshake {
-    Ok(Client, http::Response<Option<Vec<u8>>>),
+    Ok(Box<Client>, http::Response<Option<Vec<u8>>>),
     Refused(u16),
 }
 
@@ -401,7 +457,12 @@ async fn tcp(port: u16, recv_buffer: Option<u32>) -> TcpStream {
 }
 
 /// Opens a WebSocket on `path`; returns the handshake outcome (HTTP status on refusal).
-pub async fn handshake(port: u16, path: &str, framing: Framing, protocols: Option<&str>) -> Handshake {
+pub async fn handshake(
+    port: u16,
+    path: &str,
+    framing: Framing,
+    protocols: Option<&str>,
+) -> Handshake {
     handshake_with(port, path, framing, protocols, None).await
 }
 
@@ -417,8 +478,10 @@ pub async fn handshake_with(
         .into_client_request()
         .expect("valid request");
     if let Some(p) = protocols {
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", http::HeaderValue::from_str(p).unwrap());
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            http::HeaderValue::from_str(p).unwrap(),
+        );
     }
     let res = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
         .await
@@ -435,7 +498,7 @@ pub async fn handshake_with(
                 history: VecDeque::new(),
                 closed: None,
             };
-            Handshake::Ok(client, resp)
+            Handshake::Ok(Box::new(client), resp)
         }
         Err(WsError::Http(resp)) => Handshake::Refused(resp.status().as_u16()),
         Err(e) => panic!("WebSocket handshake on {path} failed unexpectedly: {e}"),
@@ -449,7 +512,7 @@ pub async fn connect(srv: &Server, framing: Framing) -> Client {
 
 pub async fn connect_path(port: u16, path: &str, framing: Framing) -> Client {
     match handshake(port, path, framing, None).await {
-        Handshake::Ok(c, _) => c,
+        Handshake::Ok(c, _) => *c,
         Handshake::Refused(status) => panic!("upgrade on {path} refused with HTTP {status}"),
     }
 }
@@ -489,7 +552,10 @@ impl Client {
     /// Like `send_text` but tolerates a connection the server already closed.
     pub async fn try_send_text(&mut self, text: impl Into<String>) -> bool {
         let text: String = text.into();
-        matches!(tokio::time::timeout(WAIT, self.ws.send(Message::text(text))).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(WAIT, self.ws.send(Message::text(text))).await,
+            Ok(Ok(()))
+        )
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
@@ -516,7 +582,14 @@ impl Client {
     }
 
     /// Encodes and sends one message in this connection's framing.
-    pub async fn send_msg(&mut self, join_ref: &Value, r: &Value, topic: &str, event: &str, payload: &Value) {
+    pub async fn send_msg(
+        &mut self,
+        join_ref: &Value,
+        r: &Value,
+        topic: &str,
+        event: &str,
+        payload: &Value,
+    ) {
         let text = encode(self.framing, join_ref, r, topic, event, payload);
         self.send_text(text).await;
     }
@@ -541,7 +614,8 @@ impl Client {
     /// joined (D3: a refused duplicate join drops the old channel too).
     pub async fn join(&mut self, topic: &str, payload: Value) -> Frame {
         let r = Value::String(self.new_ref());
-        self.send_msg(&r.clone(), &r, topic, "phx_join", &payload).await;
+        self.send_msg(&r.clone(), &r, topic, "phx_join", &payload)
+            .await;
         let reply = self.reply(topic, &r).await;
         if reply.status() == "ok" {
             self.joins.insert(topic.to_owned(), r);
@@ -574,7 +648,9 @@ impl Client {
 
     /// Sends a heartbeat and waits for its reply.
     pub async fn heartbeat(&mut self) {
-        self.call("phoenix", "heartbeat", json!({})).await.assert_ok_empty();
+        self.call("phoenix", "heartbeat", json!({}))
+            .await
+            .assert_ok_empty();
     }
 
     // ----- receiving -----
@@ -585,7 +661,7 @@ impl Client {
         }
         let mut s: String = raw.chars().take(400).collect();
         if s.len() < raw.len() {
-            s.push_str("…");
+            s.push('…');
         }
         self.history.push_back(s);
     }
@@ -599,7 +675,9 @@ impl Client {
             out.push_str(" (nothing)");
         }
         if let Some(c) = self.closed {
-            out.push_str(&format!("\n    then the connection closed (close code {c:?})"));
+            out.push_str(&format!(
+                "\n    then the connection closed (close code {c:?})"
+            ));
         }
         out
     }
@@ -622,17 +700,30 @@ impl Client {
                         // Peek at the topic to find our join ref for it.
                         let v: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
                         let topic = match self.framing {
-                            Framing::V1 => v.get("topic").and_then(Value::as_str).map(str::to_owned),
+                            Framing::V1 => {
+                                v.get("topic").and_then(Value::as_str).map(str::to_owned)
+                            }
                             Framing::V2 => v.get(2).and_then(Value::as_str).map(str::to_owned),
                         };
                         topic.and_then(|t| self.joins.get(&t).cloned())
                     };
-                    return Some(Incoming::Frame(decode(self.framing, &raw, jr.as_ref(), &self.name)));
+                    return Some(Incoming::Frame(decode(
+                        self.framing,
+                        &raw,
+                        jr.as_ref(),
+                        &self.name,
+                    )));
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    panic!("[{}] server sent a binary frame ({} bytes); only text is allowed", self.name, b.len())
+                    panic!(
+                        "[{}] server sent a binary frame ({} bytes); only text is allowed",
+                        self.name,
+                        b.len()
+                    )
                 }
-                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => continue,
+                Some(Ok(Message::Ping(_)))
+                | Some(Ok(Message::Pong(_)))
+                | Some(Ok(Message::Frame(_))) => continue,
                 Some(Ok(Message::Close(cf))) => {
                     let code = cf.map(|c| u16::from(c.code));
                     self.closed = Some(code);
@@ -659,13 +750,21 @@ impl Client {
                 self.name,
                 self.seen()
             ),
-            None => panic!("[{}] no frame within {timeout:?}; saw:{}", self.name, self.seen()),
+            None => panic!(
+                "[{}] no frame within {timeout:?}; saw:{}",
+                self.name,
+                self.seen()
+            ),
         }
     }
 
     /// Waits for the first frame (inbox first) matching `pred`; frames that do not match
     /// stay in the inbox. `None` on timeout or close.
-    pub async fn try_wait_match(&mut self, pred: impl Fn(&Frame) -> bool, timeout: Duration) -> Option<Frame> {
+    pub async fn try_wait_match(
+        &mut self,
+        pred: impl Fn(&Frame) -> bool,
+        timeout: Duration,
+    ) -> Option<Frame> {
         if let Some(i) = self.inbox.iter().position(&pred) {
             return self.inbox.remove(i);
         }
@@ -684,7 +783,12 @@ impl Client {
     }
 
     /// Like `try_wait_match` but panics with a clear message, including the frames seen.
-    pub async fn wait_match(&mut self, pred: impl Fn(&Frame) -> bool, what: &str, timeout: Duration) -> Frame {
+    pub async fn wait_match(
+        &mut self,
+        pred: impl Fn(&Frame) -> bool,
+        what: &str,
+        timeout: Duration,
+    ) -> Frame {
         match self.try_wait_match(pred, timeout).await {
             Some(f) => f,
             None => {
@@ -692,31 +796,48 @@ impl Client {
                     Some(code) => format!("the connection closed (code {code:?})"),
                     None => format!("nothing matched within {timeout:?}"),
                 };
-                panic!("[{}] waiting for {what}: {how}; saw:{}", self.name, self.seen())
+                panic!(
+                    "[{}] waiting for {what}: {how}; saw:{}",
+                    self.name,
+                    self.seen()
+                )
             }
         }
     }
 
     pub async fn wait_for(&mut self, topic: &str, event: &str, timeout: Duration) -> Frame {
         let what = format!("{event} on {topic}");
-        self.wait_match(|f| f.is(topic, event), &what, timeout).await
+        self.wait_match(|f| f.is(topic, event), &what, timeout)
+            .await
     }
 
     pub async fn reply(&mut self, topic: &str, r: &Value) -> Frame {
         let what = format!("the phx_reply to ref {r} on {topic}");
-        self.wait_match(|f| f.is_reply_to(topic, r), &what, WAIT).await
+        self.wait_match(|f| f.is_reply_to(topic, r), &what, WAIT)
+            .await
     }
 
     /// Panics if a frame matching `pred` is in the inbox or arrives within `window`.
-    pub async fn expect_none(&mut self, pred: impl Fn(&Frame) -> bool, what: &str, window: Duration) {
+    pub async fn expect_none(
+        &mut self,
+        pred: impl Fn(&Frame) -> bool,
+        what: &str,
+        window: Duration,
+    ) {
         if let Some(f) = self.try_wait_match(&pred, window).await {
-            panic!("[{}] expected no {what}, but got {}; saw:{}", self.name, f.raw, self.seen());
+            panic!(
+                "[{}] expected no {what}, but got {}; saw:{}",
+                self.name,
+                f.raw,
+                self.seen()
+            );
         }
     }
 
     pub async fn expect_no_event(&mut self, topic: &str, event: &str, window: Duration) {
         let what = format!("{event} on {topic}");
-        self.expect_none(|f| f.is(topic, event), &what, window).await
+        self.expect_none(|f| f.is(topic, event), &what, window)
+            .await
     }
 
     /// Panics if anything is in the inbox or arrives within `window`.
@@ -733,10 +854,19 @@ impl Client {
         match self.read_one(deadline).await {
             None => {}
             Some(Incoming::Frame(f)) => {
-                panic!("[{}] expected silence, got {}; saw:{}", self.name, f.raw, self.seen())
+                panic!(
+                    "[{}] expected silence, got {}; saw:{}",
+                    self.name,
+                    f.raw,
+                    self.seen()
+                )
             }
             Some(Incoming::Closed(code)) => {
-                panic!("[{}] expected silence, but the connection closed (code {code:?}); saw:{}", self.name, self.seen())
+                panic!(
+                    "[{}] expected silence, but the connection closed (code {code:?}); saw:{}",
+                    self.name,
+                    self.seen()
+                )
             }
         }
     }
@@ -782,7 +912,13 @@ impl Client {
     /// Asserts that the server closes the connection with `code`.
     pub async fn expect_close_code(&mut self, code: u16, why: &str) {
         let got = self.wait_close(WAIT).await;
-        assert_eq!(got, Some(code), "[{}] {why}: expected close code {code}, got {got:?}; saw:{}", self.name, self.seen());
+        assert_eq!(
+            got,
+            Some(code),
+            "[{}] {why}: expected close code {code}, got {got:?}; saw:{}",
+            self.name,
+            self.seen()
+        );
     }
 
     pub fn is_closed(&self) -> bool {
@@ -799,7 +935,9 @@ impl Client {
     /// `student:ready` on this student's presence topic; asserts `ok` `{}`.
     pub async fn ready(&mut self, sid: &Value) {
         let topic = format!("presence:student:{}", key(sid));
-        let reply = self.call(&topic, "student:ready", json!({"userId": sid})).await;
+        let reply = self
+            .call(&topic, "student:ready", json!({"userId": sid}))
+            .await;
         assert_eq!(
             reply.payload,
             json!({"status": "ok", "response": {}}),
@@ -811,8 +949,20 @@ impl Client {
 
     /// `claim:student`; asserts `ok`; returns the chat object if a student was assigned.
     pub async fn claim(&mut self, tid: &Value) -> Option<Value> {
-        let reply = self.call("presence:teachers", "claim:student", json!({"teacherId": tid})).await;
-        assert_eq!(reply.status(), "ok", "[{}] claim:student should be ok: {}", self.name, reply.raw);
+        let reply = self
+            .call(
+                "presence:teachers",
+                "claim:student",
+                json!({"teacherId": tid}),
+            )
+            .await;
+        assert_eq!(
+            reply.status(),
+            "ok",
+            "[{}] claim:student should be ok: {}",
+            self.name,
+            reply.raw
+        );
         let resp = reply.response().clone();
         if resp == json!({}) {
             None
@@ -824,20 +974,30 @@ impl Client {
     /// Claims and expects a chat with student `sid`; consumes the `new:chat:<tid>` push.
     /// Returns the chat id.
     pub async fn claim_expect(&mut self, tid: &Value, sid: &Value) -> String {
-        let chat = self
-            .claim(tid)
-            .await
-            .unwrap_or_else(|| panic!("[{}] claim:student assigned nobody, expected student {sid}", self.name));
-        assert_eq!(&chat["student_id"], sid, "[{}] claim assigned the wrong student: {chat}", self.name);
+        let chat = self.claim(tid).await.unwrap_or_else(|| {
+            panic!(
+                "[{}] claim:student assigned nobody, expected student {sid}",
+                self.name
+            )
+        });
+        assert_eq!(
+            &chat["student_id"], sid,
+            "[{}] claim assigned the wrong student: {chat}",
+            self.name
+        );
         let ev = format!("new:chat:{}", key(tid));
         let push = self.wait_for("presence:teachers", &ev, WAIT).await;
-        assert_eq!(push.payload, chat, "new:chat:<tid> push and claim reply carry the same chat");
+        assert_eq!(
+            push.payload, chat,
+            "new:chat:<tid> push and claim reply carry the same chat"
+        );
         chat["id"].as_str().unwrap().to_owned()
     }
 
     /// Joins `chats:<cid>` with the given role and id; asserts `ok`.
     pub async fn join_chat(&mut self, cid: &str, role: &str, id: &Value) {
-        self.join_ok(&format!("chats:{cid}"), json!({"userId": id, "role": role})).await;
+        self.join_ok(&format!("chats:{cid}"), json!({"userId": id, "role": role}))
+            .await;
     }
 }
 
@@ -887,8 +1047,12 @@ pub async fn enter_chat(t: &mut Client, tid: &Value, s: &mut Client, sid: &Value
     s.wait_for(&student_topic(sid), "new:chat", WAIT).await;
     t.join_chat(cid, "teacher", tid).await;
     s.join_chat(cid, "student", sid).await;
-    t.call(&topic, "teacher:joined", json!({})).await.assert_ok_empty();
-    s.call(&topic, "student:joined", json!({})).await.assert_ok_empty();
+    t.call(&topic, "teacher:joined", json!({}))
+        .await
+        .assert_ok_empty();
+    s.call(&topic, "student:joined", json!({}))
+        .await
+        .assert_ok_empty();
     t.wait_for(&topic, "chat:ready", WAIT).await;
     s.wait_for(&topic, "chat:ready", WAIT).await;
 }
@@ -932,7 +1096,149 @@ impl Rng {
     }
     /// Random printable-ish text (valid UTF-8, rarely JSON).
     pub fn text(&mut self, n: usize) -> String {
-        const ALPHABET: &[char] = &['{', '}', '[', ']', '"', ':', ',', 'a', 'z', '0', '9', ' ', '\\', 'é', '€', '\u{1F600}', 'n', 'u', 'l'];
-        (0..n).map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize]).collect()
+        const ALPHABET: &[char] = &[
+            '{',
+            '}',
+            '[',
+            ']',
+            '"',
+            ':',
+            ',',
+            'a',
+            'z',
+            '0',
+            '9',
+            ' ',
+            '\\',
+            'é',
+            '€',
+            '\u{1F600}',
+            'n',
+            'u',
+            'l',
+        ];
+        (0..n)
+            .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize])
+            .collect()
+    }
+}
+
+/// The harness's own checks must not be vacuous: each bad frame below must be rejected
+/// by `decode`, and the good ones accepted.
+mod selftest {
+    use super::*;
+
+    #[test]
+    fn decoder_accepts_contract_frames() {
+        decode(
+            Framing::V1,
+            r#"{"topic":"phoenix","event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"12"}"#,
+            None,
+            "t",
+        );
+        decode(
+            Framing::V2,
+            r#"[null,6,"phoenix","phx_reply",{"status":"ok","response":{}}]"#,
+            None,
+            "t",
+        );
+        decode(
+            Framing::V2,
+            r#"["1","1","presence:student:8","phx_close",{}]"#,
+            None,
+            "t",
+        );
+        decode(
+            Framing::V2,
+            r#"["3",null,"presence:teachers","new:chat:1",{}]"#,
+            Some(&json!("3")),
+            "t",
+        );
+        decode(
+            Framing::V1,
+            r#"{"topic":"presence:teachers","event":"user:status","payload":{"teachers":{"total":1},"students":{"total":3,"waiting":1,"chatting":1,"finished":1}},"ref":null}"#,
+            None,
+            "t",
+        );
+        assert!(is_uuid_v4("a17ffb00-ec45-4129-b076-775057324b7d"));
+        assert!(!is_uuid_v4("a17ffb00-ec45-1129-b076-775057324b7d"));
+    }
+
+    #[test]
+    #[should_panic(expected = "exactly topic, event, payload, ref")]
+    fn decoder_rejects_v1_join_ref_key() {
+        decode(
+            Framing::V1,
+            r#"{"topic":"t","event":"e","payload":{},"ref":null,"join_ref":null}"#,
+            None,
+            "t",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "exactly topic, event, payload, ref")]
+    fn decoder_rejects_v1_missing_ref() {
+        decode(
+            Framing::V1,
+            r#"{"topic":"t","event":"e","payload":{}}"#,
+            None,
+            "t",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "payload must be an object")]
+    fn decoder_rejects_null_payload() {
+        decode(Framing::V2, r#"[null,null,"t","e",null]"#, None, "t");
+    }
+
+    #[test]
+    #[should_panic(expected = "carry ref null")]
+    fn decoder_rejects_push_with_ref() {
+        decode(
+            Framing::V1,
+            r#"{"topic":"t","event":"new:chat","payload":{},"ref":"3"}"#,
+            None,
+            "t",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "current join ref")]
+    fn decoder_rejects_foreign_join_ref_on_push() {
+        decode(
+            Framing::V2,
+            r#"["999",null,"t","new:chat",{}]"#,
+            Some(&json!("3")),
+            "t",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "total != waiting+chatting+finished")]
+    fn decoder_rejects_inconsistent_status() {
+        decode(
+            Framing::V2,
+            r#"[null,null,"presence:teachers","user:status",{"teachers":{"total":1},"students":{"total":3,"waiting":1,"chatting":1,"finished":0}}]"#,
+            None,
+            "t",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "must have 5 elements")]
+    fn decoder_rejects_short_v2() {
+        decode(Framing::V2, r#"[null,null,"t","e"]"#, None, "t");
+    }
+
+    #[test]
+    #[should_panic(expected = "reply response must be an object")]
+    fn decoder_rejects_reply_without_object_response() {
+        decode(
+            Framing::V1,
+            r#"{"topic":"t","event":"phx_reply","payload":{"status":"ok","response":null},"ref":"1"}"#,
+            None,
+            "t",
+        );
     }
 }
