@@ -148,7 +148,11 @@ impl Chats {
     /// active): the first that applies is the refusal reason the client sees.
     pub fn authorize_join(&self, id: ChatId, role: Role, user: &UserKey) -> JoinCheck {
         let (teacher, student, active) = match (self.chats.get(&id), self.retired.get(&id)) {
-            (Some(chat), _) => (&chat.teacher, &chat.student, chat.phase == ChatPhase::Active),
+            (Some(chat), _) => (
+                &chat.teacher,
+                &chat.student,
+                chat.phase == ChatPhase::Active,
+            ),
             (None, Some((teacher, student))) => (teacher, student, false),
             (None, None) => return JoinCheck::UnknownChat,
         };
@@ -465,7 +469,10 @@ mod tests {
             chats.abandon(id);
             chats.discard(id);
         }
-        assert!(!chats.exists(first), "the oldest discarded chat is forgotten");
+        assert!(
+            !chats.exists(first),
+            "the oldest discarded chat is forgotten"
+        );
         assert_eq!(
             chats.authorize_join(first, Role::Teacher, &key("1")),
             JoinCheck::UnknownChat
