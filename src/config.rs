@@ -18,6 +18,9 @@ pub struct Config {
     pub outbound_limit: usize,
     /// How long shutdown waits for clients to receive their close frames.
     pub shutdown_grace: Duration,
+    /// HTTP worker threads (each runs its connections' sessions); 0 means
+    /// one per available core.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -28,6 +31,7 @@ impl Default for Config {
             max_channels: 100,
             outbound_limit: 8192,
             shutdown_grace: Duration::from_secs(2),
+            workers: 0,
         }
     }
 }

@@ -81,6 +81,10 @@ impl Server {
 /// process because nothing is global.
 pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result<Server> {
     let local_addr = listener.local_addr()?;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let hub = Hub::start(config);
     let app_hub = hub.clone();
     let http = HttpServer::new(move || {
@@ -88,6 +92,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
             .app_data(web::Data::new(app_hub.clone()))
             .configure(http::configure)
     })
+    .workers(workers)
     .disable_signals()
     .shutdown_timeout(1)
     .backlog(4096)

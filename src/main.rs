@@ -18,6 +18,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Worker threads serving connections (0 = one per core).
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    workers: usize,
 }
 
 #[actix_web::main]
@@ -32,7 +35,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let server = tutor_queue::start(listener, tutor_queue::Config::default())?;
+    let config = tutor_queue::Config {
+        workers: args.workers,
+        ..tutor_queue::Config::default()
+    };
+    let server = tutor_queue::start(listener, config)?;
     tracing::info!("listening on {}", server.local_addr());
 
     let stopper = server.stopper();

@@ -1,0 +1,103 @@
+//! The load client against the real tutor-queue server, started in-process on port 0
+//! (its own thread and actix System), under both framings.
+
+use std::time::Duration;
+
+use load_client::{Config, Framing, Report};
+
+fn start_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::Builder::new()
+        .name(format!("tutor-queue-{port}"))
+        .spawn(move || {
+            let result = actix_web::rt::System::new()
+                .block_on(tutor_queue::run(listener, tutor_queue::Config::default()));
+            eprintln!("tutor-queue on port {port} stopped: {result:?}");
+        })
+        .expect("spawn server thread");
+    port
+}
+
+fn config(url: String, framing: Framing) -> Config {
+    Config {
+        url,
+        students: 30,
+        teachers: 3,
+        messages: 5,
+        framing,
+        timeout: Duration::from_secs(30),
+        ..Config::default()
+    }
+}
+
+fn assert_clean(report: &Report) {
+    let summary = report.summary();
+    assert_eq!(report.violations, 0, "{summary}");
+    assert_eq!(report.errors, 0, "{summary}");
+    assert_eq!(report.students_finished, 30, "{summary}");
+    assert_eq!(report.chats_completed, 30, "{summary}");
+    assert_eq!(report.relayed_messages, 30 * 5 * 2, "{summary}");
+    assert_eq!(report.rtt_samples, 30 * 5, "{summary}");
+    assert_eq!(report.teachers_stopped, 3, "{summary}");
+    assert!(!report.timed_out, "{summary}");
+    assert!(report.success(), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_against_the_real_server() {
+    let port = start_server();
+    let report = load_client::run(config(format!("ws://127.0.0.1:{port}/ws"), Framing::V1))
+        .await
+        .expect("run");
+    assert_eq!(report.vsn, 1);
+    assert_clean(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_against_the_real_server() {
+    let port = start_server();
+    // No path: V2 goes to /socket/websocket?vsn=2.0.0.
+    let report = load_client::run(config(format!("ws://127.0.0.1:{port}"), Framing::V2))
+        .await
+        .expect("run");
+    assert_eq!(
+        report.url,
+        format!("ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0")
+    );
+    assert_clean(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teachers_wait_for_rate_limited_students() {
+    // Students trickle in (one every 250 ms) while a one-message chat is much shorter:
+    // the roster empties between arrivals, and teachers must not stop before the last
+    // student is queued.
+    let port = start_server();
+    let mut c = config(format!("ws://127.0.0.1:{port}/ws"), Framing::V1);
+    c.students = 4;
+    c.teachers = 2;
+    c.messages = 1;
+    c.connect_rate = 4.0;
+    let report = load_client::run(c).await.expect("run");
+    assert_eq!(report.students_finished, 4, "{}", report.summary());
+    assert_eq!(report.teachers_stopped, 2, "{}", report.summary());
+    assert_eq!(report.violations, 0, "{}", report.summary());
+    assert!(report.success(), "{}", report.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_keeps_idle_users_open() {
+    let port = start_server();
+    let c = Config {
+        url: format!("ws://127.0.0.1:{port}/ws"),
+        hold: 50,
+        timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let report = load_client::run(c).await.expect("run");
+    assert_eq!(report.mode, "hold");
+    assert_eq!(report.held_open, 50, "{}", report.summary());
+    assert_eq!(report.errors, 0, "{}", report.summary());
+    assert!(report.success());
+}

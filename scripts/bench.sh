@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The tutor-queue benchmark: release binaries, a fresh server per run, the
+# bundled load-client against it, server CPU and memory read from /proc.
+#
+#   scripts/bench.sh                 # S1, S2 and S3, 3 runs each
+#   RUNS=1 SCENARIOS="S1" scripts/bench.sh
+#
+# S1: 1000 students, 10 teachers, 50 messages (the 2015 default)
+# S2: 10000 students, 100 teachers, 50 messages
+# S3: 10000 idle users held open (server RSS per connection)
+#
+# Writes bench/results.json and prints a Markdown table (median (min-max)).
+# Loopback only; stops only the processes it started, by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+SCENARIOS=${SCENARIOS:-"S1 S2 S3"}
+PORT=${PORT:-4411}
+HOLD=${HOLD:-10000}
+OUT=bench/results.json
+RAW=$(mktemp -d)
+trap 'rm -rf "$RAW"' EXIT
+
+# Many sockets: raise the soft limit of open files up to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release --workspace --quiet
+SERVER=target/release/tutor-queue
+CLIENT=target/release/load-client
+TICKS=$(getconf CLK_TCK)
+
+server_pid=""
+start_server() {
+    "$SERVER" --port "$PORT" ${SERVER_ARGS:-} >"$RAW/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$RAW/server.log" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "server did not start" >&2
+    exit 1
+}
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+trap 'stop_server; rm -rf "$RAW"' EXIT
+
+# CPU seconds (user + system) the server has used so far.
+server_cpu_s() {
+    awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$server_pid/stat"
+}
+# A field of /proc/PID/status, in KiB.
+server_status_kib() {
+    awk -v f="$1:" '$1 == f { print $2 }' "/proc/$server_pid/status"
+}
+established() {
+    ss -Htn state established "( sport = :$PORT )" | wc -l
+}
+
+run_chat_scenario() { # name students teachers messages run
+    local name=$1 students=$2 teachers=$3 messages=$4 run=$5
+    start_server
+    "$CLIENT" --url "ws://127.0.0.1:$PORT/ws" --students "$students" --teachers "$teachers" \
+        --messages "$messages" --timeout-s 300 --json >"$RAW/client.out" 2>"$RAW/client.err" || {
+        echo "$name run $run: load-client failed (exit $?)" >&2
+        tail -5 "$RAW/client.err" >&2
+    }
+    local cpu hwm
+    cpu=$(server_cpu_s)
+    hwm=$(server_status_kib VmHWM)
+    stop_server
+    tail -n 1 "$RAW/client.out" | python3 -c '
+import json, sys
+report = json.loads(sys.stdin.read())
+cpu, hwm = float(sys.argv[1]), int(sys.argv[2])
+relayed = max(report["relayed_messages"], 1)
+report.update(server_cpu_s=cpu, server_cpu_us_per_msg=cpu * 1e6 / relayed, server_peak_rss_kib=hwm)
+print(json.dumps(report))' "$cpu" "$hwm" >>"$RAW/$name.jsonl"
+}
+
+run_hold_scenario() { # name users run
+    local name=$1 users=$2 run=$3
+    start_server
+    local before
+    before=$(server_status_kib VmRSS)
+    # Split over several client processes to stay under per-process limits.
+    local per=$(((users + 4) / 5)) pids=() left=$users id=0
+    while [ "$left" -gt 0 ]; do
+        local n=$((left < per ? left : per))
+        "$CLIENT" --url "ws://127.0.0.1:$PORT/ws" --hold "$n" --id-start "$id" --timeout-s 120 \
+            >"$RAW/hold.$id.out" 2>&1 &
+        pids+=($!)
+        id=$((id + n))
+        left=$((left - n))
+    done
+    local open=0
+    for _ in $(seq 1 1200); do
+        open=$(established)
+        [ "$open" -ge "$users" ] && break
+        sleep 0.1
+    done
+    sleep 1 # let the joins settle
+    local rss hwm
+    rss=$(server_status_kib VmRSS)
+    hwm=$(server_status_kib VmHWM)
+    kill -INT "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    stop_server
+    python3 -c '
+import json, sys
+users, open_, before, rss, hwm = map(int, sys.argv[1:6])
+print(json.dumps(dict(users=users, open=open_, server_rss_before_kib=before, server_rss_kib=rss,
+    server_peak_rss_kib=hwm, rss_per_connection_kib=(rss - before) / max(open_, 1))))' \
+        "$users" "$open" "$before" "$rss" "$hwm" >>"$RAW/$name.jsonl"
+}
+
+for scenario in $SCENARIOS; do
+    for run in $(seq 1 "$RUNS"); do
+        echo "== $scenario run $run/$RUNS" >&2
+        case $scenario in
+        S1) run_chat_scenario S1 1000 10 50 "$run" ;;
+        S2) run_chat_scenario S2 10000 100 50 "$run" ;;
+        S3) run_hold_scenario S3 "$HOLD" "$run" ;;
+        *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+        esac
+    done
+done
+
+python3 - "$RAW" "$OUT" $SCENARIOS <<'PY'
+import json, os, statistics, sys
+raw, out, scenarios = sys.argv[1], sys.argv[2], sys.argv[3:]
+runs = {s: [json.loads(l) for l in open(os.path.join(raw, s + ".jsonl"))] for s in scenarios
+        if os.path.exists(os.path.join(raw, s + ".jsonl"))}
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+result = {}
+for s, reports in runs.items():
+    keys = [k for k, v in reports[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    result[s] = {"runs": reports, "summary": {k: summary([r[k] for r in reports]) for k in keys}}
+os.makedirs(os.path.dirname(out), exist_ok=True)
+json.dump(result, open(out, "w"), indent=1)
+
+def cell(s, k, fmt="{:,.0f}"):
+    m = result[s]["summary"].get(k)
+    if m is None:
+        return "-"
+    return f"{fmt.format(m['median'])} ({fmt.format(m['min'])}–{fmt.format(m['max'])})"
+
+print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
+print("|---|---|---|---|---|---|---|---|")
+for s in ("S1", "S2"):
+    if s in result:
+        sm = result[s]["summary"]
+        rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))
+        print(f"| {s} | {cell(s, 'msgs_per_s')} | {rtt} | {cell(s, 'queue_wait_p99_ms')} | "
+              f"{cell(s, 'server_cpu_s', '{:.2f}')} | {cell(s, 'server_cpu_us_per_msg', '{:.1f}')} | "
+              f"{sm['server_peak_rss_kib']['median'] / 1024:.1f} | {cell(s, 'violations')} |")
+if "S3" in result:
+    print()
+    print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")
+    print("|---|---|---|---|")
+    sm = result["S3"]["summary"]
+    print(f"| S3 | {cell('S3', 'open')} | {cell('S3', 'rss_per_connection_kib', '{:.1f}')} | "
+          f"{sm['server_rss_kib']['median'] / 1024:.1f} |")
+PY
