@@ -81,6 +81,21 @@ impl<'a> FrameCache<'a> {
     }
 }
 
+/// Queues one frame to each subscriber, encoded once per framing; the
+/// connections that overflow are added to `evicted`.
+fn deliver_all<'a>(
+    subscribers: impl Iterator<Item = &'a Subscriber>,
+    mut frames: FrameCache<'_>,
+    evicted: &mut Vec<SessionId>,
+) {
+    for subscriber in subscribers {
+        let frame = frames.get(subscriber.session.framing());
+        if subscriber.session.deliver(subscriber.channel, frame) == Delivery::Evicted {
+            evicted.push(subscriber.session.id());
+        }
+    }
+}
+
 impl Topics {
     pub fn new() -> Self {
         Topics::default()
@@ -127,13 +142,11 @@ impl Topics {
         let Some(entry) = self.map.get(topic) else {
             return;
         };
-        let mut frames = FrameCache::new(topic, event, payload);
-        for subscriber in &entry.subscribers {
-            let frame = frames.get(subscriber.session.framing());
-            if subscriber.session.deliver(subscriber.channel, frame) == Delivery::Evicted {
-                evicted.push(subscriber.session.id());
-            }
-        }
+        deliver_all(
+            entry.subscribers.iter(),
+            FrameCache::new(topic, event, payload),
+            evicted,
+        );
     }
 
     /// The relay hot path: sends `payload` (raw JSON, passed through as is)
@@ -152,13 +165,8 @@ impl Topics {
         if entry.finished {
             return Err(ChatNotActive);
         }
-        let mut frames = FrameCache::new(topic, event, payload);
-        for subscriber in entry.subscribers.iter().filter(|s| s.role == Some(to)) {
-            let frame = frames.get(subscriber.session.framing());
-            if subscriber.session.deliver(subscriber.channel, frame) == Delivery::Evicted {
-                evicted.push(subscriber.session.id());
-            }
-        }
+        let to_side = entry.subscribers.iter().filter(|s| s.role == Some(to));
+        deliver_all(to_side, FrameCache::new(topic, event, payload), evicted);
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub mod stats;
 mod student;
 mod teacher;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -125,6 +126,31 @@ impl Shared {
 
     pub fn error(&self, kind: ErrorKind) {
         self.counters.error(kind);
+    }
+
+    /// Takes the push a `phx_reply` answers (matched by ref) out of `pending`.
+    /// A reply that answers nothing pending is counted as an error: an
+    /// unexpected frame, or an error reply to a push that has no reply on
+    /// success (such as a relayed message).
+    pub(crate) fn take_pending<P>(
+        &self,
+        pending: &mut HashMap<u64, P>,
+        frame: &codec::Frame<'_>,
+        reply: &codec::Reply<'_>,
+    ) -> Option<P> {
+        let taken = frame
+            .msg_ref
+            .as_deref()
+            .and_then(|r| r.parse::<u64>().ok())
+            .and_then(|r| pending.remove(&r));
+        if taken.is_none() {
+            self.error(if reply.is_ok() {
+                ErrorKind::UnexpectedFrame
+            } else {
+                ErrorKind::ErrorReply
+            });
+        }
+        taken
     }
 
     /// Resolves once the run is being stopped.

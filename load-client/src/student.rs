@@ -185,17 +185,7 @@ impl Student {
             self.shared.error(ErrorKind::MalformedFrame);
             return Ok(Flow::Continue);
         };
-        let pending = frame
-            .msg_ref
-            .as_deref()
-            .and_then(|r| r.parse::<u64>().ok())
-            .and_then(|r| self.pending.remove(&r));
-        let Some(pending) = pending else {
-            self.shared.error(if reply.is_ok() {
-                ErrorKind::UnexpectedFrame
-            } else {
-                ErrorKind::ErrorReply
-            });
+        let Some(pending) = self.shared.take_pending(&mut self.pending, frame, &reply) else {
             return Ok(Flow::Continue);
         };
         if !reply.is_ok() {

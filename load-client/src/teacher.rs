@@ -228,18 +228,8 @@ impl Teacher {
             self.shared.error(ErrorKind::MalformedFrame);
             return Ok(Flow::Continue);
         };
-        let pending = frame
-            .msg_ref
-            .as_deref()
-            .and_then(|r| r.parse::<u64>().ok())
-            .and_then(|r| self.pending.remove(&r));
-        let Some(pending) = pending else {
-            // `teacher:send` has no reply on success, so only its errors land here.
-            self.shared.error(if reply.is_ok() {
-                ErrorKind::UnexpectedFrame
-            } else {
-                ErrorKind::ErrorReply
-            });
+        // `teacher:send` has no reply on success: its errors are counted here.
+        let Some(pending) = self.shared.take_pending(&mut self.pending, frame, &reply) else {
             return Ok(Flow::Continue);
         };
         if !reply.is_ok() {

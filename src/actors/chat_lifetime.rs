@@ -125,10 +125,13 @@ impl Actor for ChatLifetime {
     type Context = Context<Self>;
 }
 
-impl Handler<Join> for ChatLifetime {
-    type Result = AtomicResponse<Self, Result<ChannelKind, Refusal>>;
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
-        let step = self.core.clone().join(msg);
+impl ChatLifetime {
+    /// Runs one step to completion before the actor handles anything else,
+    /// then queues the connections it found overflowing as gone.
+    fn atomically<T: 'static>(
+        &mut self,
+        step: impl std::future::Future<Output = T> + 'static,
+    ) -> AtomicResponse<Self, T> {
         AtomicResponse::new(Box::pin(step.into_actor(self).map(|outcome, act, ctx| {
             act.flush_evicted(ctx);
             outcome
@@ -136,14 +139,19 @@ impl Handler<Join> for ChatLifetime {
     }
 }
 
+impl Handler<Join> for ChatLifetime {
+    type Result = AtomicResponse<Self, Result<ChannelKind, Refusal>>;
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().join(msg);
+        self.atomically(step)
+    }
+}
+
 impl Handler<Request> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: Request, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().request(msg);
-        AtomicResponse::new(Box::pin(
-            step.into_actor(self)
-                .map(|(), act, ctx| act.flush_evicted(ctx)),
-        ))
+        self.atomically(step)
     }
 }
 
@@ -151,10 +159,7 @@ impl Handler<ChannelLeft> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: ChannelLeft, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().channel_left(msg);
-        AtomicResponse::new(Box::pin(
-            step.into_actor(self)
-                .map(|(), act, ctx| act.flush_evicted(ctx)),
-        ))
+        self.atomically(step)
     }
 }
 
@@ -162,10 +167,7 @@ impl Handler<SessionGone> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().session_gone(msg.session);
-        AtomicResponse::new(Box::pin(
-            step.into_actor(self)
-                .map(|(), act, ctx| act.flush_evicted(ctx)),
-        ))
+        self.atomically(step)
     }
 }
 
@@ -292,14 +294,14 @@ impl Core {
     ) -> Result<(MemberKind, ChannelKind, Option<Role>), Refusal> {
         match target {
             JoinTarget::Teachers(teacher) => Ok((
-                MemberKind::Teacher(TeacherKey(teacher.key.clone())),
+                MemberKind::Teacher(teacher.as_teacher()),
                 ChannelKind::Teachers {
                     teacher: teacher.clone(),
                 },
                 None,
             )),
             JoinTarget::Student(student) => Ok((
-                MemberKind::Student(StudentKey(student.key.clone())),
+                MemberKind::Student(student.as_student()),
                 ChannelKind::Student {
                     student: student.clone(),
                 },
@@ -339,7 +341,7 @@ impl Core {
     async fn enter_presence(&self, kind: &ChannelKind) {
         match kind {
             ChannelKind::Teachers { teacher } => {
-                let teacher = TeacherKey(teacher.key.clone());
+                let teacher = teacher.as_teacher();
                 if let Some(total) = ask(&self.teachers, TeacherPresent { teacher }).await {
                     self.state.borrow_mut().teachers_total = total;
                 }
@@ -361,7 +363,7 @@ impl Core {
         }
         match (r.command, &r.kind) {
             (Command::Ready, ChannelKind::Student { student }) => {
-                let student = StudentKey(student.key.clone());
+                let student = student.as_student();
                 if let Some((outcome, counts)) = ask(&self.students, StudentReady { student }).await
                 {
                     if matches!(outcome, ReadyOutcome::Queued(_)) {
@@ -399,7 +401,7 @@ impl Core {
     /// PROTOCOL 7.1 as one step: the teacher's slot, the head of the queue,
     /// the chat, then the frames of 5.4 in order. Answers the chat object.
     async fn claim(&self, r: &Request, teacher_id: &UserId) -> Option<Arc<str>> {
-        let teacher = TeacherKey(teacher_id.key.clone());
+        let teacher = teacher_id.as_teacher();
         let chat = ChatId::random(&mut rand::rng());
         let slot = ask(
             &self.teachers,

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::domain::{ChatId, Role, StudentKey, TeacherKey, UserId};
+use crate::domain::{ChatId, Role, UserId};
 
 /// A ref or join ref as raw JSON text (`"5"` with its quotes, or `5`), so it
 /// is echoed with the JSON type the client used (PROTOCOL 2.3).
@@ -33,22 +33,6 @@ pub enum ChannelKind {
     Student { student: UserId },
     /// `chats:<cid>`: one side of a chat.
     Chat { chat: ChatId, role: Role },
-}
-
-impl ChannelKind {
-    pub fn teacher_key(&self) -> Option<TeacherKey> {
-        match self {
-            ChannelKind::Teachers { teacher } => Some(TeacherKey(teacher.key.clone())),
-            _ => None,
-        }
-    }
-
-    pub fn student_key(&self) -> Option<StudentKey> {
-        match self {
-            ChannelKind::Student { student } => Some(StudentKey(student.key.clone())),
-            _ => None,
-        }
-    }
 }
 
 /// One joined channel.
@@ -113,11 +97,6 @@ impl ChannelTable {
     pub fn remove(&mut self, id: ChannelId) -> Option<Channel> {
         let index = self.channels.iter().position(|c| c.id == id)?;
         Some(self.channels.swap_remove(index))
-    }
-
-    /// Empties the table (connection closed).
-    pub fn drain(&mut self) -> Vec<Channel> {
-        std::mem::take(&mut self.channels)
     }
 }
 

@@ -390,8 +390,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        // Every channel still joined goes away once, with its leave effects.
-        self.table.drain();
+        // Every channel still joined goes away once, with its leave effects:
+        // `ChatLifetime` knows them all by this connection's id.
         self.hub.sessions.remove(&self.id);
         self.hub.lifetime.do_send(SessionGone { session: self.id });
     }
