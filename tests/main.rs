@@ -8,6 +8,7 @@ mod support;
 mod bad_input;
 mod channels;
 mod chat;
+mod extensions;
 mod phoenix_js;
 mod presence;
 mod queue;
