@@ -47,6 +47,10 @@ pub struct Args {
     /// Teachers' claim:student period, in milliseconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub claim_interval_ms: u64,
+    /// Runtime threads (0 = one per core). On a machine shared with the server,
+    /// 1 leaves the other cores to it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl Args {

@@ -12,6 +12,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     let json = args.json;
+    let threads = args.threads;
     let config = match args.into_config(std::io::stderr().is_terminal()) {
         Ok(c) => c,
         Err(e) => {
@@ -19,10 +20,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            builder.worker_threads(threads);
+        }
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("load-client: cannot start the tokio runtime: {e}");
