@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use dashmap::DashMap;
 
-use crate::channels::{ChannelId, JsonRef};
+use crate::channels::{ChannelId, Extensions, JsonRef};
 use crate::domain::Role;
 use crate::protocol::{self, Framing};
 use crate::transport::{Delivery, SessionHandle, SessionId};
@@ -25,6 +25,8 @@ pub struct Subscriber {
     pub join_ref: Option<JsonRef>,
     /// The side of the chat, for `chats:<cid>` topics.
     pub role: Option<Role>,
+    /// The opt-in extensions the channel asked for when it joined.
+    pub extensions: Extensions,
 }
 
 #[derive(Debug, Default)]
@@ -139,11 +141,24 @@ impl Topics {
     /// Sends `event` with `payload` to every channel joined to `topic`.
     /// Connections that overflow are added to `evicted`.
     pub fn broadcast(&self, topic: &str, event: &str, payload: &str, evicted: &mut Vec<SessionId>) {
+        self.broadcast_where(topic, event, payload, |_| true, evicted);
+    }
+
+    /// Sends `event` with `payload` to the channels joined to `topic` that
+    /// `which` picks (those that asked for an extension, say).
+    pub fn broadcast_where(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &str,
+        which: impl Fn(&Subscriber) -> bool,
+        evicted: &mut Vec<SessionId>,
+    ) {
         let Some(entry) = self.map.get(topic) else {
             return;
         };
         deliver_all(
-            entry.subscribers.iter(),
+            entry.subscribers.iter().filter(|s| which(s)),
             FrameCache::new(topic, event, payload),
             evicted,
         );

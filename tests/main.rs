@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod channels;
 mod chat;
+mod extensions;
 mod phoenix_js;
 mod presence;
 mod queue;

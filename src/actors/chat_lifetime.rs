@@ -28,22 +28,26 @@ use super::chat_log::{
     AbandonChat, AuthorizeJoin, ChatLog, CreateChat, DiscardChat, EnterChat, FinishChat,
 };
 use super::student_roster::{
-    DequeueStudent, FinishStudent, RequeueStudent, StudentAbsent, StudentPresent, StudentReady,
-    StudentRoster,
+    DequeueStudent, DuePositions, FinishStudent, RequeueStudent, StudentAbsent, StudentPresent,
+    StudentReady, StudentRoster, UnwatchPosition, WatchPosition,
 };
 use super::teacher_roster::{
     AssignSlot, ReleaseSlot, TeacherAbsent, TeacherPresent, TeacherRoster,
 };
-use crate::channels::{ChannelId, ChannelKind, Command, JoinTarget, JsonRef, Refusal};
+use crate::channels::{ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal};
 use crate::domain::{
-    ChatId, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusSnapshot, StudentCounts, StudentKey,
-    StudentState, TeacherKey, UserId,
+    ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusSnapshot, StudentCounts,
+    StudentKey, StudentState, TeacherKey, UserId,
 };
 use crate::protocol::{self, ReplyStatus};
 use crate::topics::{Subscriber, Topics};
 use crate::transport::{Delivery, SessionHandle, SessionId};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
+
+/// How long queue changes are gathered before one round of `queue:position`
+/// notices: however many claims happen meanwhile, students hear once.
+const POSITION_ROUND: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Join a channel (D2, or D3 when `replaces` names the channel it replaces).
 /// Answers the channel's kind, or the refusal to reply with.
@@ -55,6 +59,7 @@ pub struct Join {
     pub topic: Arc<str>,
     pub join_ref: Option<JsonRef>,
     pub target: JoinTarget,
+    pub extensions: Extensions,
     pub replaces: Option<ChannelId>,
 }
 
@@ -89,6 +94,11 @@ pub struct SessionGone {
     pub session: SessionId,
 }
 
+/// Time for a round of `queue:position` notices.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PositionRound;
+
 /// The actor. Its state lives in `Core`, shared with the step being run.
 pub struct ChatLifetime {
     core: Rc<Core>,
@@ -119,6 +129,21 @@ impl ChatLifetime {
             ctx.notify(SessionGone { session });
         }
     }
+
+    /// After a step that moved the queue or the teacher count, one round of
+    /// position notices follows shortly, if anyone watches and none is due yet.
+    fn schedule_position_round(&mut self, ctx: &mut Context<Self>) {
+        let mut state = self.core.state.borrow_mut();
+        if !state.positions_moved || state.round_scheduled {
+            return;
+        }
+        if state.position_watchers == 0 {
+            state.positions_moved = false;
+            return;
+        }
+        state.round_scheduled = true;
+        ctx.notify_later(PositionRound, POSITION_ROUND);
+    }
 }
 
 impl Actor for ChatLifetime {
@@ -134,6 +159,7 @@ impl ChatLifetime {
     ) -> AtomicResponse<Self, T> {
         AtomicResponse::new(Box::pin(step.into_actor(self).map(|outcome, act, ctx| {
             act.flush_evicted(ctx);
+            act.schedule_position_round(ctx);
             outcome
         })))
     }
@@ -163,6 +189,14 @@ impl Handler<ChannelLeft> for ChatLifetime {
     }
 }
 
+impl Handler<PositionRound> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: PositionRound, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().position_round();
+        self.atomically(step)
+    }
+}
+
 impl Handler<SessionGone> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
@@ -179,6 +213,11 @@ struct State {
     teachers_total: usize,
     students: StudentCounts,
     evicted: Vec<SessionId>,
+    /// Channels that asked for `queue:position`.
+    position_watchers: usize,
+    /// The queue or the teacher count changed since the last position round.
+    positions_moved: bool,
+    round_scheduled: bool,
 }
 
 struct Members {
@@ -192,6 +231,7 @@ struct Membership {
     channel: ChannelId,
     topic: Arc<str>,
     kind: MemberKind,
+    extensions: Extensions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,11 +294,13 @@ impl Core {
             channel: msg.channel,
             join_ref: msg.join_ref.clone(),
             role,
+            extensions: msg.extensions,
         };
         match old {
             // D3 by the same user: swap the channel, no presence effects.
             Some(old) if old.kind == member => {
                 self.topics.replace(&msg.topic, old.channel, subscriber);
+                self.stop_watching(&old).await;
             }
             other => {
                 // A re-join under another identity is a real leave for the
@@ -281,10 +323,73 @@ impl Core {
             .channels
             .push(Membership {
                 channel: msg.channel,
-                topic: msg.topic,
+                topic: msg.topic.clone(),
                 kind: member,
+                extensions: msg.extensions,
             });
+        self.greet(&msg, &kind).await;
         Ok(kind)
+    }
+
+    /// The first frames of a channel that asked for an extension: a student
+    /// its place in the queue, a teacher the counts. They follow the join
+    /// reply, since the session writes that before reading its mailbox.
+    async fn greet(&self, msg: &Join, kind: &ChannelKind) {
+        let (event, payload) = match kind {
+            ChannelKind::Student { student } if msg.extensions.queue_position => {
+                let teachers = self.state.borrow().teachers_total;
+                let student = student.as_student();
+                let Some(notice) = ask(&self.students, WatchPosition { student, teachers }).await
+                else {
+                    return;
+                };
+                self.state.borrow_mut().position_watchers += 1;
+                ("queue:position", notice.to_json())
+            }
+            ChannelKind::Teachers { .. } if msg.extensions.live_status => {
+                ("user:status", self.snapshot().to_json())
+            }
+            _ => return,
+        };
+        let push = protocol::encode_push(msg.session.framing(), &msg.topic, event, &payload);
+        self.deliver(&msg.session, msg.channel, push);
+    }
+
+    /// A channel that watched its place in the queue is gone.
+    async fn stop_watching(&self, membership: &Membership) {
+        if let (MemberKind::Student(student), true) =
+            (&membership.kind, membership.extensions.queue_position)
+        {
+            let student = student.clone();
+            ask(&self.students, UnwatchPosition { student }).await;
+            let mut state = self.state.borrow_mut();
+            state.position_watchers = state.position_watchers.saturating_sub(1);
+        }
+    }
+
+    /// One round of `queue:position` notices (see `domain::positions`).
+    async fn position_round(self: Rc<Self>) {
+        let teachers = {
+            let mut state = self.state.borrow_mut();
+            state.round_scheduled = false;
+            state.positions_moved = false;
+            state.teachers_total
+        };
+        let Some(due) = ask(&self.students, DuePositions { teachers }).await else {
+            return;
+        };
+        for (student, notice) in due {
+            let topic = format!("presence:student:{}", student.0);
+            let mut evicted = Vec::new();
+            self.topics.broadcast_where(
+                &topic,
+                "queue:position",
+                &notice.to_json(),
+                |s| s.extensions.queue_position,
+                &mut evicted,
+            );
+            self.state.borrow_mut().evicted.extend(evicted);
+        }
     }
 
     /// Decides a routed join; chat joins are checked against the chat log.
@@ -343,7 +448,9 @@ impl Core {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
                 if let Some(total) = ask(&self.teachers, TeacherPresent { teacher }).await {
-                    self.state.borrow_mut().teachers_total = total;
+                    if self.teachers_now(total) {
+                        self.broadcast_live_status();
+                    }
                 }
             }
             ChannelKind::Student { student } => {
@@ -388,8 +495,8 @@ impl Core {
                     _ => self.reply(&r, ReplyStatus::Ok, "{}"),
                 }
             }
-            (Command::Terminate, ChannelKind::Chat { chat, .. }) => {
-                if self.finish_chat(*chat, true).await {
+            (Command::Terminate, ChannelKind::Chat { chat, role }) => {
+                if self.finish_chat(*chat, EndReason::EndedBy(*role)).await {
                     self.broadcast_status();
                 }
                 self.reply(&r, ReplyStatus::Ok, "{}");
@@ -441,9 +548,10 @@ impl Core {
     }
 
     /// PROTOCOL 7.2: finish an active chat exactly once. `chat:terminated`
-    /// goes to its channels; the caller broadcasts the status. Returns false
-    /// if the chat was not active.
-    async fn finish_chat(&self, chat: ChatId, student_stays: bool) -> bool {
+    /// goes to its channels (with the reason to those that asked); the caller
+    /// broadcasts the status. Returns false if the chat was not active.
+    async fn finish_chat(&self, chat: ChatId, reason: EndReason) -> bool {
+        let student_stays = reason != EndReason::StudentLeft;
         let Some(Some(ended)) = ask(&self.chats, FinishChat { chat }).await else {
             return false;
         };
@@ -457,7 +565,16 @@ impl Core {
         }
         let topic = chat_topic(chat);
         self.topics.mark_finished(&topic);
-        self.broadcast(&topic, "chat:terminated", "{}");
+        let mut evicted = Vec::new();
+        let terminated = "chat:terminated";
+        let plain = |s: &Subscriber| !s.extensions.end_reason;
+        self.topics
+            .broadcast_where(&topic, terminated, "{}", plain, &mut evicted);
+        let with_reason = format!(r#"{{"reason":"{}"}}"#, reason.as_str());
+        let asked = |s: &Subscriber| s.extensions.end_reason;
+        self.topics
+            .broadcast_where(&topic, terminated, &with_reason, asked, &mut evicted);
+        self.state.borrow_mut().evicted.extend(evicted);
         if self.topics.subscriber_count(&topic) == 0 {
             ask(&self.chats, DiscardChat { chat }).await;
         }
@@ -484,6 +601,7 @@ impl Core {
         let remaining = self
             .topics
             .unsubscribe(&membership.topic, membership.channel);
+        self.stop_watching(&membership).await;
         match membership.kind {
             MemberKind::Teacher(teacher) => self.teacher_absent(teacher).await,
             MemberKind::Student(student) => self.student_absent(student).await,
@@ -508,7 +626,7 @@ impl Core {
             // to the counts, so no broadcast (PROTOCOL 8 item 4).
             None | Some(StudentState::Present) => {}
             Some(StudentState::Chatting { chat, .. }) => {
-                self.finish_chat(chat, false).await;
+                self.finish_chat(chat, EndReason::StudentLeft).await;
                 self.broadcast_status();
             }
             Some(StudentState::Waiting(_)) | Some(StudentState::Finished) => {
@@ -524,8 +642,11 @@ impl Core {
         let Some(absence) = ask(&self.teachers, TeacherAbsent { teacher }).await else {
             return;
         };
-        self.state.borrow_mut().teachers_total = absence.total;
+        let fewer_teachers = self.teachers_now(absence.total);
         let Some(chats) = absence.vanished_with else {
+            if fewer_teachers {
+                self.broadcast_live_status();
+            }
             return;
         };
         let mut requeued = false;
@@ -543,6 +664,8 @@ impl Core {
         }
         if requeued {
             self.broadcast_status();
+        } else if fewer_teachers {
+            self.broadcast_live_status();
         }
     }
 
@@ -583,15 +706,42 @@ impl Core {
         })
     }
 
+    fn snapshot(&self) -> StatusSnapshot {
+        let state = self.state.borrow();
+        StatusSnapshot {
+            teachers: state.teachers_total,
+            students: state.students,
+        }
+    }
+
+    /// Records the teacher count; true if it changed.
+    fn teachers_now(&self, total: usize) -> bool {
+        let mut state = self.state.borrow_mut();
+        let changed = state.teachers_total != total;
+        state.teachers_total = total;
+        state.positions_moved |= changed;
+        changed
+    }
+
+    /// Every change to the student counts: `user:status` to every teacher
+    /// channel; the queue may have moved.
     fn broadcast_status(&self) {
-        let snapshot = {
-            let state = self.state.borrow();
-            StatusSnapshot {
-                teachers: state.teachers_total,
-                students: state.students,
-            }
-        };
-        self.broadcast(TEACHERS_TOPIC, "user:status", &snapshot.to_json());
+        self.state.borrow_mut().positions_moved = true;
+        self.broadcast(TEACHERS_TOPIC, "user:status", &self.snapshot().to_json());
+    }
+
+    /// A change to the teacher count alone: `user:status` only to the teacher
+    /// channels that asked for live counts (PROTOCOL 7.3 keeps it from the rest).
+    fn broadcast_live_status(&self) {
+        let mut evicted = Vec::new();
+        self.topics.broadcast_where(
+            TEACHERS_TOPIC,
+            "user:status",
+            &self.snapshot().to_json(),
+            |s| s.extensions.live_status,
+            &mut evicted,
+        );
+        self.state.borrow_mut().evicted.extend(evicted);
     }
 
     fn broadcast(&self, topic: &str, event: &str, payload: &str) {

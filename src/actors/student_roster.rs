@@ -1,17 +1,20 @@
 //! `StudentRoster`: the actor that owns [`Students`], the students present,
 //! where each one stands and the FIFO waiting queue. Every answer carries the
 //! counts after the change, so `ChatLifetime` can build a `user:status`
-//! snapshot inside the same step without asking again.
+//! snapshot inside the same step without asking again. It also owns the
+//! [`PositionWatch`] of the students that asked to be told their place.
 
 use actix::{Actor, Context, Handler, Message, MessageResult};
 
 use crate::domain::{
-    Assigned, ChatId, ReadyOutcome, StudentCounts, StudentKey, StudentState, Students, UserId,
+    Assigned, ChatId, PositionNotice, PositionWatch, ReadyOutcome, StudentCounts, StudentKey,
+    StudentState, Students, UserId,
 };
 
 #[derive(Debug, Default)]
 pub struct StudentRoster {
     students: Students,
+    positions: PositionWatch,
 }
 
 impl Actor for StudentRoster {
@@ -107,5 +110,51 @@ impl Handler<StudentAbsent> for StudentRoster {
     fn handle(&mut self, msg: StudentAbsent, _: &mut Context<Self>) -> Self::Result {
         let vanished = self.students.leave(&msg.student);
         MessageResult((vanished, self.students.counts()))
+    }
+}
+
+/// One more channel of `student` asked for `queue:position` notices. Answers
+/// the notice to send that channel now.
+#[derive(Message)]
+#[rtype(result = "PositionNotice")]
+pub struct WatchPosition {
+    pub student: StudentKey,
+    pub teachers: usize,
+}
+
+impl Handler<WatchPosition> for StudentRoster {
+    type Result = MessageResult<WatchPosition>;
+    fn handle(&mut self, msg: WatchPosition, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.students.queue();
+        MessageResult(self.positions.watch(msg.student, queue, msg.teachers))
+    }
+}
+
+/// A channel that asked for notices went away.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnwatchPosition {
+    pub student: StudentKey,
+}
+
+impl Handler<UnwatchPosition> for StudentRoster {
+    type Result = ();
+    fn handle(&mut self, msg: UnwatchPosition, _: &mut Context<Self>) {
+        self.positions.unwatch(&msg.student);
+    }
+}
+
+/// One coalesced round of notices: those worth sending now.
+#[derive(Message)]
+#[rtype(result = "Vec<(StudentKey, PositionNotice)>")]
+pub struct DuePositions {
+    pub teachers: usize,
+}
+
+impl Handler<DuePositions> for StudentRoster {
+    type Result = MessageResult<DuePositions>;
+    fn handle(&mut self, msg: DuePositions, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.students.queue();
+        MessageResult(self.positions.due(queue, msg.teachers))
     }
 }

@@ -1,16 +1,19 @@
 //! Phoenix channel semantics, with no I/O: the per-connection channel table,
 //! the dispatch rules D1–D9 (PROTOCOL 3.1), topic routing for joins (5.2) and
-//! the mapping of application events to commands (5.3).
+//! the mapping of application events to commands (5.3), and the opt-in
+//! extensions a join can ask for.
 //!
 //! Everything here is a pure function of its inputs, so every rule is unit
 //! tested without sockets or actors. The session (`transport`) turns the
 //! decisions made here into frames and actor messages.
 
 mod dispatch;
+mod extensions;
 mod routes;
 mod table;
 
 pub use dispatch::{dispatch, Action};
+pub use extensions::Extensions;
 pub use routes::{command_for, route_join, Command, JoinTarget};
 pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef};
 

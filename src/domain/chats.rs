@@ -16,6 +16,29 @@ use std::sync::Arc;
 
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
 
+/// How a chat came to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `chat:terminate` from one side.
+    EndedBy(Role),
+    /// The student vanished while chatting (PROTOCOL 6.1).
+    StudentLeft,
+    /// The teacher vanished: the chat is abandoned and the student requeued (6.2).
+    TeacherLeft,
+}
+
+impl EndReason {
+    /// The text of `chat:terminated`'s `reason` for channels that asked for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::EndedBy(Role::Teacher) => "ended by teacher",
+            EndReason::EndedBy(Role::Student) => "ended by student",
+            EndReason::StudentLeft => "student left",
+            EndReason::TeacherLeft => "teacher left",
+        }
+    }
+}
+
 /// The side a `chats:<cid>` channel joined as (its `role` join param).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

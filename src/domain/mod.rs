@@ -11,6 +11,8 @@
 //! * [`chats`]: each chat's phase (`active → finished | abandoned`), the `chats:<cid>`
 //!   join check, and the exactly-once `chat:ready` and finish.
 //! * [`status`]: the `user:status` snapshot and its wire text.
+//! * [`positions`]: who is told its place in the queue, and when (opt-in
+//!   `queue:position`), with the work per queue change bounded.
 //!
 //! Each struct is owned by one actor (TeacherRoster, StudentRoster, ChatLog) and changed
 //! only through the ChatLifetime operations, which call these methods in the order the
@@ -21,12 +23,14 @@
 
 pub mod chats;
 pub mod ids;
+pub mod positions;
 pub mod queue;
 pub mod rosters;
 pub mod status;
 
-pub use chats::{ChatPhase, Chats, Ended, EnterOutcome, JoinCheck, Role};
+pub use chats::{ChatPhase, Chats, EndReason, Ended, EnterOutcome, JoinCheck, Role};
 pub use ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
+pub use positions::{PositionNotice, PositionWatch};
 pub use queue::{Arrival, WaitingQueue};
 pub use rosters::{
     AssignRefusal, Assigned, ReadyOutcome, StudentCounts, StudentState, Students, Teachers,

@@ -18,7 +18,8 @@ use super::handle::{SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::Hub;
 use crate::channels::{
-    command_for, dispatch, route_join, Action, Channel, ChannelId, Command, JsonRef, Refusal,
+    command_for, dispatch, route_join, Action, Channel, ChannelId, Command, Extensions, JsonRef,
+    Refusal,
 };
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 
@@ -236,6 +237,7 @@ impl Session {
             topic: topic.clone(),
             join_ref: join_ref.clone(),
             target,
+            extensions: Extensions::from_params(message.payload),
             replaces,
         };
         let answer =
