@@ -13,7 +13,8 @@
 // on both pages and "Get back in line" queues again; closing a student's
 // page shows "left" in the teacher's pane; "Take next student" is disabled
 // with a reason when nobody waits and at five chats; a teacher who closes
-// the page sends its student back to the front of the line.
+// the page sends its student back to the front of the line; a student can
+// end the chat too.
 //
 // Every wait is bounded; the first failed expectation, page error or console
 // error fails the run with a message. Prints PASS at the end and exits 0.
@@ -121,7 +122,8 @@ async function student(name){
 const place = (s) => s.page.locator("#place")
 const teachersOnline = (s) => s.page.locator("#teachers")
 const count = (t, what) => t.page.locator(`[data-count="${what}"]`)
-const pane = (t, studentName) => t.page.locator(`.pane[data-student="${studentName}"]`)
+// The newest pane for a student (an ended pane may still be open beside it).
+const pane = (t, studentName) => t.page.locator(`.pane[data-student="${studentName}"]`).last()
 
 async function expectCounts(t, expected, what){
   for(const [key, value] of Object.entries(expected)){
@@ -144,7 +146,7 @@ async function take(t, studentName){
   const button = t.page.getByRole("button", {name: "Take next student"})
   await waitEnabled(button, true, `take button before taking ${studentName}`)
   await button.click()
-  await waitVisible(pane(t, studentName), `teacher pane for ${studentName}`)
+  await waitVisible(t.page.locator(`.pane[data-state="active"][data-student="${studentName}"]`), `teacher pane for ${studentName}`)
 }
 
 async function teacherSays(t, studentName, text){
@@ -202,12 +204,15 @@ async function main(){
   await waitText(place(bob), "2", "Bob's place in line")
   await waitText(teachersOnline(bob), "1", "teachers online on Bob's page")
   await expectCounts(teacher, {waiting: 2, chatting: 0}, "two waiting")
+  await bob.page.screenshot({path: join(shotDir, "student-waiting.png")})
   ok("Alice is 1st and Bob 2nd in line; both see 1 teacher online")
 
   step("3", "the teacher takes the next student: Alice; Bob moves up to 1")
   await take(teacher, "Alice")
   await waitText(alice.page.locator("#chat-title"), "Chat with Ms Rivera", "Alice's chat heading")
   await waitHidden(alice.page.locator("#line"), "Alice's place-in-line card while chatting")
+  await waitHidden(alice.page.getByRole("button", {name: "Get back in line"}), "\"Get back in line\" while chatting")
+  await waitVisible(alice.page.getByRole("button", {name: "End chat"}), "Alice's \"End chat\" button")
   await waitText(place(bob), "1", "Bob's place after Alice was taken")
   await expectCounts(teacher, {waiting: 1, chatting: 1}, "Alice taken")
   ok("Alice's chat opened; Bob's place updated live from 2 to 1")
@@ -215,6 +220,7 @@ async function main(){
   step("4", "messages both ways, with names and times")
   const alicePane = pane(teacher, "Alice")
   await waitText(alicePane.locator(".pane-status"), "Alice is here.", "teacher pane status once Alice joined")
+  await waitHidden(alicePane.getByRole("button", {name: "Close chat with Alice"}), "Close button of an active pane")
   await teacherSays(teacher, "Alice", "Hello Alice, what are you working on?")
   await expectMessage(alice.page.locator("#messages"), "Ms Rivera", "Hello Alice, what are you working on?", "Alice's page")
   await expectMessage(alicePane.locator(".messages"), "Ms Rivera", "Hello Alice, what are you working on?", "teacher's own copy")
@@ -250,7 +256,6 @@ async function main(){
   step("6", "screenshots mid-chat")
   await alice.page.screenshot({path: join(shotDir, "student.png")})
   await teacher.page.screenshot({path: join(shotDir, "teacher.png")})
-  await bob.page.screenshot({path: join(shotDir, "student-bob.png")})
   ok(`saved ${join(shotDir, "student.png")} and ${join(shotDir, "teacher.png")}`)
 
   step("7", "\"End chat\" on the teacher's pane ends it on both pages")
@@ -312,6 +317,11 @@ async function main(){
   await take(teacher2, "Alice")
   await waitText(alice.page.locator("#chat-title"), "Chat with Mr Okafor", "Alice's chat heading with the new teacher")
   ok("Alice, requeued at the head, was the next student taken")
+  await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice is here.", "new teacher's pane once Alice joined")
+  await alice.page.getByRole("button", {name: "End chat"}).click()
+  await waitText(alice.page.locator("#notice"), "You ended the chat.", "Alice's notice after she ended the chat")
+  await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice ended the chat.", "teacher's pane after Alice ended the chat")
+  ok("\"End chat\" on the student's page ends it on both pages")
 
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")
