@@ -9,6 +9,7 @@ mod bad_input;
 mod channels;
 mod chat;
 mod extensions;
+mod operations;
 mod phoenix_js;
 mod presence;
 mod queue;
