@@ -16,6 +16,13 @@ pub struct Config {
     /// Frames queued to one connection but not yet written; past it the
     /// connection is closed as a slow consumer.
     pub outbound_limit: usize,
+    /// Open WebSocket connections; upgrades past it get HTTP 503.
+    pub max_connections: usize,
+    /// Sustained inbound frames per second one connection may send.
+    pub max_frames_per_sec: u32,
+    /// Frames one connection may send in a burst above that rate; past it
+    /// the connection is closed with 1008 "policy violation".
+    pub frame_burst: u32,
     /// How long shutdown waits for clients to receive their close frames.
     pub shutdown_grace: Duration,
     /// HTTP worker threads (each runs its connections' sessions); 0 means
@@ -30,6 +37,9 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_channels: 100,
             outbound_limit: 8192,
+            max_connections: 50_000,
+            max_frames_per_sec: 10_000,
+            frame_burst: 10_000,
             shutdown_grace: Duration::from_secs(2),
             workers: 0,
         }

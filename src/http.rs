@@ -1,9 +1,12 @@
 //! HTTP routes: the WebSocket upgrade paths of PROTOCOL 1.2, with framing
-//! chosen by `vsn` (1.3), the web pages (`web`), and 404 for everything else.
+//! chosen by `vsn` (1.3) and the connection limit (503 past it); `/healthz`
+//! and `/metrics` for operators; the web pages (`web`); 404 for everything else.
 
+use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::actors::Hub;
+use crate::metrics::Rejection;
 use crate::protocol;
 use crate::transport;
 
@@ -16,6 +19,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
     for path in SOCKET_PATHS {
         config.route(path, web::get().to(upgrade));
     }
+    config.route("/healthz", web::get().to(healthz));
+    config.route("/metrics", web::get().to(metrics));
     crate::web::configure(config);
     config.default_service(web::to(not_found));
 }
@@ -29,7 +34,27 @@ async fn upgrade(
         Ok(framing) => framing,
         Err(error) => return Ok(HttpResponse::Forbidden().body(error.to_string())),
     };
-    transport::accept(&req, body, hub.get_ref().clone(), framing)
+    let Some(slot) = hub.admit_connection() else {
+        hub.metrics.rejected(Rejection::ConnectionLimit);
+        return Ok(HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .body("too many connections"));
+    };
+    transport::accept(&req, body, hub.get_ref().clone(), framing, slot)
+}
+
+/// 200 while the server is serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("ok\n")
+}
+
+/// Prometheus text exposition of `crate::metrics`.
+async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(hub.metrics.encode())
 }
 
 async fn not_found() -> HttpResponse {

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod topics;
 pub mod transport;

@@ -3,10 +3,12 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tutor_queue::Config;
 
 /// A real-time tutoring queue chat server speaking Phoenix Channels.
 #[derive(Debug, Parser)]
@@ -21,6 +23,27 @@ struct Args {
     /// Worker threads serving connections (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Open WebSocket connections at most; more upgrades get HTTP 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Largest inbound WebSocket message in bytes (larger: close 1009).
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Config::default().max_frame_bytes)]
+    max_frame_bytes: usize,
+    /// Channels one connection may have joined at once.
+    #[arg(long, env = "MAX_CHANNELS", default_value_t = Config::default().max_channels)]
+    max_channels: usize,
+    /// Inbound frames per second one connection may keep up (0 = no limit).
+    #[arg(long, env = "MAX_FRAMES_PER_SEC", default_value_t = Config::default().max_frames_per_sec)]
+    max_frames_per_sec: u32,
+    /// Frames one connection may send at once above that rate; past it: close 1008.
+    #[arg(long, env = "FRAME_BURST", default_value_t = Config::default().frame_burst)]
+    frame_burst: u32,
+    /// Frames queued to one connection and not yet written; past it: close 1008 (slow consumer).
+    #[arg(long, env = "OUTBOUND_LIMIT", default_value_t = Config::default().outbound_limit)]
+    outbound_limit: usize,
+    /// Seconds without a frame before a connection is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Config::default().idle_timeout.as_secs())]
+    idle_timeout_s: u64,
 }
 
 #[actix_web::main]
@@ -35,9 +58,16 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let config = tutor_queue::Config {
+    let config = Config {
         workers: args.workers,
-        ..tutor_queue::Config::default()
+        max_connections: args.max_connections,
+        max_frame_bytes: args.max_frame_bytes,
+        max_channels: args.max_channels,
+        max_frames_per_sec: args.max_frames_per_sec,
+        frame_burst: args.frame_burst,
+        outbound_limit: args.outbound_limit,
+        idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
+        ..Config::default()
     };
     let server = tutor_queue::start(listener, config)?;
     tracing::info!("listening on {}", server.local_addr());

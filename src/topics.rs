@@ -8,6 +8,7 @@
 //! bytes to every subscriber.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytestring::ByteString;
 use dashmap::DashMap;
@@ -88,11 +89,13 @@ impl<'a> FrameCache<'a> {
 fn deliver_all<'a>(
     subscribers: impl Iterator<Item = &'a Subscriber>,
     mut frames: FrameCache<'_>,
+    relayed_at: Option<Instant>,
     evicted: &mut Vec<SessionId>,
 ) {
     for subscriber in subscribers {
         let frame = frames.get(subscriber.session.framing());
-        if subscriber.session.deliver(subscriber.channel, frame) == Delivery::Evicted {
+        let session = &subscriber.session;
+        if session.deliver_relayed(subscriber.channel, frame, relayed_at) == Delivery::Evicted {
             evicted.push(subscriber.session.id());
         }
     }
@@ -160,18 +163,21 @@ impl Topics {
         deliver_all(
             entry.subscribers.iter().filter(|s| which(s)),
             FrameCache::new(topic, event, payload),
+            None,
             evicted,
         );
     }
 
     /// The relay hot path: sends `payload` (raw JSON, passed through as is)
-    /// as `event` to the channels of role `to` on a chat topic.
+    /// as `event` to the channels of role `to` on a chat topic. `read_at` is
+    /// when the message was read, for the relay latency.
     pub fn relay(
         &self,
         topic: &str,
         to: Role,
         event: &str,
         payload: &str,
+        read_at: Instant,
         evicted: &mut Vec<SessionId>,
     ) -> Result<(), ChatNotActive> {
         let Some(entry) = self.map.get(topic) else {
@@ -181,7 +187,8 @@ impl Topics {
             return Err(ChatNotActive);
         }
         let to_side = entry.subscribers.iter().filter(|s| s.role == Some(to));
-        deliver_all(to_side, FrameCache::new(topic, event, payload), evicted);
+        let frames = FrameCache::new(topic, event, payload);
+        deliver_all(to_side, frames, Some(read_at), evicted);
         Ok(())
     }
 

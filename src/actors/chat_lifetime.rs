@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
@@ -39,6 +40,7 @@ use crate::domain::{
     ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusSnapshot, StudentCounts,
     StudentKey, StudentState, TeacherKey, UserId,
 };
+use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::topics::{Subscriber, Topics};
 use crate::transport::{Delivery, SessionHandle, SessionId};
@@ -110,6 +112,7 @@ impl ChatLifetime {
         students: Addr<StudentRoster>,
         chats: Addr<ChatLog>,
         topics: Arc<Topics>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
@@ -117,6 +120,7 @@ impl ChatLifetime {
                 students,
                 chats,
                 topics,
+                metrics,
                 state: RefCell::new(State::default()),
             }),
         }
@@ -218,6 +222,9 @@ struct State {
     /// The queue or the teacher count changed since the last position round.
     positions_moved: bool,
     round_scheduled: bool,
+    /// When each waiting student (last) entered the queue, for the queue
+    /// wait histogram.
+    ready_at: HashMap<StudentKey, Instant>,
 }
 
 struct Members {
@@ -246,6 +253,7 @@ struct Core {
     students: Addr<StudentRoster>,
     chats: Addr<ChatLog>,
     topics: Arc<Topics>,
+    metrics: Arc<Metrics>,
     state: RefCell<State>,
 }
 
@@ -471,10 +479,14 @@ impl Core {
         match (r.command, &r.kind) {
             (Command::Ready, ChannelKind::Student { student }) => {
                 let student = student.as_student();
+                let student_key = student.clone();
                 if let Some((outcome, counts)) = ask(&self.students, StudentReady { student }).await
                 {
                     if matches!(outcome, ReadyOutcome::Queued(_)) {
-                        self.state.borrow_mut().students = counts;
+                        let mut state = self.state.borrow_mut();
+                        state.students = counts;
+                        state.ready_at.insert(student_key.clone(), Instant::now());
+                        drop(state);
                         self.broadcast_status();
                     }
                 }
@@ -526,7 +538,13 @@ impl Core {
             ask(&self.teachers, ReleaseSlot { teacher, chat }).await;
             return None;
         };
-        self.state.borrow_mut().students = counts;
+        {
+            let mut state = self.state.borrow_mut();
+            state.students = counts;
+            if let Some(since) = state.ready_at.remove(&assigned.student) {
+                self.metrics.observe_queue_wait(since.elapsed());
+            }
+        }
         let created = CreateChat {
             chat,
             teacher: teacher_id.clone(),
@@ -563,6 +581,7 @@ impl Core {
                 self.state.borrow_mut().students = counts;
             }
         }
+        self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
         self.topics.mark_finished(&topic);
         let mut evicted = Vec::new();
@@ -617,10 +636,17 @@ impl Core {
 
     /// PROTOCOL 6.1, when it was the student's last presence channel.
     async fn student_absent(&self, student: StudentKey) {
+        let key = student.clone();
         let Some((vanished, counts)) = ask(&self.students, StudentAbsent { student }).await else {
             return;
         };
-        self.state.borrow_mut().students = counts;
+        {
+            let mut state = self.state.borrow_mut();
+            state.students = counts;
+            if vanished.is_some() {
+                state.ready_at.remove(&key);
+            }
+        }
         match vanished {
             // Still present elsewhere, or never sent student:ready: no change
             // to the counts, so no broadcast (PROTOCOL 8 item 4).
@@ -652,11 +678,16 @@ impl Core {
         let mut requeued = false;
         for chat in chats {
             if let Some(Some(student)) = ask(&self.chats, AbandonChat { chat }).await {
+                let key = student.clone();
                 if let Some((back, counts)) =
                     ask(&self.students, RequeueStudent { student, chat }).await
                 {
                     requeued |= back;
-                    self.state.borrow_mut().students = counts;
+                    let mut state = self.state.borrow_mut();
+                    state.students = counts;
+                    if back {
+                        state.ready_at.insert(key, Instant::now());
+                    }
                 }
             }
             self.close_chat_channels(chat);
@@ -719,6 +750,7 @@ impl Core {
         let mut state = self.state.borrow_mut();
         let changed = state.teachers_total != total;
         state.teachers_total = total;
+        self.metrics.teachers_present.set(total as i64);
         state.positions_moved |= changed;
         changed
     }
@@ -727,7 +759,12 @@ impl Core {
     /// channel; the queue may have moved.
     fn broadcast_status(&self) {
         self.state.borrow_mut().positions_moved = true;
-        self.broadcast(TEACHERS_TOPIC, "user:status", &self.snapshot().to_json());
+        let snapshot = self.snapshot();
+        let students = snapshot.students;
+        self.metrics.students_present.set(students.total() as i64);
+        self.metrics.queue_length.set(students.waiting as i64);
+        self.metrics.active_chats.set(students.chatting as i64);
+        self.broadcast(TEACHERS_TOPIC, "user:status", &snapshot.to_json());
     }
 
     /// A change to the teacher count alone: `user:status` only to the teacher
@@ -771,6 +808,7 @@ impl Core {
     }
 
     fn refuse(&self, r: &Request, refusal: Refusal) {
+        self.metrics.rejected(refusal.into());
         self.reply(
             r,
             ReplyStatus::Error,

@@ -11,6 +11,7 @@ pub mod chat_log;
 pub mod student_roster;
 pub mod teacher_roster;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
@@ -21,6 +22,7 @@ pub use chat_log::ChatLog;
 pub use student_roster::StudentRoster;
 pub use teacher_roster::TeacherRoster;
 
+use crate::metrics::Metrics;
 use crate::topics::Topics;
 use crate::transport::{SessionHandle, SessionId};
 use crate::Config;
@@ -33,6 +35,20 @@ pub struct Hub {
     /// Open connections, for shutdown (and later, metrics).
     pub sessions: Arc<DashMap<SessionId, Arc<SessionHandle>>>,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// Connections admitted and not yet closed (the `max_connections` bound).
+    admitted: Arc<AtomicUsize>,
+}
+
+/// One admitted connection; dropping it frees the place, whether the
+/// session ran or the handshake failed.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Hub {
@@ -42,12 +58,23 @@ impl Hub {
         let teachers = TeacherRoster::default().start();
         let students = StudentRoster::default().start();
         let chats = ChatLog::default().start();
-        let lifetime = ChatLifetime::new(teachers, students, chats, topics.clone()).start();
+        let metrics = Arc::new(Metrics::new());
+        let lifetime =
+            ChatLifetime::new(teachers, students, chats, topics.clone(), metrics.clone()).start();
         Hub {
             lifetime,
             topics,
             sessions: Arc::new(DashMap::new()),
             config: Arc::new(config),
+            metrics,
+            admitted: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A place for one more connection, or None at `max_connections`.
+    pub fn admit_connection(&self) -> Option<ConnectionSlot> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(self.admitted.clone());
+        (before < self.config.max_connections).then_some(slot)
     }
 }

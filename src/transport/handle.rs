@@ -8,6 +8,7 @@
 //! the first frame past the limit evicts the connection as a slow consumer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use actix::Addr;
 use bytestring::ByteString;
@@ -73,9 +74,24 @@ impl SessionHandle {
     /// Queues a frame for `channel`; the session drops it if that channel is
     /// no longer joined when the frame comes up.
     pub fn deliver(&self, channel: ChannelId, frame: ByteString) -> Delivery {
+        self.deliver_relayed(channel, frame, None)
+    }
+
+    /// `deliver` for a chat message read at `relayed_at`, so the session can
+    /// measure the relay latency when it writes it.
+    pub fn deliver_relayed(
+        &self,
+        channel: ChannelId,
+        frame: ByteString,
+        relayed_at: Option<Instant>,
+    ) -> Delivery {
         match self.admit() {
             Delivery::Queued => {
-                self.addr.do_send(Deliver { channel, frame });
+                self.addr.do_send(Deliver {
+                    channel,
+                    frame,
+                    relayed_at,
+                });
                 Delivery::Queued
             }
             other => other,

@@ -14,7 +14,7 @@ pub use session::{ChannelClosed, Deliver, Evict, Session, Shutdown};
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
-use crate::actors::Hub;
+use crate::actors::{ConnectionSlot, Hub};
 use crate::protocol::Framing;
 
 /// Performs the WebSocket handshake (selecting subprotocol `phoenix` when
@@ -24,9 +24,10 @@ pub fn accept(
     body: actix_web::web::Payload,
     hub: Hub,
     framing: Framing,
+    slot: ConnectionSlot,
 ) -> Result<HttpResponse, actix_web::Error> {
     let max_frame = hub.config.max_frame_bytes;
-    ws::WsResponseBuilder::new(Session::new(hub, framing), req, body)
+    ws::WsResponseBuilder::new(Session::new(hub, framing, slot), req, body)
         .protocols(&["phoenix"])
         .frame_size(max_frame)
         .start()

@@ -6,6 +6,7 @@
 //! every frame, its own or queued by others, leaves through its context in
 //! the order it was produced. It owns nothing shared.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,14 +14,16 @@ use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::handle::{SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
-use crate::actors::Hub;
+use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
     command_for, dispatch, route_join, Action, Channel, ChannelId, Command, Extensions, JsonRef,
     Refusal,
 };
+use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 
 /// A frame queued by someone else for one of this connection's channels.
@@ -29,6 +32,8 @@ use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 pub struct Deliver {
     pub channel: ChannelId,
     pub frame: ByteString,
+    /// For a relayed chat message: when the sender's frame was read.
+    pub relayed_at: Option<Instant>,
 }
 
 /// The server closed one of this connection's channels (`phx_close`).
@@ -58,12 +63,26 @@ pub struct Session {
     last_seen: Instant,
     /// A text message arriving in fragments, bounded by `max_frame_bytes`.
     fragments: Option<Vec<u8>>,
+    /// Inbound frames per second (None when the limit is off).
+    inbound: Option<DefaultDirectRateLimiter>,
+    /// This connection's place under `max_connections`, freed on drop.
+    _slot: ConnectionSlot,
+}
+
+/// The inbound frame rate of one connection: `per_sec` sustained, `burst`
+/// at once. Either at 0 turns the limit off.
+fn inbound_limiter(per_sec: u32, burst: u32) -> Option<DefaultDirectRateLimiter> {
+    let quota = Quota::per_second(NonZeroU32::new(per_sec)?).allow_burst(NonZeroU32::new(burst)?);
+    Some(RateLimiter::direct(quota))
 }
 
 impl Session {
-    pub fn new(hub: Hub, framing: Framing) -> Self {
+    pub fn new(hub: Hub, framing: Framing, slot: ConnectionSlot) -> Self {
         let max_channels = hub.config.max_channels;
+        let inbound = inbound_limiter(hub.config.max_frames_per_sec, hub.config.frame_burst);
         Session {
+            inbound,
+            _slot: slot,
             id: SessionId::next(),
             framing,
             hub,
@@ -100,8 +119,21 @@ impl Session {
         topic: &str,
         refusal: Refusal,
     ) {
+        self.hub.metrics.rejected(refusal.into());
         let response = protocol::error_response(refusal.reason());
         self.reply(ctx, join_ref, msg_ref, topic, ReplyStatus::Error, &response);
+    }
+
+    /// Turns a bad frame away: counted, then the connection is closed.
+    fn reject(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        rejection: Rejection,
+        code: CloseCode,
+        why: &str,
+    ) {
+        self.hub.metrics.rejected(rejection);
+        self.close(ctx, code, why);
     }
 
     /// Closes the connection with a close code; cleanup runs in `stopped`.
@@ -134,7 +166,12 @@ impl Session {
             Ok(message) => message,
             Err(error) => {
                 tracing::debug!(session = ?self.id, %error, "malformed frame");
-                return self.close(ctx, CloseCode::Invalid, "malformed frame");
+                return self.reject(
+                    ctx,
+                    Rejection::Malformed,
+                    CloseCode::Invalid,
+                    "malformed frame",
+                );
             }
         };
         let join_ref = message.join_ref.map(|r| r.get());
@@ -306,12 +343,15 @@ impl Session {
                     to,
                     deliver_as,
                     message.payload.get(),
+                    self.last_seen,
                     &mut evicted,
                 );
                 for session in evicted {
                     self.hub.lifetime.do_send(SessionGone { session });
                 }
-                if relayed.is_err() {
+                if relayed.is_ok() {
+                    self.hub.metrics.relayed_messages.inc();
+                } else {
                     self.refuse(
                         ctx,
                         join_ref,
@@ -346,8 +386,9 @@ impl Session {
                 (bytes, false)
             }
             Item::FirstBinary(_) => {
-                return self.close(
+                return self.reject(
                     ctx,
+                    Rejection::Binary,
                     CloseCode::Unsupported,
                     "binary frames are not supported",
                 );
@@ -363,14 +404,19 @@ impl Session {
             );
         };
         if buffer.len() + bytes.len() > limit {
-            return self.close(ctx, CloseCode::Size, "message too big");
+            return self.reject(ctx, Rejection::TooBig, CloseCode::Size, "message too big");
         }
         buffer.extend_from_slice(&bytes);
         if last {
             let whole = self.fragments.take().unwrap_or_default();
             match String::from_utf8(whole) {
                 Ok(text) => self.on_text(&text, ctx),
-                Err(_) => self.close(ctx, CloseCode::Invalid, "text is not UTF-8"),
+                Err(_) => self.reject(
+                    ctx,
+                    Rejection::Malformed,
+                    CloseCode::Invalid,
+                    "text is not UTF-8",
+                ),
             }
         }
     }
@@ -387,6 +433,7 @@ impl Actor for Session {
             self.hub.config.outbound_limit,
         ));
         self.hub.sessions.insert(self.id, handle.clone());
+        self.hub.metrics.connections(self.framing).inc();
         self.handle = Some(handle);
         self.watch_idle(ctx, self.hub.config.idle_timeout);
     }
@@ -395,6 +442,7 @@ impl Actor for Session {
         // Every channel still joined goes away once, with its leave effects:
         // `ChatLifetime` knows them all by this connection's id.
         self.hub.sessions.remove(&self.id);
+        self.hub.metrics.connections(self.framing).dec();
         self.hub.lifetime.do_send(SessionGone { session: self.id });
     }
 }
@@ -402,10 +450,21 @@ impl Actor for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        if let Some(inbound) = &self.inbound {
+            if inbound.check().is_err() {
+                return self.reject(
+                    ctx,
+                    Rejection::RateLimited,
+                    CloseCode::Policy,
+                    "policy violation",
+                );
+            }
+        }
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => self.close(
+            Ok(ws::Message::Binary(_)) => self.reject(
                 ctx,
+                Rejection::Binary,
                 CloseCode::Unsupported,
                 "binary frames are not supported",
             ),
@@ -416,11 +475,16 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Err(ws::ProtocolError::Overflow) => self.close(ctx, CloseCode::Size, "message too big"),
-            // Text that is not UTF-8 surfaces as an I/O error of the stream.
-            Err(ws::ProtocolError::Io(_)) => {
-                self.close(ctx, CloseCode::Invalid, "invalid frame data")
+            Err(ws::ProtocolError::Overflow) => {
+                self.reject(ctx, Rejection::TooBig, CloseCode::Size, "message too big")
             }
+            // Text that is not UTF-8 surfaces as an I/O error of the stream.
+            Err(ws::ProtocolError::Io(_)) => self.reject(
+                ctx,
+                Rejection::Malformed,
+                CloseCode::Invalid,
+                "invalid frame data",
+            ),
             Err(error) => {
                 tracing::debug!(session = ?self.id, %error, "WebSocket protocol error");
                 self.close(ctx, CloseCode::Protocol, "protocol error");
@@ -442,6 +506,9 @@ impl Handler<Deliver> for Session {
         // Frames for a channel that has since gone are dropped (3.6).
         if self.table.contains(msg.channel) {
             ctx.text(msg.frame);
+            if let Some(read_at) = msg.relayed_at {
+                self.hub.metrics.observe_relay(read_at.elapsed());
+            }
         }
     }
 }
