@@ -5,7 +5,8 @@
 //! Layers, from the wire inwards: `transport` (one actor per WebSocket),
 //! `protocol` (V1/V2 frame codec), `channels` (Phoenix channel rules),
 //! `topics` (broadcast and relay registry), `actors` (the owners of shared
-//! state) and `domain` (the tutoring rules as plain Rust).
+//! state) and `domain` (the tutoring rules as plain Rust). `web` serves the
+//! student and teacher pages from `static/`.
 
 pub mod actors;
 pub mod channels;
@@ -16,11 +17,12 @@ pub mod metrics;
 pub mod protocol;
 pub mod topics;
 pub mod transport;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use actix_web::{dev::ServerHandle, web, App, HttpServer};
+use actix_web::{dev::ServerHandle, App, HttpServer};
 
 pub use config::Config;
 
@@ -90,7 +92,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     let app_hub = hub.clone();
     let http = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(app_hub.clone()))
+            .app_data(actix_web::web::Data::new(app_hub.clone()))
             .configure(http::configure)
     })
     .workers(workers)

@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod browser;
 mod channels;
 mod chat;
 mod extensions;
@@ -15,3 +16,4 @@ mod presence;
 mod queue;
 mod shutdown;
 mod transport;
+mod web;

@@ -5,46 +5,16 @@
 //! Needs `node` and `npm`. Without them the test skips with a message, except
 //! under `CI=true`, where a missing program is a failure.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::support;
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips (or, under CI, fails) when a needed program is missing.
-fn missing(what: &str) {
-    if under_ci() {
-        panic!("{what} is required for the phoenix.js test under CI=true");
-    }
-    eprintln!("SKIPPED phoenix.js test: {what} not available");
-}
-
-async fn succeeds(command: &mut Command) -> bool {
-    matches!(command.stdout(Stdio::null()).stderr(Stdio::null()).status().await, Ok(s) if s.success())
-}
+use crate::support::{self, node};
 
 #[tokio::test]
 async fn phoenix_js_client_completes_a_chat_over_v2() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !succeeds(Command::new("node").arg("--version")).await {
-        return missing("node");
-    }
-    if !dir.join("node_modules/phoenix").is_dir() {
-        let installed = succeeds(
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir),
-        )
-        .await;
-        if !installed {
-            return missing("`npm ci` in tests/node (npm or the registry)");
-        }
+    if let Err(what) = node::ready(&["phoenix", "ws"]).await {
+        return node::missing("phoenix.js", &what);
     }
 
     let server = support::start_default();
@@ -52,7 +22,7 @@ async fn phoenix_js_client_completes_a_chat_over_v2() {
     let run = Command::new("node")
         .arg("phoenix_chat.mjs")
         .arg(&endpoint)
-        .current_dir(&dir)
+        .current_dir(node::dir())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), run)

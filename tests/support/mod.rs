@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 

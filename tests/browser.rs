@@ -1,0 +1,63 @@
+//! The web pages in a real browser: `tests/node/browser_pages.mjs` drives
+//! headless Chromium through `playwright-core` (pinned by
+//! `tests/node/package-lock.json`) against a server on port 0: a teacher page
+//! and student pages complete chats, places in line and counts update live,
+//! "End chat", a student closing the page, the five-chat limit, and a teacher
+//! closing the page. Screenshots of both pages mid-chat are written to
+//! `target/screenshots/`.
+//!
+//! Needs `node`, `npm` and Chromium (`/usr/bin/chromium`, or the `CHROMIUM`
+//! environment variable). Without them the test skips with a message, except
+//! under `CI=true`, where a missing program is a failure.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::support::{self, node};
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+#[tokio::test]
+async fn student_and_teacher_pages_complete_chats_in_chromium() {
+    if let Err(what) = node::ready(&["playwright-core"]).await {
+        return node::missing("browser", &what);
+    }
+    let chromium = chromium();
+    if !Path::new(&chromium).is_file() {
+        return node::missing("browser", &format!("Chromium at {}", chromium.display()));
+    }
+
+    let server = support::start_default();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let run = Command::new("node")
+        .arg("browser_pages.mjs")
+        .arg(&base)
+        .arg(&screenshots)
+        .env("CHROMIUM", &chromium)
+        .current_dir(node::dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("browser_pages.mjs did not finish within 120 s")
+        .expect("could not start node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("PASS"), "no PASS line:\n{stdout}");
+    for shot in ["student.png", "teacher.png"] {
+        assert!(
+            screenshots.join(shot).is_file(),
+            "screenshot {shot} missing"
+        );
+    }
+}

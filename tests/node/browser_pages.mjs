@@ -1,0 +1,336 @@
+#!/usr/bin/env node
+// Browser test of the web pages (static/): headless Chromium, driven through
+// playwright-core, against a fresh tutor-queue server.
+//
+// Usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
+//
+// Environment: CHROMIUM (default /usr/bin/chromium).
+//
+// What a user would notice, step by step, with the real pages and the real
+// server: a teacher and two students; the second student's place in line
+// moves from 2 to 1 when the first is taken; the teacher's counts follow;
+// messages both ways show the sender's name and a time; "End chat" ends it
+// on both pages and "Get back in line" queues again; closing a student's
+// page shows "left" in the teacher's pane; "Take next student" is disabled
+// with a reason when nobody waits and at five chats; a teacher who closes
+// the page sends its student back to the front of the line; a student can
+// end the chat too.
+//
+// Every wait is bounded; the first failed expectation, page error or console
+// error fails the run with a message. Prints PASS at the end and exits 0.
+// Screenshots of both pages mid-chat go to SCREENSHOT_DIR.
+
+import {mkdirSync} from "node:fs"
+import {join} from "node:path"
+import {chromium} from "playwright-core"
+
+const [base, shotDir] = process.argv.slice(2)
+if(!base || !shotDir){
+  console.error("usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR")
+  process.exit(2)
+}
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium"
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+const OVERALL_TIMEOUT_MS = 90000
+const STEP_TIMEOUT_MS = 8000
+const PHONE = {width: 390, height: 780}
+const LAPTOP = {width: 1440, height: 860}
+
+// ---------------------------------------------------------------- reporting
+let currentStep = "setup"
+let browser = null
+let finished = false
+const problems = []      // page errors and console errors, from every page
+
+async function fail(message){
+  if(finished) return
+  finished = true
+  console.error(`FAIL [${currentStep}]: ${message}`)
+  if(problems.length) console.error(`page problems so far:\n  ${problems.join("\n  ")}`)
+  try { await browser?.close() } catch {}
+  process.exit(1)
+}
+
+function step(label, text){
+  currentStep = label
+  console.log(`[${label}] ${text}`)
+}
+
+function ok(text){ console.log(`    ok: ${text}`) }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// Waits until `locator`'s text (trimmed) equals `expected` (string) or
+// matches it (RegExp); fails with the last text seen after the timeout.
+async function waitText(locator, expected, what, ms = STEP_TIMEOUT_MS){
+  const deadline = Date.now() + ms
+  let last = "(element not found)"
+  while(Date.now() < deadline){
+    try {
+      const text = await locator.textContent({timeout: Math.max(1, deadline - Date.now())})
+      last = text == null ? "(no text)" : text.replace(/\s+/g, " ").trim()
+      if(expected instanceof RegExp ? expected.test(last) : last === expected) return last
+    } catch {}
+    await sleep(40)
+  }
+  await fail(`${what}: expected ${expected instanceof RegExp ? expected : JSON.stringify(expected)}, last saw ${JSON.stringify(last)}`)
+}
+
+async function waitVisible(locator, what, ms = STEP_TIMEOUT_MS){
+  try { await locator.waitFor({state: "visible", timeout: ms}) } catch { await fail(`${what}: not visible within ${ms} ms`) }
+}
+
+async function waitHidden(locator, what, ms = STEP_TIMEOUT_MS){
+  try { await locator.waitFor({state: "hidden", timeout: ms}) } catch { await fail(`${what}: still visible after ${ms} ms`) }
+}
+
+async function waitEnabled(locator, enabled, what, ms = STEP_TIMEOUT_MS){
+  const deadline = Date.now() + ms
+  let last = null
+  while(Date.now() < deadline){
+    try { last = await locator.isEnabled({timeout: Math.max(1, deadline - Date.now())}) } catch {}
+    if(last === enabled) return
+    await sleep(40)
+  }
+  await fail(`${what}: expected ${enabled ? "enabled" : "disabled"}, it stayed ${last === null ? "absent" : last ? "enabled" : "disabled"}`)
+}
+
+// ---------------------------------------------------------------- pages
+async function openPage(path, viewport, label){
+  const context = await browser.newContext({viewport})
+  const page = await context.newPage()
+  page.setDefaultTimeout(STEP_TIMEOUT_MS)
+  page.on("pageerror", (err) => problems.push(`${label}: page error: ${err.message}`))
+  page.on("console", (msg) => { if(msg.type() === "error") problems.push(`${label}: console error: ${msg.text()}`) })
+  page.on("requestfailed", (req) => {
+    // A WebSocket torn down by closing a page is expected; nothing else is.
+    if(!req.url().startsWith("ws")) problems.push(`${label}: request failed: ${req.url()} ${req.failure()?.errorText}`)
+  })
+  const response = await page.goto(new URL(path, base).href)
+  if(!response || response.status() !== 200) await fail(`${label}: GET ${path} answered ${response?.status()}`)
+  return {page, context, label}
+}
+
+async function student(name){
+  const s = await openPage(`/student?name=${encodeURIComponent(name)}`, PHONE, `student ${name}`)
+  await waitText(s.page.locator("#connection"), "Connected", `${name}: connection status`)
+  await waitText(s.page.locator("#me"), name, `${name}: own name in the header`)
+  return s
+}
+
+const place = (s) => s.page.locator("#place")
+const teachersOnline = (s) => s.page.locator("#teachers")
+const count = (t, what) => t.page.locator(`[data-count="${what}"]`)
+// The newest pane for a student (an ended pane may still be open beside it).
+const pane = (t, studentName) => t.page.locator(`.pane[data-student="${studentName}"]`).last()
+
+async function expectCounts(t, expected, what){
+  for(const [key, value] of Object.entries(expected)){
+    await waitText(count(t, key), String(value), `${what}: teacher's "${key}" count`)
+  }
+  ok(`${what}: teacher counts ${JSON.stringify(expected)}`)
+}
+
+// A message in `log` from `sender` with text `text`, and a time on it.
+async function expectMessage(log, sender, text, what){
+  const item = log.locator(".msg:not(.system)").filter({hasText: text}).last()
+  await waitVisible(item, `${what}: message ${JSON.stringify(text)}`)
+  await waitText(item.locator(".sender"), new RegExp(`^${sender}( \\(you\\))?$`), `${what}: sender of ${JSON.stringify(text)}`)
+  await waitText(item.locator("time"), /^\d{1,2}:\d{2}/, `${what}: time of ${JSON.stringify(text)}`)
+  const datetime = await item.locator("time").getAttribute("datetime")
+  if(!datetime || isNaN(Date.parse(datetime))) await fail(`${what}: <time datetime> is not a date: ${datetime}`)
+}
+
+async function take(t, studentName){
+  const button = t.page.getByRole("button", {name: "Take next student"})
+  await waitEnabled(button, true, `take button before taking ${studentName}`)
+  await button.click()
+  await waitVisible(t.page.locator(`.pane[data-state="active"][data-student="${studentName}"]`), `teacher pane for ${studentName}`)
+}
+
+async function teacherSays(t, studentName, text){
+  const input = t.page.getByLabel(`Message to ${studentName}`)
+  await input.fill(text)
+  await input.press("Enter")
+  if(await input.inputValue() !== "") await fail(`teacher's input for ${studentName} was not cleared after sending`)
+}
+
+async function studentSays(s, text){
+  const input = s.page.getByLabel("Message", {exact: true})
+  await input.fill(text)
+  await s.page.getByRole("button", {name: "Send"}).click()
+}
+
+// ---------------------------------------------------------------- the run
+async function main(){
+  const overall = setTimeout(() => fail(`overall timeout: not finished within ${OVERALL_TIMEOUT_MS / 1000} s`), OVERALL_TIMEOUT_MS)
+  mkdirSync(shotDir, {recursive: true})
+
+  step("0", `launch ${CHROMIUM}; the start page`)
+  browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000})
+  ok(`Chromium ${browser.version()}`)
+  {
+    const start = await openPage("/", PHONE, "start page")
+    const nameInput = start.page.getByLabel("Your name")
+    await start.page.getByRole("button", {name: "Random name"}).click()
+    const random = await nameInput.inputValue()
+    if(!/^\w+ \w+$/.test(random)) await fail(`"Random name" filled ${JSON.stringify(random)}`)
+    ok(`"Random name" gave ${JSON.stringify(random)}`)
+    await start.page.screenshot({path: join(shotDir, "index.png")})
+    await nameInput.fill("Zoe")
+    await start.page.getByRole("button", {name: "I'm a student"}).click()
+    await start.page.waitForURL(/\/student\?name=Zoe$/)
+    await waitText(start.page.locator("#me"), "Zoe", "the student page opened from the start page")
+    ok("the start page opens the student page with the chosen name")
+    await start.context.close()   // Zoe leaves: leaving the page leaves the line
+  }
+
+  step("1", "a teacher opens the teacher page")
+  const teacher = await openPage("/teacher?name=Ms%20Rivera", LAPTOP, "teacher")
+  await waitText(teacher.page.locator("#me"), "Ms Rivera", "teacher's own name")
+  await waitText(teacher.page.locator("#connection"), "Connected", "teacher: connection status")
+  await expectCounts(teacher, {teachers: 1, waiting: 0, chatting: 0, finished: 0}, "empty queue")
+  const takeButton = teacher.page.getByRole("button", {name: "Take next student"})
+  await waitEnabled(takeButton, false, "take button with nobody waiting")
+  await waitText(teacher.page.locator("#take-reason"), "Nobody is waiting.", "reason shown beside the disabled take button")
+  ok("\"Take next student\" disabled: Nobody is waiting.")
+
+  step("2", "two students get in line; places 1 and 2")
+  const alice = await student("Alice")
+  await waitText(place(alice), "1", "Alice's place in line")
+  await waitText(teachersOnline(alice), "1", "teachers online on Alice's page")
+  const bob = await student("Bob")
+  await waitText(place(bob), "2", "Bob's place in line")
+  await waitText(teachersOnline(bob), "1", "teachers online on Bob's page")
+  await expectCounts(teacher, {waiting: 2, chatting: 0}, "two waiting")
+  await bob.page.screenshot({path: join(shotDir, "student-waiting.png")})
+  ok("Alice is 1st and Bob 2nd in line; both see 1 teacher online")
+
+  step("3", "the teacher takes the next student: Alice; Bob moves up to 1")
+  await take(teacher, "Alice")
+  await waitText(alice.page.locator("#chat-title"), "Chat with Ms Rivera", "Alice's chat heading")
+  await waitHidden(alice.page.locator("#line"), "Alice's place-in-line card while chatting")
+  await waitHidden(alice.page.getByRole("button", {name: "Get back in line"}), "\"Get back in line\" while chatting")
+  await waitVisible(alice.page.getByRole("button", {name: "End chat"}), "Alice's \"End chat\" button")
+  await waitText(place(bob), "1", "Bob's place after Alice was taken")
+  await expectCounts(teacher, {waiting: 1, chatting: 1}, "Alice taken")
+  ok("Alice's chat opened; Bob's place updated live from 2 to 1")
+
+  step("4", "messages both ways, with names and times")
+  const alicePane = pane(teacher, "Alice")
+  await waitText(alicePane.locator(".pane-status"), "Alice is here.", "teacher pane status once Alice joined")
+  await waitHidden(alicePane.getByRole("button", {name: "Close chat with Alice"}), "Close button of an active pane")
+  await teacherSays(teacher, "Alice", "Hello Alice, what are you working on?")
+  await expectMessage(alice.page.locator("#messages"), "Ms Rivera", "Hello Alice, what are you working on?", "Alice's page")
+  await expectMessage(alicePane.locator(".messages"), "Ms Rivera", "Hello Alice, what are you working on?", "teacher's own copy")
+  await studentSays(alice, "Fractions: how do I add 1/3 and 1/4?")
+  await expectMessage(alicePane.locator(".messages"), "Alice", "Fractions: how do I add 1/3 and 1/4?", "teacher's pane")
+  await teacherSays(teacher, "Alice", "Use a common denominator: 4/12 + 3/12 = 7/12.")
+  await expectMessage(alice.page.locator("#messages"), "Ms Rivera", "Use a common denominator: 4/12 + 3/12 = 7/12.", "Alice's page")
+  await studentSays(alice, "Oh, that makes sense. Thanks!")
+  await expectMessage(alicePane.locator(".messages"), "Alice", "Oh, that makes sense. Thanks!", "teacher's pane")
+  {
+    // text is text: markup typed by a user is shown, not interpreted
+    await studentSays(alice, "<b>not bold</b>")
+    await expectMessage(alicePane.locator(".messages"), "Alice", "<b>not bold</b>", "teacher's pane (markup as text)")
+    if(await alicePane.locator(".messages b").count() !== 0) await fail("a message's markup was rendered as HTML")
+  }
+  ok("teacher → student and student → teacher, each with the sender's name and a time")
+
+  step("5", "the teacher takes Bob too; nobody is left waiting")
+  await take(teacher, "Bob")
+  await waitText(bob.page.locator("#chat-title"), "Chat with Ms Rivera", "Bob's chat heading")
+  await expectCounts(teacher, {waiting: 0, chatting: 2}, "both taken")
+  await waitEnabled(takeButton, false, "take button with nobody waiting")
+  await waitText(teacher.page.locator("#take-reason"), "Nobody is waiting.", "reason with nobody waiting")
+  await waitText(pane(teacher, "Bob").locator(".pane-status"), "Bob is here.", "Bob's pane status")
+  await studentSays(bob, "Hi! Can you check my essay intro?")
+  await expectMessage(pane(teacher, "Bob").locator(".messages"), "Bob", "Hi! Can you check my essay intro?", "teacher's Bob pane")
+  await teacherSays(teacher, "Bob", "Sure, paste the first paragraph here.")
+  await expectMessage(bob.page.locator("#messages"), "Ms Rivera", "Sure, paste the first paragraph here.", "Bob's page")
+  // Messages of one chat stay in their pane.
+  if(await alicePane.locator(".msg", {hasText: "essay"}).count() !== 0) await fail("Bob's message showed up in Alice's pane")
+  ok("two panes side by side, each with its own messages; take button disabled: Nobody is waiting.")
+
+  step("6", "screenshots mid-chat")
+  await alice.page.screenshot({path: join(shotDir, "student.png")})
+  await teacher.page.screenshot({path: join(shotDir, "teacher.png")})
+  ok(`saved ${join(shotDir, "student.png")} and ${join(shotDir, "teacher.png")}`)
+
+  step("7", "\"End chat\" on the teacher's pane ends it on both pages")
+  await alicePane.getByRole("button", {name: "End chat with Alice"}).click()
+  await waitText(alicePane.locator(".pane-status"), "You ended the chat.", "teacher pane after End chat")
+  await waitText(alice.page.locator("#notice"), "Ms Rivera ended the chat.", "Alice's notice after the teacher ended the chat")
+  await waitVisible(alice.page.getByRole("button", {name: "Get back in line"}), "Alice's \"Get back in line\" button")
+  if(!(await alice.page.getByLabel("Message", {exact: true}).isDisabled())) await fail("Alice can still type into an ended chat")
+  if(!(await alicePane.getByLabel("Message to Alice").isDisabled())) await fail("the teacher can still type into an ended chat")
+  await expectCounts(teacher, {chatting: 1, finished: 1}, "Alice's chat ended")
+  ok("both pages say the chat ended; inputs disabled; Alice is offered \"Get back in line\"")
+
+  step("8", "Alice gets back in line")
+  await alice.page.getByRole("button", {name: "Get back in line"}).click()
+  await waitVisible(alice.page.locator("#line"), "Alice's place-in-line card")
+  await waitText(place(alice), "1", "Alice's place after getting back in line")
+  await expectCounts(teacher, {waiting: 1, chatting: 1, finished: 0}, "Alice waiting again")
+  await waitEnabled(takeButton, true, "take button with Alice waiting")
+  ok("Alice is 1st in line again; the take button is enabled")
+
+  step("9", "Bob closes his page: his pane says he left")
+  await bob.context.close()
+  const bobPane = pane(teacher, "Bob")
+  await waitText(bobPane.locator(".pane-status"), "Bob left.", "teacher's Bob pane after Bob closed his page")
+  await waitVisible(bobPane.getByRole("button", {name: "Close chat with Bob"}), "Close button on Bob's ended pane")
+  await expectCounts(teacher, {waiting: 1, chatting: 0, finished: 0}, "Bob gone")
+  await bobPane.getByRole("button", {name: "Close chat with Bob"}).click()
+  await waitHidden(bobPane, "Bob's pane after Close")
+  ok("the pane said \"Bob left.\" and closed on request")
+
+  step("10", "five chats: the take button is disabled with a reason, and enabled again when one ends")
+  const others = []
+  for(const name of ["Chen", "Dana", "Emil", "Farah", "Gus"]) others.push(await student(name))
+  await waitText(place(others[4]), "6", "Gus's place in line")
+  await expectCounts(teacher, {waiting: 6}, "six waiting")
+  for(const name of ["Alice", "Chen", "Dana", "Emil", "Farah"]) await take(teacher, name)
+  await waitEnabled(takeButton, false, "take button at five chats")
+  await waitText(teacher.page.locator("#take-reason"), "You have 5 chats open. End one to take another student.", "reason at five chats")
+  await waitText(place(others[4]), "1", "Gus's place with everyone ahead of him taken")
+  if(await teacher.page.locator(".pane").count() !== 5) await fail(`expected 5 panes, found ${await teacher.page.locator(".pane").count()}`)
+  await expectCounts(teacher, {waiting: 1, chatting: 5}, "five chats")
+  await teacher.page.screenshot({path: join(shotDir, "teacher-five.png")})
+  ok("5 panes; \"Take next student\" disabled: You have 5 chats open.")
+  await pane(teacher, "Chen").getByRole("button", {name: "End chat with Chen"}).click()
+  await waitEnabled(takeButton, true, "take button after ending one of five chats")
+  ok("ending one chat enabled the take button again")
+
+  step("11", "the teacher closes the page: Alice goes back to the front of the line")
+  await teacher.context.close()
+  await waitText(alice.page.locator("#notice"), "Ms Rivera disconnected. You are back at the front of the line.", "Alice's notice when her teacher left")
+  await waitVisible(alice.page.locator("#line"), "Alice's place-in-line card after her teacher left")
+  await waitText(place(alice), "1", "Alice's place after her teacher left")
+  await waitText(teachersOnline(alice), "0", "teachers online after the only teacher left")
+  await waitVisible(alice.page.locator("#no-teachers"), "the 'no teacher online' hint")
+  ok("Alice's page shows she is first in line again, with no teacher online")
+
+  step("12", "a new teacher takes Alice first")
+  const teacher2 = await openPage("/teacher?name=Mr%20Okafor", LAPTOP, "teacher 2")
+  await take(teacher2, "Alice")
+  await waitText(alice.page.locator("#chat-title"), "Chat with Mr Okafor", "Alice's chat heading with the new teacher")
+  ok("Alice, requeued at the head, was the next student taken")
+  await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice is here.", "new teacher's pane once Alice joined")
+  await alice.page.getByRole("button", {name: "End chat"}).click()
+  await waitText(alice.page.locator("#notice"), "You ended the chat.", "Alice's notice after she ended the chat")
+  await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice ended the chat.", "teacher's pane after Alice ended the chat")
+  ok("\"End chat\" on the student's page ends it on both pages")
+
+  if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
+  ok("no page errors, console errors or failed requests on any page")
+
+  clearTimeout(overall)
+  finished = true
+  await browser.close()
+  console.log("PASS: student and teacher pages in headless Chromium")
+  process.exit(0)
+}
+
+main().catch((err) => fail(`unexpected exception: ${err && err.stack || err}`))
