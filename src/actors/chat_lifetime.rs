@@ -25,6 +25,7 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use super::gate::Gate;
 use super::chat_log::{
     AbandonChat, AuthorizeJoin, ChatLog, CreateChat, DiscardChat, EnterChat, FinishChat,
 };
@@ -225,6 +226,54 @@ struct State {
     /// When each waiting student (last) entered the queue, for the queue
     /// wait histogram.
     ready_at: HashMap<StudentKey, Instant>,
+    /// Frames waiting for a transcript commit (see `gate`).
+    gate: Gate<Out>,
+}
+
+/// Frames a step sends, in the order it sends them. They pass through the
+/// gate, so none overtakes a `chat:terminated` still waiting for its commit.
+enum Out {
+    /// One frame to one channel (a push or a reply).
+    To {
+        session: Arc<SessionHandle>,
+        channel: ChannelId,
+        frame: String,
+    },
+    /// A push to the channels of `topic` that `audience` picks.
+    Broadcast {
+        topic: String,
+        event: &'static str,
+        payload: String,
+        audience: Audience,
+    },
+    /// `phx_close` to the channels taken off an abandoned chat.
+    Close {
+        topic: String,
+        subscribers: Vec<Subscriber>,
+    },
+}
+
+/// Which channels of a topic a broadcast is for.
+#[derive(Clone, Copy, Debug)]
+enum Audience {
+    All,
+    /// Teacher channels that asked for `liveStatus`.
+    LiveStatus,
+    /// Student channels that asked for `queuePosition`.
+    QueuePosition,
+    /// Chat channels that did (true) or did not (false) ask for `endReason`.
+    EndReason(bool),
+}
+
+impl Audience {
+    fn picks(self, s: &Subscriber) -> bool {
+        match self {
+            Audience::All => true,
+            Audience::LiveStatus => s.extensions.live_status,
+            Audience::QueuePosition => s.extensions.queue_position,
+            Audience::EndReason(asked) => s.extensions.end_reason == asked,
+        }
+    }
 }
 
 struct Members {
@@ -387,16 +436,12 @@ impl Core {
             return;
         };
         for (student, notice) in due {
-            let topic = format!("presence:student:{}", student.0);
-            let mut evicted = Vec::new();
-            self.topics.broadcast_where(
-                &topic,
-                "queue:position",
-                &notice.to_json(),
-                |s| s.extensions.queue_position,
-                &mut evicted,
-            );
-            self.state.borrow_mut().evicted.extend(evicted);
+            self.emit(Out::Broadcast {
+                topic: format!("presence:student:{}", student.0),
+                event: "queue:position",
+                payload: notice.to_json(),
+                audience: Audience::QueuePosition,
+            });
         }
     }
 
@@ -584,16 +629,18 @@ impl Core {
         self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
         self.topics.mark_finished(&topic);
-        let mut evicted = Vec::new();
-        let terminated = "chat:terminated";
-        let plain = |s: &Subscriber| !s.extensions.end_reason;
-        self.topics
-            .broadcast_where(&topic, terminated, "{}", plain, &mut evicted);
-        let with_reason = format!(r#"{{"reason":"{}"}}"#, reason.as_str());
-        let asked = |s: &Subscriber| s.extensions.end_reason;
-        self.topics
-            .broadcast_where(&topic, terminated, &with_reason, asked, &mut evicted);
-        self.state.borrow_mut().evicted.extend(evicted);
+        self.emit(Out::Broadcast {
+            topic: topic.clone(),
+            event: "chat:terminated",
+            payload: "{}".to_owned(),
+            audience: Audience::EndReason(false),
+        });
+        self.emit(Out::Broadcast {
+            topic: topic.clone(),
+            event: "chat:terminated",
+            payload: format!(r#"{{"reason":"{}"}}"#, reason.as_str()),
+            audience: Audience::EndReason(true),
+        });
         if self.topics.subscriber_count(&topic) == 0 {
             ask(&self.chats, DiscardChat { chat }).await;
         }
@@ -703,23 +750,14 @@ impl Core {
     /// Server-side close of every channel joined to an abandoned chat.
     fn close_chat_channels(&self, chat: ChatId) {
         let topic = chat_topic(chat);
-        for subscriber in self.topics.close(&topic) {
+        let subscribers = self.topics.close(&topic);
+        for subscriber in &subscribers {
             let session = subscriber.session.id();
             if let Some(members) = self.state.borrow_mut().sessions.get_mut(&session) {
                 members.channels.retain(|m| m.channel != subscriber.channel);
             }
-            let frame = protocol::encode_close(
-                subscriber.session.framing(),
-                subscriber.join_ref.as_deref(),
-                &topic,
-            );
-            let delivery = subscriber
-                .session
-                .close_channel(subscriber.channel, ByteString::from(frame));
-            if delivery == Delivery::Evicted {
-                self.state.borrow_mut().evicted.push(session);
-            }
         }
+        self.emit(Out::Close { topic, subscribers });
     }
 
     // ----- bookkeeping and frames ---------------------------------------
@@ -770,28 +808,80 @@ impl Core {
     /// A change to the teacher count alone: `user:status` only to the teacher
     /// channels that asked for live counts (PROTOCOL 7.3 keeps it from the rest).
     fn broadcast_live_status(&self) {
-        let mut evicted = Vec::new();
-        self.topics.broadcast_where(
-            TEACHERS_TOPIC,
-            "user:status",
-            &self.snapshot().to_json(),
-            |s| s.extensions.live_status,
-            &mut evicted,
-        );
-        self.state.borrow_mut().evicted.extend(evicted);
+        self.emit(Out::Broadcast {
+            topic: TEACHERS_TOPIC.to_owned(),
+            event: "user:status",
+            payload: self.snapshot().to_json(),
+            audience: Audience::LiveStatus,
+        });
     }
 
-    fn broadcast(&self, topic: &str, event: &str, payload: &str) {
-        let mut evicted = Vec::new();
-        self.topics.broadcast(topic, event, payload, &mut evicted);
-        if !evicted.is_empty() {
-            self.state.borrow_mut().evicted.extend(evicted);
+    fn broadcast(&self, topic: &str, event: &'static str, payload: &str) {
+        self.emit(Out::Broadcast {
+            topic: topic.to_owned(),
+            event,
+            payload: payload.to_owned(),
+            audience: Audience::All,
+        });
+    }
+
+    fn deliver(&self, session: &Arc<SessionHandle>, channel: ChannelId, frame: String) {
+        self.emit(Out::To {
+            session: session.clone(),
+            channel,
+            frame,
+        });
+    }
+
+    /// Sends now, or keeps in line behind a transcript commit (`gate`).
+    fn emit(&self, out: Out) {
+        let now = self.state.borrow_mut().gate.pass(out);
+        if let Some(out) = now {
+            self.send(out);
         }
     }
 
-    fn deliver(&self, session: &SessionHandle, channel: ChannelId, frame: String) {
-        if session.deliver(channel, ByteString::from(frame)) == Delivery::Evicted {
-            self.state.borrow_mut().evicted.push(session.id());
+    /// Queues the frames to the connections; overflowing ones are noted as
+    /// evicted, to be handled as gone after the step.
+    fn send(&self, out: Out) {
+        let mut evicted = Vec::new();
+        match out {
+            Out::To {
+                session,
+                channel,
+                frame,
+            } => {
+                if session.deliver(channel, ByteString::from(frame)) == Delivery::Evicted {
+                    evicted.push(session.id());
+                }
+            }
+            Out::Broadcast {
+                topic,
+                event,
+                payload,
+                audience,
+            } => {
+                let picks = |s: &Subscriber| audience.picks(s);
+                self.topics
+                    .broadcast_where(&topic, event, &payload, picks, &mut evicted);
+            }
+            Out::Close { topic, subscribers } => {
+                for subscriber in subscribers {
+                    let session = &subscriber.session;
+                    let frame = protocol::encode_close(
+                        session.framing(),
+                        subscriber.join_ref.as_deref(),
+                        &topic,
+                    );
+                    let frame = ByteString::from(frame);
+                    if session.close_channel(subscriber.channel, frame) == Delivery::Evicted {
+                        evicted.push(session.id());
+                    }
+                }
+            }
+        }
+        if !evicted.is_empty() {
+            self.state.borrow_mut().evicted.extend(evicted);
         }
     }
 

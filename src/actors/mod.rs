@@ -8,6 +8,7 @@
 
 pub mod chat_lifetime;
 pub mod chat_log;
+mod gate;
 pub mod student_roster;
 pub mod teacher_roster;
 
