@@ -14,6 +14,7 @@ pub mod domain;
 pub mod http;
 pub mod protocol;
 pub mod topics;
+pub mod transcripts;
 pub mod transport;
 
 use std::net::SocketAddr;
