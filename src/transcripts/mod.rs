@@ -457,7 +457,8 @@ impl Transcripts {
     }
 
     /// Blocks until everything queued before the call is committed (or
-    /// given up). For shutdown and tests; never call it on an async thread.
+    /// given up). For shutdown and tests; never call it on an async thread,
+    /// nor from a `chat_finished` callback (the writer would wait on itself).
     pub fn flush(&self) {
         let (done, wait) = std::sync::mpsc::sync_channel(1);
         self.push(Op::Barrier {
