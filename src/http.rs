@@ -1,5 +1,6 @@
 //! HTTP routes: the WebSocket upgrade paths of PROTOCOL 1.2, with framing
-//! chosen by `vsn` (1.3), and 404 for everything else.
+//! chosen by `vsn` (1.3), the transcript API (`api`), and 404 for
+//! everything else.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -16,6 +17,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     for path in SOCKET_PATHS {
         config.route(path, web::get().to(upgrade));
     }
+    crate::api::configure(config);
     config.default_service(web::to(not_found));
 }
 

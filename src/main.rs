@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,6 +22,12 @@ struct Args {
     /// Worker threads serving connections (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Directory of the transcript database (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Record no transcripts (benchmarks): nothing is written, the API reads empty.
+    #[arg(long)]
+    no_transcripts: bool,
 }
 
 #[actix_web::main]
@@ -37,10 +44,22 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let config = tutor_queue::Config {
         workers: args.workers,
+        data_dir: args.data_dir.clone(),
+        transcripts: !args.no_transcripts,
         ..tutor_queue::Config::default()
     };
-    let server = tutor_queue::start(listener, config)?;
+    let server = tutor_queue::start(listener, config).with_context(|| {
+        if args.no_transcripts {
+            "cannot start".to_owned()
+        } else {
+            format!("cannot start (transcripts in {})", args.data_dir.display())
+        }
+    })?;
     tracing::info!("listening on {}", server.local_addr());
+    match server.transcripts().path() {
+        Some(path) => tracing::info!("transcripts in {}", path.display()),
+        None => tracing::info!("transcripts disabled"),
+    }
 
     let stopper = server.stopper();
     actix_web::rt::spawn(async move {

@@ -22,6 +22,7 @@ pub use student_roster::StudentRoster;
 pub use teacher_roster::TeacherRoster;
 
 use crate::topics::Topics;
+use crate::transcripts::Transcripts;
 use crate::transport::{SessionHandle, SessionId};
 use crate::Config;
 
@@ -33,11 +34,13 @@ pub struct Hub {
     /// Open connections, for shutdown (and later, metrics).
     pub sessions: Arc<DashMap<SessionId, Arc<SessionHandle>>>,
     pub config: Arc<Config>,
+    /// The durable record of chats and relayed messages (issue 6).
+    pub transcripts: Transcripts,
 }
 
 impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
-    pub fn start(config: Config) -> Hub {
+    pub fn start(config: Config, transcripts: Transcripts) -> Hub {
         let topics = Arc::new(Topics::new());
         let teachers = TeacherRoster::default().start();
         let students = StudentRoster::default().start();
@@ -48,6 +51,7 @@ impl Hub {
             topics,
             sessions: Arc::new(DashMap::new()),
             config: Arc::new(config),
+            transcripts,
         }
     }
 }
