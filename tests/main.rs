@@ -12,4 +12,5 @@ mod phoenix_js;
 mod presence;
 mod queue;
 mod shutdown;
+mod transcripts;
 mod transport;
