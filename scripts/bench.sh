@@ -9,6 +9,8 @@
 # S2: 10000 students, 100 teachers, 50 messages
 # S3: 10000 idle users held open (server RSS per connection)
 #
+# Each server records transcripts into a fresh temporary data directory
+# (SERVER_ARGS=--no-transcripts measures without them).
 # Writes bench/results.json and prints a Markdown table (median (min-max)).
 # Loopback only; stops only the processes it started, by pid.
 set -euo pipefail
@@ -32,7 +34,8 @@ TICKS=$(getconf CLK_TCK)
 
 server_pid=""
 start_server() {
-    "$SERVER" --port "$PORT" ${SERVER_ARGS:-} >"$RAW/server.log" 2>&1 &
+    rm -rf "$RAW/data"
+    "$SERVER" --port "$PORT" --data-dir "$RAW/data" ${SERVER_ARGS:-} >"$RAW/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do
         grep -q "listening on" "$RAW/server.log" 2>/dev/null && return 0

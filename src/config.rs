@@ -2,7 +2,10 @@
 //!
 //! Tests shorten the timeouts and bounds here instead of waiting on real ones.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::transcripts::StoreOptions;
 
 /// Runtime limits and timeouts of one server instance.
 #[derive(Debug, Clone)]
@@ -28,6 +31,14 @@ pub struct Config {
     /// HTTP worker threads (each runs its connections' sessions); 0 means
     /// one per available core.
     pub workers: usize,
+    /// Where the transcript database lives (`transcripts.sqlite3`, created
+    /// with the directory if missing).
+    pub data_dir: PathBuf,
+    /// Record chats and messages (`--no-transcripts` turns it off, for
+    /// benchmarks: then nothing is written and the API reads empty).
+    pub transcripts: bool,
+    /// Bounds and pacing of the transcript writer.
+    pub transcript_store: StoreOptions,
 }
 
 impl Default for Config {
@@ -42,6 +53,9 @@ impl Default for Config {
             frame_burst: 10_000,
             shutdown_grace: Duration::from_secs(2),
             workers: 0,
+            data_dir: PathBuf::from("./data"),
+            transcripts: true,
+            transcript_store: StoreOptions::default(),
         }
     }
 }

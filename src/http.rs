@@ -1,6 +1,7 @@
 //! HTTP routes: the WebSocket upgrade paths of PROTOCOL 1.2, with framing
 //! chosen by `vsn` (1.3) and the connection limit (503 past it); `/healthz`
-//! and `/metrics` for operators; the web pages (`web`); 404 for everything else.
+//! and `/metrics` for operators; the web pages (`web`); the transcript API
+//! (`api`); 404 for everything else.
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -22,6 +23,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.route("/healthz", web::get().to(healthz));
     config.route("/metrics", web::get().to(metrics));
     crate::web::configure(config);
+    crate::api::configure(config);
     config.default_service(web::to(not_found));
 }
 

@@ -5,10 +5,13 @@
 //! Layers, from the wire inwards: `transport` (one actor per WebSocket),
 //! `protocol` (V1/V2 frame codec), `channels` (Phoenix channel rules),
 //! `topics` (broadcast and relay registry), `actors` (the owners of shared
-//! state) and `domain` (the tutoring rules as plain Rust). `web` serves the
-//! student and teacher pages from `static/`.
+//! state) and `domain` (the tutoring rules as plain Rust). Beside them,
+//! `transcripts` keeps the durable record of chats and messages, served by
+//! `api`; `web` serves the student and teacher pages from `static/`;
+//! `metrics` is what operators see.
 
 pub mod actors;
+pub mod api;
 pub mod channels;
 pub mod config;
 pub mod domain;
@@ -16,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod protocol;
 pub mod topics;
+pub mod transcripts;
 pub mod transport;
 pub mod web;
 
@@ -25,6 +29,7 @@ use std::time::Instant;
 use actix_web::{dev::ServerHandle, App, HttpServer};
 
 pub use config::Config;
+pub use transcripts::Transcripts;
 
 use actors::Hub;
 use transport::Shutdown;
@@ -37,7 +42,8 @@ pub struct Server {
 }
 
 /// Shuts a running server down cleanly: every client gets a close frame
-/// with 1001 "going away", then the listener and workers stop.
+/// with 1001 "going away", then the listener and workers stop, then every
+/// queued transcript write is committed.
 #[derive(Clone)]
 pub struct Stopper {
     http: ServerHandle,
@@ -61,6 +67,13 @@ impl Stopper {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.http.stop(true).await;
+        self.hub.transcripts.flush_async().await;
+        let lag = self.hub.transcripts.lag();
+        tracing::info!(
+            committed = lag.committed,
+            failed_batches = lag.failed_batches,
+            "transcripts flushed"
+        );
     }
 }
 
@@ -73,6 +86,11 @@ impl Server {
         self.stopper.clone()
     }
 
+    /// The server's transcript store (disabled if `Config::transcripts` is off).
+    pub fn transcripts(&self) -> &Transcripts {
+        &self.stopper.hub.transcripts
+    }
+
     /// Runs until the server is stopped.
     pub async fn wait(self) -> std::io::Result<()> {
         self.http.await
@@ -81,18 +99,27 @@ impl Server {
 
 /// Starts serving on an already bound listener. Call inside an actix System.
 /// Tests bind port 0 and pass the listener in; many servers can share a
-/// process because nothing is global.
+/// process because nothing is global. Opens the transcript store in
+/// `config.data_dir` unless `config.transcripts` is off; failing to open it
+/// fails the start.
 pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result<Server> {
     let local_addr = listener.local_addr()?;
+    let transcripts = if config.transcripts {
+        Transcripts::open(&config.data_dir, config.transcript_store.clone())
+            .map_err(std::io::Error::other)?
+    } else {
+        Transcripts::disabled()
+    };
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let hub = Hub::start(config);
+    let hub = Hub::start(config, transcripts.clone());
     let app_hub = hub.clone();
     let http = HttpServer::new(move || {
         App::new()
             .app_data(actix_web::web::Data::new(app_hub.clone()))
+            .app_data(actix_web::web::Data::new(transcripts.clone()))
             .configure(http::configure)
     })
     .workers(workers)

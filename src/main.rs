@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -44,6 +45,12 @@ struct Args {
     /// Seconds without a frame before a connection is closed.
     #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout_s: u64,
+    /// Directory of the transcript database (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Record no transcripts (benchmarks): nothing is written, the API reads empty.
+    #[arg(long)]
+    no_transcripts: bool,
 }
 
 #[actix_web::main]
@@ -67,10 +74,22 @@ async fn main() -> anyhow::Result<()> {
         frame_burst: args.frame_burst,
         outbound_limit: args.outbound_limit,
         idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
+        data_dir: args.data_dir.clone(),
+        transcripts: !args.no_transcripts,
         ..Config::default()
     };
-    let server = tutor_queue::start(listener, config)?;
+    let server = tutor_queue::start(listener, config).with_context(|| {
+        if args.no_transcripts {
+            "cannot start".to_owned()
+        } else {
+            format!("cannot start (transcripts in {})", args.data_dir.display())
+        }
+    })?;
     tracing::info!("listening on {}", server.local_addr());
+    match server.transcripts().path() {
+        Some(path) => tracing::info!("transcripts in {}", path.display()),
+        None => tracing::info!("transcripts disabled"),
+    }
 
     let stopper = server.stopper();
     actix_web::rt::spawn(async move {

@@ -15,5 +15,6 @@ mod phoenix_js;
 mod presence;
 mod queue;
 mod shutdown;
+mod transcripts;
 mod transport;
 mod web;

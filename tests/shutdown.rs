@@ -14,6 +14,8 @@ struct Bin {
     port: u16,
     /// Every stderr line, for failure messages.
     lines: mpsc::Receiver<String>,
+    /// The binary's `--data-dir`, removed when the test ends.
+    data: tempfile::TempDir,
 }
 
 impl Drop for Bin {
@@ -27,10 +29,13 @@ impl Drop for Bin {
 }
 
 fn spawn_bin() -> Bin {
+    let data = tempfile::tempdir().expect("temp data dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
-        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .args(["--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(data.path())
         .env("RUST_LOG", "info")
         .env_remove("PORT")
+        .env_remove("DATA_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -79,6 +84,7 @@ fn spawn_bin() -> Bin {
         pid,
         port,
         lines: rx,
+        data,
     }
 }
 
@@ -137,6 +143,10 @@ async fn shutdown_on(sig: &str) {
     assert!(
         status.success(),
         "the binary must exit 0 after {sig}, got {status:?}"
+    );
+    assert!(
+        bin.data.path().join("transcripts.sqlite3").is_file(),
+        "the binary keeps its transcripts in --data-dir"
     );
 }
 

@@ -5,18 +5,24 @@ use std::time::Duration;
 
 use load_client::{Config, Framing, Report};
 
-fn start_server() -> u16 {
+/// The server records transcripts in a temporary directory (never `./data`
+/// in the repository); the caller holds it for the test's length.
+fn start_server() -> (u16, tempfile::TempDir) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local addr").port();
+    let data = tempfile::tempdir().expect("temp data dir");
+    let config = tutor_queue::Config {
+        data_dir: data.path().to_owned(),
+        ..tutor_queue::Config::default()
+    };
     std::thread::Builder::new()
         .name(format!("tutor-queue-{port}"))
         .spawn(move || {
-            let result = actix_web::rt::System::new()
-                .block_on(tutor_queue::run(listener, tutor_queue::Config::default()));
+            let result = actix_web::rt::System::new().block_on(tutor_queue::run(listener, config));
             eprintln!("tutor-queue on port {port} stopped: {result:?}");
         })
         .expect("spawn server thread");
-    port
+    (port, data)
 }
 
 fn config(url: String, framing: Framing) -> Config {
@@ -46,7 +52,7 @@ fn assert_clean(report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_against_the_real_server() {
-    let port = start_server();
+    let (port, _data) = start_server();
     let report = load_client::run(config(format!("ws://127.0.0.1:{port}/ws"), Framing::V1))
         .await
         .expect("run");
@@ -56,7 +62,7 @@ async fn v1_against_the_real_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_against_the_real_server() {
-    let port = start_server();
+    let (port, _data) = start_server();
     // No path: V2 goes to /socket/websocket?vsn=2.0.0.
     let report = load_client::run(config(format!("ws://127.0.0.1:{port}"), Framing::V2))
         .await
@@ -73,7 +79,7 @@ async fn teachers_wait_for_rate_limited_students() {
     // Students trickle in (one every 250 ms) while a one-message chat is much shorter:
     // the roster empties between arrivals, and teachers must not stop before the last
     // student is queued.
-    let port = start_server();
+    let (port, _data) = start_server();
     let mut c = config(format!("ws://127.0.0.1:{port}/ws"), Framing::V1);
     c.students = 4;
     c.teachers = 2;
@@ -88,7 +94,7 @@ async fn teachers_wait_for_rate_limited_students() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_keeps_idle_users_open() {
-    let port = start_server();
+    let (port, _data) = start_server();
     let c = Config {
         url: format!("ws://127.0.0.1:{port}/ws"),
         hold: 50,

@@ -25,6 +25,7 @@ pub use teacher_roster::TeacherRoster;
 
 use crate::metrics::Metrics;
 use crate::topics::Topics;
+use crate::transcripts::Transcripts;
 use crate::transport::{SessionHandle, SessionId};
 use crate::Config;
 
@@ -33,10 +34,12 @@ use crate::Config;
 pub struct Hub {
     pub lifetime: Addr<ChatLifetime>,
     pub topics: Arc<Topics>,
-    /// Open connections, for shutdown (and later, metrics).
+    /// Open connections, for shutdown.
     pub sessions: Arc<DashMap<SessionId, Arc<SessionHandle>>>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// The durable record of chats and relayed messages.
+    pub transcripts: Transcripts,
     /// Connections admitted and not yet closed (the `max_connections` bound).
     admitted: Arc<AtomicUsize>,
 }
@@ -54,7 +57,7 @@ impl Drop for ConnectionSlot {
 
 impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
-    pub fn start(config: Config) -> Hub {
+    pub fn start(config: Config, transcripts: Transcripts) -> Hub {
         let topics = Arc::new(Topics::new());
         let teachers = TeacherRoster::default().start();
         let students = StudentRoster::default().start();
@@ -69,6 +72,7 @@ impl Hub {
             config: Arc::new(config),
             metrics,
             admitted: Arc::new(AtomicUsize::new(0)),
+            transcripts,
         }
     }
 

@@ -61,7 +61,13 @@ pub struct Server {
     pub port: u16,
 }
 
-pub fn start(config: Config) -> Server {
+/// Starts a server. Hermetic: a config that keeps the default data directory
+/// (`./data`, inside the repository) records no transcripts; a test that
+/// wants them points `data_dir` at a temporary directory.
+pub fn start(mut config: Config) -> Server {
+    if config.data_dir == Config::default().data_dir {
+        config.transcripts = false;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local_addr").port();
     std::thread::Builder::new()

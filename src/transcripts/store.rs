@@ -1,0 +1,403 @@
+//! The SQLite side of the transcript store: opening the database file,
+//! pragmas and migrations, the four writes, and the two reads.
+//!
+//! Owns every SQL statement and the schema (`migrations/*.sql`, applied by
+//! `rusqlite_migration` and versioned in `PRAGMA user_version`).
+//!
+//! Must never be called from an async thread (every call here may touch the
+//! disk), never write from a read connection (they are opened read-only), and
+//! never trust a row enough to panic on it: a malformed row is a
+//! `StoreError::Corrupt`.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite_migration::{Migrations, M};
+use serde_json::value::RawValue;
+
+use super::inbox::Op;
+use super::{
+    ChatPage, ChatQuery, ChatRecord, EndReason, StoreError, Transcript, TranscriptMessage,
+    TranscriptQuery, MAX_CHAT_PAGE, MAX_TRANSCRIPT_PAGE, TRANSCRIPT_PAGE_BYTES,
+};
+use crate::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
+
+/// The database file inside the data directory (beside it SQLite keeps
+/// `-wal` and `-shm`).
+pub const DB_FILE: &str = "transcripts.sqlite3";
+
+/// How long a connection waits for a lock held by another (a checkpoint, a
+/// second process on the same directory) before the statement fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Past a checkpoint, the WAL file is truncated back to this size.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The schema, one entry per file in `migrations/`, never edited once
+/// released: a change is a new file.
+pub(super) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../migrations/0001_init.sql"))])
+}
+
+/// The writer's connection: creates the file, switches it to WAL, migrates.
+pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal(mode));
+    }
+    // See the module docs of `transcripts` for why NORMAL survives a crash
+    // of the process.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    migrations().to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection; in WAL mode it never blocks the writer.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Writes a batch in one transaction, in queue order.
+pub(super) fn commit(conn: &mut Connection, batch: &[Op]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for op in batch {
+        apply(&tx, op)?;
+    }
+    tx.commit()
+}
+
+/// Every write is idempotent in effect and never fails on a missing or
+/// repeated record, so one odd op cannot fail a whole batch: a second
+/// create of the same id is ignored, a start or finish is recorded once.
+fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::ChatCreated {
+            chat,
+            teacher,
+            student,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO chats (id, teacher, student, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                chat.to_string(),
+                teacher.0.as_str(),
+                student.0.as_str(),
+                at
+            ])?;
+        }
+        Op::ChatStarted { chat, at } => {
+            tx.prepare_cached(
+                "UPDATE chats SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
+            )?
+            .execute(params![chat.to_string(), at])?;
+        }
+        Op::Message {
+            chat,
+            sender,
+            payload,
+            at,
+        } => {
+            // The next number of this chat, found through the (chat_id, seq)
+            // index: no per-chat counter is kept in memory.
+            tx.prepare_cached(
+                "INSERT INTO messages (chat_id, seq, sender, payload, at)
+                 SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4
+                 FROM messages WHERE chat_id = ?1",
+            )?
+            .execute(params![chat.to_string(), sender.as_str(), &**payload, at])?;
+        }
+        Op::ChatFinished { chat, how, at, .. } => {
+            tx.prepare_cached(
+                "UPDATE chats SET finished_at = ?2, ended_by = ?3
+                 WHERE id = ?1 AND finished_at IS NULL",
+            )?
+            .execute(params![chat.to_string(), at, how.as_str()])?;
+        }
+        Op::Barrier { .. } => {}
+    }
+    Ok(())
+}
+
+/// A few idle read-only connections, reused across requests. More readers
+/// than that at once each open their own connection and close it after.
+pub(super) struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl Readers {
+    pub(super) fn new(path: std::path::PathBuf, keep: usize) -> Self {
+        Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = read(&conn);
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.keep {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    pub(super) fn list_chats(&self, query: &ChatQuery) -> Result<ChatPage, StoreError> {
+        self.with(|conn| list_chats(conn, query))
+    }
+
+    pub(super) fn transcript(
+        &self,
+        chat: ChatId,
+        query: &TranscriptQuery,
+    ) -> Result<Option<Transcript>, StoreError> {
+        self.with(|conn| transcript(conn, chat, query))
+    }
+}
+
+const CHAT_COLUMNS: &str = "id, teacher, student, created_at, started_at, finished_at, ended_by";
+
+/// Newest first by (created_at, id); `before` is exclusive. The WHERE clause
+/// is built from the filters present (rather than `?1 IS NULL OR …`) so the
+/// planner can pick the per-teacher or per-student index.
+fn list_chats(conn: &Connection, query: &ChatQuery) -> Result<ChatPage, StoreError> {
+    let limit = query.limit.clamp(1, MAX_CHAT_PAGE);
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    if let Some(teacher) = &query.teacher {
+        conditions.push("teacher = ?");
+        values.push(SqlValue::Text(teacher.0.as_str().to_owned()));
+    }
+    if let Some(student) = &query.student {
+        conditions.push("student = ?");
+        values.push(SqlValue::Text(student.0.as_str().to_owned()));
+    }
+    if let Some(before) = &query.before {
+        conditions.push("(created_at, id) < (?, ?)");
+        values.push(SqlValue::Integer(before.created_at));
+        values.push(SqlValue::Text(before.chat.to_string()));
+    }
+    let mut sql = format!("SELECT {CHAT_COLUMNS} FROM chats");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    // One more than asked tells whether there is a next page.
+    values.push(SqlValue::Integer(limit as i64 + 1));
+
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+    let mut chats = Vec::with_capacity(limit.min(64));
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        if chats.len() == limit {
+            more = true;
+            break;
+        }
+        chats.push(chat_from_row(row)?);
+    }
+    let next = if more {
+        chats.last().map(|last| super::ChatCursor {
+            created_at: unix_ms(last.created_at),
+            chat: last.id,
+        })
+    } else {
+        None
+    };
+    Ok(ChatPage { chats, next })
+}
+
+/// The chat and one page of its messages after `query.after`, in relay order.
+fn transcript(
+    conn: &Connection,
+    chat: ChatId,
+    query: &TranscriptQuery,
+) -> Result<Option<Transcript>, StoreError> {
+    let id = chat.to_string();
+    let record = conn
+        .prepare_cached(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ?1"))?
+        .query_row([&id], |row| Ok(chat_from_row(row)))
+        .optional()?
+        .transpose()?;
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let limit = query.limit.clamp(1, MAX_TRANSCRIPT_PAGE);
+    let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, sender, payload, at FROM messages
+         WHERE chat_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![id, after, limit as i64 + 1])?;
+    let mut messages: Vec<TranscriptMessage> = Vec::new();
+    let mut bytes = 0usize;
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        if messages.len() == limit || bytes >= TRANSCRIPT_PAGE_BYTES {
+            more = true;
+            break;
+        }
+        let seq: i64 = row.get(0)?;
+        let sender: String = row.get(1)?;
+        let payload: String = row.get(2)?;
+        let at: i64 = row.get(3)?;
+        bytes += payload.len();
+        messages.push(TranscriptMessage {
+            seq: u64::try_from(seq).map_err(|_| corrupt("message seq", &seq.to_string()))?,
+            sender: Role::parse(&sender).ok_or_else(|| corrupt("message sender", &sender))?,
+            payload: RawValue::from_string(payload)
+                .map_err(|_| StoreError::Corrupt(format!("message {seq} of {id}: payload")))?,
+            at: from_unix_ms(at),
+        });
+    }
+    let next = if more {
+        messages.last().map(|m| m.seq)
+    } else {
+        None
+    };
+    Ok(Some(Transcript {
+        chat: record,
+        messages,
+        next,
+    }))
+}
+
+fn chat_from_row(row: &rusqlite::Row<'_>) -> Result<ChatRecord, StoreError> {
+    let id: String = row.get(0)?;
+    let teacher: String = row.get(1)?;
+    let student: String = row.get(2)?;
+    let ended: Option<String> = row.get(6)?;
+    Ok(ChatRecord {
+        id: ChatId::parse(&id).ok_or_else(|| corrupt("chat id", &id))?,
+        teacher: TeacherKey(UserKey::new(&teacher).ok_or_else(|| corrupt("teacher", &id))?),
+        student: StudentKey(UserKey::new(&student).ok_or_else(|| corrupt("student", &id))?),
+        created_at: from_unix_ms(row.get(3)?),
+        started_at: row.get::<_, Option<i64>>(4)?.map(from_unix_ms),
+        finished_at: row.get::<_, Option<i64>>(5)?.map(from_unix_ms),
+        ended: match ended {
+            None => None,
+            Some(text) => Some(EndReason::parse(&text).ok_or_else(|| corrupt("ended_by", &text))?),
+        },
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {value:?}"))
+}
+
+/// Milliseconds since the epoch; times before it count as 0.
+pub fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn unix_ms_round_trips_and_clamps_before_the_epoch() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(unix_ms(t), 1_700_000_000_123);
+        assert_eq!(from_unix_ms(unix_ms(t)), t);
+        assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(from_unix_ms(-5), UNIX_EPOCH);
+    }
+
+    /// The list queries walk an index in order: no full scan, no sort.
+    #[test]
+    fn list_queries_use_an_index_and_no_sort() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer(&dir.path().join(DB_FILE)).expect("open");
+        let plans = [
+            ("", vec![]),
+            ("WHERE teacher = ?", vec![SqlValue::Text("1".into())]),
+            (
+                "WHERE student = ? AND (created_at, id) < (?, ?)",
+                vec![
+                    SqlValue::Text("1".into()),
+                    SqlValue::Integer(5),
+                    SqlValue::Text("x".into()),
+                ],
+            ),
+        ];
+        for (filter, mut values) in plans {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT {CHAT_COLUMNS} FROM chats {filter} \
+                 ORDER BY created_at DESC, id DESC LIMIT ?"
+            );
+            values.push(SqlValue::Integer(10));
+            let mut statement = conn.prepare(&sql).expect("prepare");
+            let plan: Vec<String> = statement
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let plan = plan.join("; ");
+            assert!(plan.contains("USING INDEX"), "{filter}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filter}: {plan}");
+        }
+    }
+
+    /// The next message number comes from the index, not a table scan.
+    #[test]
+    fn numbering_a_message_uses_the_chat_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer(&dir.path().join(DB_FILE)).expect("open");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT coalesce(max(seq), 0) + 1 FROM messages \
+                 WHERE chat_id = 'x'",
+                [],
+                |row| row.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("USING COVERING INDEX"), "{plan}");
+    }
+}

@@ -1,0 +1,687 @@
+//! Unit tests of the transcript store against a real SQLite file in a
+//! temporary directory.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use super::*;
+use crate::domain::UserKey;
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn teacher(key: &str) -> TeacherKey {
+    TeacherKey(UserKey::new(key).expect("non-empty"))
+}
+
+fn student(key: &str) -> StudentKey {
+    StudentKey(UserKey::new(key).expect("non-empty"))
+}
+
+fn new_chat() -> ChatId {
+    ChatId::random(&mut rand::rng())
+}
+
+fn raw(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_owned()).expect("valid JSON")
+}
+
+fn quick() -> StoreOptions {
+    StoreOptions {
+        commit_interval: Duration::ZERO,
+        ..StoreOptions::default()
+    }
+}
+
+fn open(dir: &tempfile::TempDir, options: StoreOptions) -> Transcripts {
+    Transcripts::open(dir.path(), options).expect("open the store")
+}
+
+fn transcript(store: &Transcripts, chat: ChatId) -> Transcript {
+    store
+        .transcript(chat, &TranscriptQuery::default())
+        .expect("read")
+        .expect("chat is stored")
+}
+
+fn payloads(t: &Transcript) -> Vec<&str> {
+    t.messages.iter().map(|m| m.payload.get()).collect()
+}
+
+#[test]
+fn a_chat_and_its_messages_read_back_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("7"), &student("a\"b"), at(1_000));
+    store.chat_started(chat, at(2_000));
+    // Payloads are kept byte for byte: spacing, key order, escapes.
+    let sent = [
+        (Role::Teacher, r#"{"message":"hi"}"#),
+        (Role::Student, r#"{ "z":1, "a":"\u00e9 €" }"#),
+        (Role::Teacher, r#"{"message":"bye","extra":[1,{"n":null}]}"#),
+    ];
+    for (i, (sender, payload)) in sent.iter().enumerate() {
+        store
+            .message(chat, *sender, &raw(payload), at(3_000 + i as u64))
+            .expect("room");
+    }
+    store.chat_finished(chat, EndReason::Terminated, at(9_000), || {});
+    store.flush();
+
+    let t = transcript(&store, chat);
+    assert_eq!(
+        t.chat,
+        ChatRecord {
+            id: chat,
+            teacher: teacher("7"),
+            student: student("a\"b"),
+            created_at: at(1_000),
+            started_at: Some(at(2_000)),
+            finished_at: Some(at(9_000)),
+            ended: Some(EndReason::Terminated),
+        }
+    );
+    assert_eq!(payloads(&t), sent.map(|(_, p)| p));
+    let seqs: Vec<u64> = t.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let senders: Vec<Role> = t.messages.iter().map(|m| m.sender).collect();
+    assert_eq!(senders, sent.map(|(s, _)| s));
+    assert_eq!(t.messages[1].at, at(3_001));
+    assert_eq!(t.next, None);
+}
+
+#[test]
+fn start_and_finish_are_recorded_once_and_unknown_chats_read_as_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(chat, &teacher("9"), &student("9"), at(5)); // ignored
+    store.chat_started(chat, at(2));
+    store.chat_started(chat, at(3));
+    store.chat_finished(chat, EndReason::TeacherLeft, at(4), || {});
+    store.chat_finished(chat, EndReason::Terminated, at(6), || {});
+    // Records for a chat that was never created fail nothing.
+    let ghost = new_chat();
+    store.chat_started(ghost, at(1));
+    store.chat_finished(ghost, EndReason::StudentLeft, at(1), || {});
+    store.flush();
+
+    let t = transcript(&store, chat);
+    assert_eq!(t.chat.teacher, teacher("1"));
+    assert_eq!(t.chat.created_at, at(1));
+    assert_eq!(t.chat.started_at, Some(at(2)));
+    assert_eq!(t.chat.finished_at, Some(at(4)));
+    assert_eq!(t.chat.ended, Some(EndReason::TeacherLeft));
+    assert!(store
+        .transcript(ghost, &TranscriptQuery::default())
+        .expect("read")
+        .is_none());
+}
+
+#[test]
+fn the_finish_callback_runs_after_the_commit_that_holds_the_chat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, StoreOptions::default());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    for i in 0..50 {
+        store
+            .message(chat, Role::Student, &raw(&format!("{{\"n\":{i}}}")), at(2))
+            .expect("room");
+    }
+    let (seen, wait) = mpsc::channel();
+    let path = dir.path().join(DB_FILE);
+    store.chat_finished(chat, EndReason::Terminated, at(3), move || {
+        // A separate connection sees the commit: it is in the file.
+        let check = || -> rusqlite::Result<(i64, Option<String>)> {
+            let conn = rusqlite::Connection::open(&path)?;
+            let n = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+            let ended = conn.query_row("SELECT ended_by FROM chats", [], |r| r.get(0))?;
+            Ok((n, ended))
+        };
+        let _ = seen.send(check());
+    });
+    let seen = wait
+        .recv_timeout(Duration::from_secs(10))
+        .expect("callback ran");
+    assert_eq!(seen.expect("readable"), (50, Some("terminated".into())));
+}
+
+#[test]
+fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(
+        &dir,
+        StoreOptions {
+            queue_messages: 10,
+            ..quick()
+        },
+    );
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.flush();
+
+    store.set_paused(true);
+    for i in 0..10 {
+        store
+            .message(chat, Role::Teacher, &raw(&format!("{{\"n\":{i}}}")), at(2))
+            .expect("room for ten");
+    }
+    let begun = Instant::now();
+    assert_eq!(
+        store.message(chat, Role::Teacher, &raw(r#"{"n":"refused"}"#), at(2)),
+        Err(Backpressure)
+    );
+    assert!(
+        begun.elapsed() < Duration::from_millis(100),
+        "did not block"
+    );
+    assert_eq!(Backpressure.to_string(), "transcript backlog");
+    // Lifecycle records still go in, and wait their turn behind the messages.
+    let finished = Arc::new(AtomicUsize::new(0));
+    let flag = finished.clone();
+    store.chat_finished(chat, EndReason::Terminated, at(3), move || {
+        flag.store(1, Ordering::SeqCst);
+    });
+    let lag = store.lag();
+    assert_eq!((lag.uncommitted, lag.queued_messages), (11, 10));
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "nothing committed yet");
+
+    store.set_paused(false);
+    store.flush();
+    assert_eq!(finished.load(Ordering::SeqCst), 1);
+    let t = transcript(&store, chat);
+    let expected: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+    assert_eq!(payloads(&t), expected);
+    assert_eq!(t.chat.ended, Some(EndReason::Terminated));
+    let lag = store.lag();
+    assert_eq!(
+        (lag.uncommitted, lag.oldest, lag.failed_batches),
+        (0, Duration::ZERO, 0)
+    );
+    // Room again.
+    store
+        .message(chat, Role::Student, &raw("{}"), at(4))
+        .expect("room after the writer caught up");
+}
+
+#[test]
+fn a_queued_backlog_is_committed_in_batches_of_max_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(
+        &dir,
+        StoreOptions {
+            max_batch: 64,
+            ..quick()
+        },
+    );
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.flush();
+    let before = store.lag().committed;
+    assert_eq!(before, 2, "the record and the flush barrier");
+
+    // Queue 1000 messages with a barrier after every hundred while the
+    // writer is paused; each barrier notes how many writes were committed
+    // when it ran, which shows where its batch ended.
+    store.set_paused(true);
+    let noted = Arc::new(Mutex::new(Vec::new()));
+    let mut positions = Vec::new();
+    let mut queued = 0u64;
+    for i in 1..=1000u64 {
+        store
+            .message(chat, Role::Student, &raw(&format!("{{\"n\":{i}}}")), at(2))
+            .expect("room");
+        queued += 1;
+        if i % 100 == 0 && i < 1000 {
+            let (store2, noted2) = (store.clone(), noted.clone());
+            store.push(Op::Barrier {
+                then: Box::new(move || {
+                    let committed = store2.lag().committed;
+                    noted2
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(committed);
+                }),
+            });
+            queued += 1;
+            positions.push(queued);
+        }
+    }
+    store.set_paused(false);
+    store.flush();
+    let expected: Vec<u64> = positions
+        .iter()
+        .map(|p| before + p.div_ceil(64) * 64)
+        .collect();
+    assert_eq!(
+        *noted.lock().unwrap_or_else(PoisonError::into_inner),
+        expected
+    );
+    assert_eq!(store.lag().committed, before + queued + 1);
+    let t = store
+        .transcript(
+            chat,
+            &TranscriptQuery {
+                after: 0,
+                limit: 2000,
+            },
+        )
+        .expect("read")
+        .expect("stored");
+    assert_eq!(t.messages.len(), 1000);
+    assert!(t
+        .messages
+        .iter()
+        .zip(1u64..)
+        .all(|(m, i)| m.seq == i && m.payload.get() == format!("{{\"n\":{i}}}")));
+}
+
+#[test]
+fn flush_waits_for_everything_queued_before_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A long commit interval: without flush the writes would still wait.
+    let store = open(
+        &dir,
+        StoreOptions {
+            commit_interval: Duration::from_millis(50),
+            ..StoreOptions::default()
+        },
+    );
+    let chats: Vec<ChatId> = (0..20).map(|_| new_chat()).collect();
+    for (i, chat) in chats.iter().enumerate() {
+        store.chat_created(*chat, &teacher("1"), &student(&i.to_string()), at(i as u64));
+        store
+            .message(*chat, Role::Teacher, &raw("{}"), at(i as u64))
+            .expect("room");
+    }
+    store.flush();
+    assert_eq!(store.lag().uncommitted, 0);
+    let page = store
+        .list_chats(&ChatQuery {
+            limit: 100,
+            ..ChatQuery::default()
+        })
+        .expect("read");
+    assert_eq!(page.chats.len(), 20);
+}
+
+#[test]
+fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chat = new_chat();
+    {
+        let store = open(
+            &dir,
+            StoreOptions {
+                commit_interval: Duration::from_millis(20),
+                ..StoreOptions::default()
+            },
+        );
+        store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+        for _ in 0..100 {
+            store
+                .message(chat, Role::Teacher, &raw("{}"), at(2))
+                .expect("room");
+        }
+        // No flush: drop drains the queue.
+    }
+    // Reopening runs the migrations again: already applied, nothing changes.
+    let store = open(&dir, quick());
+    let t = transcript(&store, chat);
+    assert_eq!(t.messages.len(), 100);
+    drop(store);
+    let store = open(&dir, quick());
+    assert_eq!(transcript(&store, chat).messages.len(), 100);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn what_a_callback_confirmed_is_in_the_file_even_if_the_store_never_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chat = new_chat();
+    let store = open(&dir, StoreOptions::default());
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store
+        .message(chat, Role::Student, &raw(r#"{"m":1}"#), at(2))
+        .expect("room");
+    let (confirmed, wait) = mpsc::channel();
+    store.chat_finished(chat, EndReason::StudentLeft, at(3), move || {
+        let _ = confirmed.send(());
+    });
+    wait.recv_timeout(Duration::from_secs(10))
+        .expect("callback ran");
+    // Never flushed nor dropped: only the commit the callback confirmed.
+    std::mem::forget(store);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let row: (String, String) = conn
+        .query_row(
+            "SELECT m.payload, c.ended_by FROM messages m JOIN chats c ON c.id = m.chat_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the confirmed chat");
+    assert_eq!(row, (r#"{"m":1}"#.to_owned(), "student_left".to_owned()));
+}
+
+#[test]
+fn one_store_per_data_dir_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open(&dir, quick());
+    match Transcripts::open(dir.path(), quick()) {
+        Err(StoreError::InUse { path }) => assert_eq!(path, dir.path()),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    let reader = first.clone();
+    drop(first);
+    assert!(
+        matches!(
+            Transcripts::open(dir.path(), quick()),
+            Err(StoreError::InUse { .. })
+        ),
+        "a clone keeps it open"
+    );
+    drop(reader);
+    open(&dir, quick());
+}
+
+#[test]
+fn the_writer_survives_a_panicking_callback_and_its_last_handle_dropped_on_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_finished(chat, EndReason::Terminated, at(2), || {
+        panic!("callback bug")
+    });
+    store.flush();
+    store
+        .message(chat, Role::Student, &raw("{}"), at(3))
+        .expect("room");
+    store.flush();
+    assert_eq!(transcript(&store, chat).messages.len(), 1);
+
+    // The callback holds the last handle: the writer drops it itself and
+    // must neither deadlock nor panic joining itself.
+    let (done, wait) = mpsc::channel();
+    let held = store.clone();
+    drop(store);
+    held.clone()
+        .chat_finished(new_chat(), EndReason::Terminated, at(4), move || {
+            drop(held);
+            let _ = done.send(());
+        });
+    wait.recv_timeout(Duration::from_secs(10))
+        .expect("callback ran");
+    let reopened = open(&dir, quick());
+    assert_eq!(transcript(&reopened, chat).messages.len(), 1);
+}
+
+/// Seven chats, created at 100, 200, 200, 300, … with teachers a/b and
+/// students x/y/z; returns them newest first as the list must order them.
+fn seven_chats(store: &Transcripts) -> Vec<(ChatId, i64)> {
+    let times = [100, 200, 200, 300, 400, 400, 500];
+    let mut chats = Vec::new();
+    for (i, ms) in times.iter().enumerate() {
+        let chat = new_chat();
+        let t = if i % 2 == 0 { "a" } else { "b" };
+        let s = ["x", "y", "z"][i % 3];
+        store.chat_created(chat, &teacher(t), &student(s), at(*ms as u64));
+        chats.push((chat, *ms));
+    }
+    store.flush();
+    // Newest first; ties by id, descending (string order of the UUID text).
+    chats.sort_by_key(|c| std::cmp::Reverse((c.1, c.0.to_string())));
+    chats
+}
+
+fn all_pages(store: &Transcripts, mut query: ChatQuery) -> Vec<Vec<ChatId>> {
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list_chats(&query).expect("read");
+        pages.push(page.chats.iter().map(|c| c.id).collect());
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => return pages,
+        }
+    }
+}
+
+#[test]
+fn list_pages_newest_first_with_a_keyset_cursor_that_breaks_ties_by_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let expected: Vec<ChatId> = seven_chats(&store).into_iter().map(|c| c.0).collect();
+    let pages = all_pages(
+        &store,
+        ChatQuery {
+            limit: 3,
+            ..ChatQuery::default()
+        },
+    );
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+    assert_eq!(pages.concat(), expected);
+    // Exactly one page: no next cursor.
+    let page = store
+        .list_chats(&ChatQuery {
+            limit: 7,
+            ..ChatQuery::default()
+        })
+        .expect("read");
+    assert_eq!((page.chats.len(), page.next), (7, None));
+    // A limit of 0 or past the max is clamped.
+    let page = store
+        .list_chats(&ChatQuery {
+            limit: 0,
+            ..ChatQuery::default()
+        })
+        .expect("read");
+    assert_eq!(page.chats.len(), 1);
+}
+
+#[test]
+fn list_filters_by_teacher_and_by_student() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    seven_chats(&store);
+    let count = |t: Option<&str>, s: Option<&str>| {
+        let pages = all_pages(
+            &store,
+            ChatQuery {
+                teacher: t.map(teacher),
+                student: s.map(student),
+                limit: 2,
+                before: None,
+            },
+        );
+        let ids = pages.concat();
+        let records: Vec<ChatRecord> = ids.iter().map(|id| transcript(&store, *id).chat).collect();
+        assert!(records
+            .windows(2)
+            .all(|w| w[0].created_at >= w[1].created_at));
+        for r in &records {
+            assert!(t.is_none_or(|t| r.teacher == teacher(t)));
+            assert!(s.is_none_or(|s| r.student == student(s)));
+        }
+        ids.len()
+    };
+    assert_eq!(count(Some("a"), None), 4);
+    assert_eq!(count(Some("b"), None), 3);
+    assert_eq!(count(None, Some("x")), 3);
+    assert_eq!(count(Some("a"), Some("x")), 2);
+    assert_eq!(count(Some("nobody"), None), 0);
+    // Namespaces: teacher "x" is not student "x".
+    assert_eq!(count(Some("x"), None), 0);
+}
+
+#[test]
+fn transcript_pages_by_seq_and_by_size() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    for i in 1..=5 {
+        store
+            .message(chat, Role::Teacher, &raw(&format!("{{\"n\":{i}}}")), at(2))
+            .expect("room");
+    }
+    store.flush();
+    let page = |after, limit| {
+        let t = store
+            .transcript(chat, &TranscriptQuery { after, limit })
+            .expect("read")
+            .expect("stored");
+        (t.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), t.next)
+    };
+    assert_eq!(page(0, 2), (vec![1, 2], Some(2)));
+    assert_eq!(page(2, 2), (vec![3, 4], Some(4)));
+    assert_eq!(page(4, 2), (vec![5], None));
+    assert_eq!(page(5, 2), (vec![], None));
+    assert_eq!(page(u64::MAX, 2), (vec![], None));
+
+    // Large payloads: a page stops past TRANSCRIPT_PAGE_BYTES.
+    let big = format!("{{\"m\":\"{}\"}}", "x".repeat(1024 * 1024));
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    for _ in 0..6 {
+        store
+            .message(chat, Role::Student, &raw(&big), at(2))
+            .expect("room");
+    }
+    store.flush();
+    let t = store
+        .transcript(chat, &TranscriptQuery::default())
+        .expect("read")
+        .expect("stored");
+    assert_eq!(t.messages.len(), 4);
+    assert_eq!(t.next, Some(4));
+}
+
+#[test]
+fn cursors_round_trip_and_foreign_text_is_refused() {
+    let chat = new_chat();
+    let cursor = ChatCursor {
+        created_at: 1_700_000_000_000,
+        chat,
+    };
+    let text = cursor.to_string();
+    assert_eq!(text, format!("1700000000000_{chat}"));
+    assert_eq!(text.parse::<ChatCursor>(), Ok(cursor));
+    for bad in [
+        "",
+        "_",
+        "123",
+        &format!("_{chat}"),
+        &format!("-5_{chat}"),
+        &format!("+5_{chat}"),
+        &format!("99999999999999999999_{chat}"),
+        "5_not-a-chat",
+        &format!("5_{}", chat.to_string().to_uppercase()),
+    ] {
+        assert_eq!(bad.parse::<ChatCursor>(), Err(BadCursor), "{bad:?}");
+    }
+}
+
+#[test]
+fn end_reasons_round_trip() {
+    for how in [
+        EndReason::Terminated,
+        EndReason::StudentLeft,
+        EndReason::TeacherLeft,
+    ] {
+        assert_eq!(EndReason::parse(how.as_str()), Some(how));
+    }
+    assert_eq!(EndReason::parse("finished"), None);
+}
+
+#[test]
+fn a_disabled_store_writes_nothing_runs_callbacks_at_once_and_reads_empty() {
+    let store = Transcripts::disabled();
+    assert!(!store.is_enabled());
+    assert_eq!(store.path(), None);
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_started(chat, at(2));
+    for _ in 0..100_000 {
+        store
+            .message(chat, Role::Teacher, &raw("{}"), at(3))
+            .expect("never refused");
+    }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let flag = ran.clone();
+    store.chat_finished(chat, EndReason::Terminated, at(4), move || {
+        flag.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "ran before returning");
+    store.flush();
+    assert_eq!(store.lag(), WriterLag::default());
+    let page = store.list_chats(&ChatQuery::default()).expect("read");
+    assert!(page.chats.is_empty() && page.next.is_none());
+    assert!(store
+        .transcript(chat, &TranscriptQuery::default())
+        .expect("read")
+        .is_none());
+}
+
+#[test]
+fn opening_fails_cleanly_when_the_data_dir_is_a_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    match Transcripts::open(&file, quick()) {
+        Err(StoreError::DataDir { path, .. }) => assert_eq!(path, file),
+        other => panic!("expected a DataDir error, got {other:?}"),
+    }
+}
+
+/// A rough figure, not a pass/fail test:
+/// `cargo test --release --lib writer_throughput -- --ignored --nocapture`.
+/// One thread queues short messages to 100 chats as fast as the bound lets
+/// it while the writer commits; on the 2-core dev machine it printed about
+/// 86,000 messages/s in release (20,000 in a debug build).
+#[test]
+#[ignore]
+fn writer_throughput() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, StoreOptions::default());
+    let chats: Vec<ChatId> = (0..100).map(|_| new_chat()).collect();
+    for chat in &chats {
+        store.chat_created(*chat, &teacher("1"), &student("2"), SystemTime::now());
+    }
+    store.flush();
+    let payload = raw(r#"{"message":"Message from teacher: a typical short chat line"}"#);
+    let total = 200_000;
+    let begun = Instant::now();
+    let mut refused = 0;
+    let mut sent = 0;
+    while sent < total {
+        let chat = chats[sent % chats.len()];
+        match store.message(chat, Role::Teacher, &payload, SystemTime::now()) {
+            Ok(()) => sent += 1,
+            Err(Backpressure) => {
+                refused += 1;
+                std::thread::yield_now();
+            }
+        }
+    }
+    store.flush();
+    let elapsed = begun.elapsed();
+    println!(
+        "writer committed {total} messages in {elapsed:?}: {:.0} messages/s \
+         ({refused} refusals for backpressure on the way)",
+        total as f64 / elapsed.as_secs_f64()
+    );
+}

@@ -1,0 +1,78 @@
+//! The writer thread: the only owner of the writing SQLite connection.
+//!
+//! Loop: take a batch from the inbox (everything queued, up to the batch
+//! size, after waiting out the commit interval since the last commit), write
+//! it in one transaction, then run the batch's callbacks in order. This is
+//! group commit: under load one commit carries many messages; when idle a
+//! lone write waits at most one commit interval.
+//!
+//! Must never run a callback before the transaction holding its record has
+//! committed (that is the durability promise behind `chat:terminated`), and
+//! never let a callback's panic or a failed commit stop the thread: a
+//! failed batch is retried, then logged and counted, and its callbacks run
+//! anyway so that chats still end for their users.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::inbox::{Inbox, Op};
+use super::store;
+
+/// Waits before each retry of a failed commit (a busy lock held by a
+/// checkpoint or another process, a full disk being cleaned up).
+const RETRY_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
+pub(super) fn spawn(
+    mut conn: Connection,
+    inbox: Arc<Inbox>,
+    commit_interval: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("transcript-writer".into())
+        .spawn(move || run(&mut conn, &inbox, commit_interval))
+}
+
+fn run(conn: &mut Connection, inbox: &Inbox, commit_interval: Duration) {
+    let mut last_commit: Option<Instant> = None;
+    while let Some(batch) = inbox.next_batch(last_commit.map(|at| at + commit_interval)) {
+        last_commit = Some(Instant::now());
+        let committed = commit_with_retries(conn, &batch);
+        inbox.batch_done(committed);
+        for callback in batch.into_iter().filter_map(Op::take_callback) {
+            if catch_unwind(AssertUnwindSafe(callback)).is_err() {
+                tracing::error!("a transcript callback panicked; the writer goes on");
+            }
+        }
+    }
+    tracing::debug!("transcript writer stopped");
+}
+
+fn commit_with_retries(conn: &mut Connection, batch: &[Op]) -> bool {
+    let mut retries = RETRY_BACKOFF.iter();
+    loop {
+        match store::commit(conn, batch) {
+            Ok(()) => return true,
+            Err(error) => match retries.next() {
+                Some(wait) => {
+                    tracing::warn!(%error, ops = batch.len(), "transcript commit failed; retrying");
+                    std::thread::sleep(*wait);
+                }
+                None => {
+                    tracing::error!(
+                        %error,
+                        ops = batch.len(),
+                        "transcript commit failed; these records are lost"
+                    );
+                    return false;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! The transcript store (issue 6) through the real server: records written
+//! through the server's handle and read back over the HTTP API, the error
+//! answers of that API, `--no-transcripts`, and durability across a SIGKILL
+//! of a process that was writing.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
+use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
+use tutor_queue::{Stopper, Transcripts};
+
+use crate::support::{Config, WAIT};
+
+/// A server on port 0 with the handles a test needs.
+struct Running {
+    port: u16,
+    transcripts: Transcripts,
+    stopper: Stopper,
+}
+
+fn start_server(config: Config) -> Running {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local_addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("tutor-queue-{port}"))
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match tutor_queue::start(listener, config) {
+                    Ok(server) => {
+                        let _ = tx.send(Ok((server.transcripts().clone(), server.stopper())));
+                        let _ = server.wait().await;
+                    }
+                    Err(error) => {
+                        let _ = tx.send(Err(error));
+                    }
+                }
+            })
+        })
+        .expect("spawn server thread");
+    let (transcripts, stopper) = rx
+        .recv_timeout(WAIT)
+        .expect("the server thread answers")
+        .expect("the server starts");
+    Running {
+        port,
+        transcripts,
+        stopper,
+    }
+}
+
+fn with_data_dir(dir: &tempfile::TempDir) -> Config {
+    Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    }
+}
+
+/// `GET path` over HTTP/1.1; returns the status and the body.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("response within WAIT")
+        .expect("read response");
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{path}: every API answer is JSON: {head}"
+    );
+    (status, body.to_owned())
+}
+
+async fn get_json(port: u16, path: &str) -> (u16, Value) {
+    let (status, body) = get(port, path).await;
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, value)
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn teacher(key: &str) -> TeacherKey {
+    TeacherKey(UserKey::new(key).expect("non-empty"))
+}
+
+fn student(key: &str) -> StudentKey {
+    StudentKey(UserKey::new(key).expect("non-empty"))
+}
+
+fn new_chat() -> ChatId {
+    ChatId::random(&mut rand::rng())
+}
+
+fn raw(json: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(json.to_owned()).expect("valid JSON")
+}
+
+#[tokio::test]
+async fn the_api_serves_what_the_server_recorded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = start_server(with_data_dir(&dir));
+    let store = &srv.transcripts;
+    assert!(store.is_enabled());
+
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("7"), &student("s1"), at(1_000));
+    store.chat_started(chat, at(1_500));
+    let payloads = [
+        (Role::Teacher, r#"{"message":"Message from teacher: 1"}"#),
+        (
+            Role::Student,
+            r#"{ "message" : "spaced \u00e9 €", "n": [1, 2.50] }"#,
+        ),
+    ];
+    for (i, (sender, payload)) in payloads.iter().enumerate() {
+        store
+            .message(chat, *sender, &raw(payload), at(2_000 + i as u64))
+            .expect("room");
+    }
+    let (finished, wait) = tokio::sync::oneshot::channel();
+    store.chat_finished(chat, EndReason::StudentLeft, at(3_000), move || {
+        let _ = finished.send(());
+    });
+    wait.await.expect("the finish callback runs");
+    let other = new_chat();
+    store.chat_created(other, &teacher("8"), &student("s2"), at(5_000));
+    store.flush_async().await;
+
+    // The transcript: payloads byte for byte inside the JSON answer.
+    let path = format!("/api/chats/{chat}/transcript");
+    let (status, body) = get(srv.port, &path).await;
+    assert_eq!(status, 200, "{body}");
+    for (_, payload) in payloads {
+        assert!(body.contains(payload), "raw payload {payload} in {body}");
+    }
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body,
+        json!({
+            "chat": {
+                "id": chat.to_string(),
+                "teacher": "7",
+                "student": "s1",
+                "created_at": 1000,
+                "started_at": 1500,
+                "finished_at": 3000,
+                "ended_by": "student_left",
+            },
+            "messages": [
+                {"seq": 1, "sender": "teacher", "payload": {"message": "Message from teacher: 1"}, "at": 2000},
+                {"seq": 2, "sender": "student", "payload": {"message": "spaced é €", "n": [1, 2.5]}, "at": 2001},
+            ],
+            "next": null,
+        })
+    );
+    let (status, page) = get_json(srv.port, &format!("{path}?after=1&limit=1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["messages"][0]["seq"], 2);
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = get_json(srv.port, &format!("{path}?limit=1")).await;
+    assert_eq!(page["next"], 1);
+
+    // The list: newest first, one page at a time.
+    let (status, list) = get_json(srv.port, "/api/chats").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["chats"]
+        .as_array()
+        .expect("chats array")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, [other.to_string(), chat.to_string()]);
+    assert_eq!(list["next"], Value::Null);
+    assert_eq!(
+        list["chats"][0],
+        json!({"id": other.to_string(), "teacher": "8", "student": "s2", "created_at": 5000,
+               "started_at": null, "finished_at": null, "ended_by": null})
+    );
+
+    let (_, first) = get_json(srv.port, "/api/chats?limit=1").await;
+    assert_eq!(first["chats"][0]["id"], other.to_string());
+    let next = first["next"].as_str().expect("a next cursor");
+    let (_, second) = get_json(srv.port, &format!("/api/chats?limit=1&before={next}")).await;
+    assert_eq!(second["chats"][0]["id"], chat.to_string());
+    assert_eq!(second["next"], Value::Null);
+
+    let (_, only) = get_json(srv.port, "/api/chats?teacher=7").await;
+    assert_eq!(only["chats"].as_array().map(Vec::len), Some(1));
+    assert_eq!(only["chats"][0]["id"], chat.to_string());
+    let (_, only) = get_json(srv.port, "/api/chats?student=s2&teacher=").await;
+    assert_eq!(only["chats"][0]["id"], other.to_string());
+    let (_, none) = get_json(srv.port, "/api/chats?student=7").await;
+    assert_eq!(none, json!({"chats": [], "next": null}));
+
+    srv.stopper.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_answers_bad_requests_and_unknown_chats_with_json_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = start_server(with_data_dir(&dir));
+    let unknown = new_chat();
+    for path in [
+        format!("/api/chats/{unknown}/transcript"),
+        "/api/chats/not-a-chat/transcript".to_owned(),
+        format!(
+            "/api/chats/{}/transcript",
+            unknown.to_string().to_uppercase()
+        ),
+        "/api/chats/%00%ff/transcript".to_owned(),
+    ] {
+        let (status, body) = get_json(srv.port, &path).await;
+        assert_eq!(
+            (status, &body),
+            (404, &json!({"error": "unknown chat"})),
+            "{path}"
+        );
+    }
+    for path in [
+        "/api/chats?limit=0",
+        "/api/chats?limit=501",
+        "/api/chats?limit=ten",
+        "/api/chats?before=yesterday",
+        "/api/chats?limit=1&limit=2",
+    ] {
+        let (status, body) = get_json(srv.port, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, body) = get_json(
+        srv.port,
+        &format!("/api/chats/{unknown}/transcript?limit=0"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    srv.stopper.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_transcripts_nothing_is_written_and_the_api_reads_empty() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = start_server(Config {
+        transcripts: false,
+        ..with_data_dir(&dir)
+    });
+    let store = &srv.transcripts;
+    assert!(!store.is_enabled());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    let (ran, wait) = std::sync::mpsc::channel();
+    store.chat_finished(chat, EndReason::Terminated, at(2), move || {
+        let _ = ran.send(());
+    });
+    wait.try_recv().expect("the callback ran at once");
+    let (status, list) = get_json(srv.port, "/api/chats").await;
+    assert_eq!((status, list), (200, json!({"chats": [], "next": null})));
+    let (status, _) = get_json(srv.port, &format!("/api/chats/{chat}/transcript")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("read dir").count(),
+        0,
+        "nothing written"
+    );
+    srv.stopper.shutdown().await;
+}
+
+#[test]
+fn an_unusable_data_dir_fails_the_start_with_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
+        .args(["--port", "0", "--data-dir"])
+        .arg(&file)
+        .env_remove("PORT")
+        .env_remove("DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("a-file"), "{stderr}");
+}
+
+/// Env var that turns [`crash_child`] from a no-op into the writer process.
+const CRASH_DIR: &str = "TUTOR_QUEUE_CRASH_TEST_DIR";
+
+/// Kills (SIGKILL) a process that is writing transcripts as fast as it can,
+/// then checks that every chat whose finish callback had run is complete
+/// on disk. The process is this test binary running `crash_child`.
+#[test]
+fn chats_confirmed_before_a_sigkill_are_on_disk_after_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args([
+            "transcripts::crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the writer process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut confirmed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while confirmed.len() < 40 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("confirmed ") {
+                    let (chat, count) = rest.split_once(' ').expect("chat and count");
+                    let chat = ChatId::parse(chat).expect("a chat id");
+                    confirmed.push((chat, count.parse::<u64>().expect("a count")));
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the writer confirmed only {} chats", confirmed.len());
+            }
+        }
+    }
+    // SIGKILL, mid-stream: the writer is always committing something.
+    child.kill().expect("SIGKILL the writer");
+    let status = child.wait().expect("reap the writer");
+    assert!(!status.success(), "killed, not exited: {status:?}");
+    while let Ok(line) = rx.try_recv() {
+        if let Some(rest) = line.strip_prefix("confirmed ") {
+            if let Some((chat, count)) = rest.split_once(' ') {
+                if let (Some(chat), Ok(count)) = (ChatId::parse(chat), count.parse()) {
+                    confirmed.push((chat, count));
+                }
+            }
+        }
+    }
+
+    let store = Transcripts::open(dir.path(), StoreOptions::default()).expect("reopen");
+    for (chat, count) in &confirmed {
+        let t = store
+            .transcript(
+                *chat,
+                &TranscriptQuery {
+                    after: 0,
+                    limit: 10_000,
+                },
+            )
+            .expect("read")
+            .unwrap_or_else(|| panic!("confirmed chat {chat} is missing"));
+        assert_eq!(t.chat.ended, Some(EndReason::Terminated), "{chat}");
+        assert_eq!(t.messages.len() as u64, *count, "{chat}");
+        for (i, m) in t.messages.iter().enumerate() {
+            assert_eq!(m.payload.get(), format!(r#"{{"chat":"{chat}","n":{i}}}"#));
+        }
+    }
+    let conn = rusqlite::Connection::open(dir.path().join(tutor_queue::transcripts::DB_FILE))
+        .expect("open");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+}
+
+/// The writer process of the test above; does nothing unless started by it.
+#[test]
+#[ignore = "run only as the child process of chats_confirmed_before_a_sigkill_are_on_disk_after_it"]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR) else {
+        return;
+    };
+    let store = Transcripts::open(std::path::Path::new(&dir), StoreOptions::default())
+        .expect("open the store");
+    // Runs until killed; gives up on its own after a minute in case the
+    // parent is gone.
+    let begun = Instant::now();
+    let mut round = 0u64;
+    while begun.elapsed() < Duration::from_secs(60) {
+        round += 1;
+        let chat = ChatId::random(&mut rand::rng());
+        store.chat_created(chat, &teacher("t"), &student("s"), SystemTime::now());
+        let count = 1 + round % 50;
+        let mut sent = 0;
+        while sent < count {
+            let payload = raw(&format!(r#"{{"chat":"{chat}","n":{sent}}}"#));
+            match store.message(chat, Role::Teacher, &payload, SystemTime::now()) {
+                Ok(()) => sent += 1,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        store.chat_finished(chat, EndReason::Terminated, SystemTime::now(), move || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "confirmed {chat} {count}");
+            let _ = out.flush();
+        });
+    }
+}
