@@ -2,12 +2,19 @@
 # The tutor-queue benchmark: release binaries, a fresh server per run, the
 # bundled load-client against it, server CPU and memory read from /proc.
 #
-#   scripts/bench.sh                 # S1, S2 and S3, 3 runs each
+#   scripts/bench.sh                 # S1, S1N, S2 and S3, 3 runs each
 #   RUNS=1 SCENARIOS="S1" scripts/bench.sh
 #
-# S1: 1000 students, 10 teachers, 50 messages (the 2015 default)
-# S2: 10000 students, 100 teachers, 50 messages
+# S1: 1000 students, 10 teachers, 50 messages (the 2015 default), transcripts on
+# S1N: S1 with --no-transcripts (what recording every message costs)
+# S2: 10000 students, 100 teachers, 50 messages, transcripts on
 # S3: 10000 idle users held open (server RSS per connection)
+#
+# Server and client share the machine. By default the server runs one worker
+# thread and the load-client a single-threaded runtime, so each has a core of
+# its own on a 2-core machine (SERVER_ARGS / CLIENT_ARGS override this; with
+# two workers a relay between sessions on different workers costs a cross-thread
+# wake, and the client competes for the same cores).
 #
 # Each server records transcripts into a fresh temporary data directory
 # (SERVER_ARGS=--no-transcripts measures without them).
@@ -17,9 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
-SCENARIOS=${SCENARIOS:-"S1 S2 S3"}
+SCENARIOS=${SCENARIOS:-"S1 S1N S2 S3"}
 PORT=${PORT:-4411}
 HOLD=${HOLD:-10000}
+SERVER_ARGS=${SERVER_ARGS:---workers 1}
+CLIENT_ARGS=${CLIENT_ARGS:---threads 1}
 OUT=bench/results.json
 RAW=$(mktemp -d)
 trap 'rm -rf "$RAW"' EXIT
@@ -33,9 +42,10 @@ CLIENT=target/release/load-client
 TICKS=$(getconf CLK_TCK)
 
 server_pid=""
-start_server() {
+start_server() { # extra server args
     rm -rf "$RAW/data"
-    "$SERVER" --port "$PORT" --data-dir "$RAW/data" ${SERVER_ARGS:-} >"$RAW/server.log" 2>&1 &
+    # shellcheck disable=SC2086
+    "$SERVER" --port "$PORT" --data-dir "$RAW/data" $SERVER_ARGS "$@" >"$RAW/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do
         grep -q "listening on" "$RAW/server.log" 2>/dev/null && return 0
@@ -65,10 +75,12 @@ established() {
     ss -Htn state established "( sport = :$PORT )" | wc -l
 }
 
-run_chat_scenario() { # name students teachers messages run
+run_chat_scenario() { # name students teachers messages run [server args]
     local name=$1 students=$2 teachers=$3 messages=$4 run=$5
-    start_server
-    "$CLIENT" --url "ws://127.0.0.1:$PORT/ws" --students "$students" --teachers "$teachers" \
+    shift 5
+    start_server "$@"
+    # shellcheck disable=SC2086
+    "$CLIENT" $CLIENT_ARGS --url "ws://127.0.0.1:$PORT/ws" --students "$students" --teachers "$teachers" \
         --messages "$messages" --timeout-s 300 --json >"$RAW/client.out" 2>"$RAW/client.err" || {
         echo "$name run $run: load-client failed (exit $?)" >&2
         tail -5 "$RAW/client.err" >&2
@@ -127,6 +139,7 @@ for scenario in $SCENARIOS; do
         echo "== $scenario run $run/$RUNS" >&2
         case $scenario in
         S1) run_chat_scenario S1 1000 10 50 "$run" ;;
+        S1N) run_chat_scenario S1N 1000 10 50 "$run" --no-transcripts ;;
         S2) run_chat_scenario S2 10000 100 50 "$run" ;;
         S3) run_hold_scenario S3 "$HOLD" "$run" ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -158,7 +171,7 @@ def cell(s, k, fmt="{:,.0f}"):
 
 print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
 print("|---|---|---|---|---|---|---|---|")
-for s in ("S1", "S2"):
+for s in ("S1", "S1N", "S2"):
     if s in result:
         sm = result[s]["summary"]
         rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))

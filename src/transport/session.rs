@@ -488,13 +488,21 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Err(ws::ProtocolError::Overflow) => {
                 self.reject(ctx, Rejection::TooBig, CloseCode::Size, "message too big")
             }
-            // Text that is not UTF-8 surfaces as an I/O error of the stream.
-            Err(ws::ProtocolError::Io(_)) => self.reject(
-                ctx,
-                Rejection::Malformed,
-                CloseCode::Invalid,
-                "invalid frame data",
-            ),
+            // actix-web-actors reports both text that is not UTF-8 and a
+            // broken connection as `Io(Other)`; only the message tells them
+            // apart. The first is the client's bad input (1007), the second
+            // just the end of the connection (counted as nothing).
+            Err(ws::ProtocolError::Io(error)) if error.to_string().contains("utf-8") => self
+                .reject(
+                    ctx,
+                    Rejection::Malformed,
+                    CloseCode::Invalid,
+                    "invalid frame data",
+                ),
+            Err(ws::ProtocolError::Io(error)) => {
+                tracing::debug!(session = ?self.id, %error, "connection lost");
+                ctx.stop();
+            }
             Err(error) => {
                 tracing::debug!(session = ?self.id, %error, "WebSocket protocol error");
                 self.close(ctx, CloseCode::Protocol, "protocol error");
