@@ -167,7 +167,8 @@ export function pastChats({teacherId, teacherName, reasonOf = () => undefined}){
     time.textContent = whenText(chat.finished_at)
     item.querySelector(".past-length").textContent = `· ${lengthText(chat)}`
     const view = item.querySelector(".past-view")
-    view.setAttribute("aria-label", `View chat with ${partner}, ${ending.toLowerCase()} at ${time.textContent}`)
+    const lowerFirst = ending.charAt(0).toLowerCase() + ending.slice(1)
+    view.setAttribute("aria-label", `View chat with ${partner}, ${lowerFirst} at ${time.textContent}`)
     view.setAttribute("aria-controls", "transcript")
     view.setAttribute("aria-expanded", String(openChat?.id === chat.id))
   }
