@@ -52,8 +52,18 @@ async fn healthz() -> HttpResponse {
         .body("ok\n")
 }
 
+fn saturating_i64(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// Prometheus text exposition of `crate::metrics`.
 async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
+    let lag = hub.transcripts.lag();
+    let metrics = &hub.metrics;
+    metrics.transcript_lag.set(saturating_i64(lag.uncommitted));
+    metrics
+        .transcript_lag_age_ms
+        .set(saturating_i64(lag.oldest.as_millis()));
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(hub.metrics.encode())

@@ -51,7 +51,11 @@ pub struct Stopper {
 }
 
 impl Stopper {
+    /// Stops accepting, commits every transcript write queued so far, closes
+    /// every client with 1001, stops, and commits what came in meanwhile.
     pub async fn shutdown(&self) {
+        self.http.pause().await;
+        self.hub.transcripts.flush_async().await;
         let sessions: Vec<_> = self
             .hub
             .sessions

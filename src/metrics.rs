@@ -82,6 +82,7 @@ impl From<Refusal> for Rejection {
             Refusal::InvalidPayload => Rejection::InvalidPayload,
             Refusal::UnknownEvent => Rejection::UnknownEvent,
             Refusal::TooManyChannels => Rejection::TooManyChannels,
+            Refusal::TranscriptBacklog => Rejection::TranscriptBacklog,
         }
     }
 }

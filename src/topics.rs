@@ -39,7 +39,12 @@ struct Topic {
 
 /// Why a relay did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChatNotActive;
+pub enum RelayRefused {
+    /// The chat is finished, abandoned or unknown.
+    ChatNotActive,
+    /// The message could not be recorded (the transcript writer is behind).
+    NotRecorded,
+}
 
 /// The registry. Cheap to share: `Arc<Topics>`.
 #[derive(Debug, Default)]
@@ -171,6 +176,11 @@ impl Topics {
     /// The relay hot path: sends `payload` (raw JSON, passed through as is)
     /// as `event` to the channels of role `to` on a chat topic. `read_at` is
     /// when the message was read, for the relay latency.
+    ///
+    /// `record` runs first, under the topic's lock, so a message is recorded
+    /// if and only if it is relayed, and always before the finish that
+    /// `mark_finished` precedes: nothing is recorded after a chat ended.
+    #[allow(clippy::too_many_arguments)]
     pub fn relay(
         &self,
         topic: &str,
@@ -178,13 +188,17 @@ impl Topics {
         event: &str,
         payload: &str,
         read_at: Instant,
+        record: impl FnOnce() -> bool,
         evicted: &mut Vec<SessionId>,
-    ) -> Result<(), ChatNotActive> {
+    ) -> Result<(), RelayRefused> {
         let Some(entry) = self.map.get(topic) else {
-            return Err(ChatNotActive);
+            return Err(RelayRefused::ChatNotActive);
         };
         if entry.finished {
-            return Err(ChatNotActive);
+            return Err(RelayRefused::ChatNotActive);
+        }
+        if !record() {
+            return Err(RelayRefused::NotRecorded);
         }
         let to_side = entry.subscribers.iter().filter(|s| s.role == Some(to));
         let frames = FrameCache::new(topic, event, payload);

@@ -14,6 +14,7 @@ mod operations;
 mod phoenix_js;
 mod presence;
 mod queue;
+mod recording;
 mod shutdown;
 mod transcripts;
 mod transport;

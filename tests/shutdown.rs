@@ -1,10 +1,13 @@
 //! The `tutor-queue` binary: on SIGTERM or SIGINT it closes every client with 1001 and
-//! exits with status 0.
+//! exits with status 0; what it recorded survives a graceful restart and a SIGKILL.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -14,8 +17,8 @@ struct Bin {
     port: u16,
     /// Every stderr line, for failure messages.
     lines: mpsc::Receiver<String>,
-    /// The binary's `--data-dir`, removed when the test ends.
-    data: tempfile::TempDir,
+    /// The binary's `--data-dir`, removed when the last holder is done.
+    data: Arc<tempfile::TempDir>,
 }
 
 impl Drop for Bin {
@@ -29,7 +32,11 @@ impl Drop for Bin {
 }
 
 fn spawn_bin() -> Bin {
-    let data = tempfile::tempdir().expect("temp data dir");
+    spawn_bin_in(Arc::new(tempfile::tempdir().expect("temp data dir")))
+}
+
+/// The binary on an existing data directory (a restart).
+fn spawn_bin_in(data: Arc<tempfile::TempDir>) -> Bin {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
         .args(["--port", "0", "--bind", "127.0.0.1", "--data-dir"])
         .arg(data.path())
@@ -158,4 +165,97 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
 #[tokio::test]
 async fn sigint_closes_clients_with_1001_and_exits_0() {
     shutdown_on("-INT").await;
+}
+
+/// A chat over real sockets: `n` messages each way, then the teacher ends it and both
+/// sides get `chat:terminated`. Returns the chat id and the payloads in relay order.
+async fn chat_to_the_end(
+    srv: &Server,
+    n: usize,
+    terminate: bool,
+) -> (String, Vec<(String, Value)>) {
+    let (mut t, mut s, cid) = start_chat(srv, Framing::V2, 1, 7).await;
+    let topic = chat_topic(&cid);
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let from_teacher = json!({"message": format!("question {i}"), "n": i});
+        t.push(&topic, "teacher:send", from_teacher.clone()).await;
+        s.wait_for(&topic, "student:receive", WAIT).await;
+        sent.push(("teacher".to_owned(), from_teacher));
+        let from_student = json!({"message": format!("answer {i} \u{e9}\u{1F600}"), "n": i});
+        s.push(&topic, "student:send", from_student.clone()).await;
+        t.wait_for(&topic, "teacher:receive", WAIT).await;
+        sent.push(("student".to_owned(), from_student));
+    }
+    if terminate {
+        t.push(&topic, "chat:terminate", json!({})).await;
+        t.wait_for(&topic, "chat:terminated", WAIT).await;
+        s.wait_for(&topic, "chat:terminated", WAIT).await;
+    }
+    (cid, sent)
+}
+
+/// What `GET /api/chats/<cid>/transcript` of a server on `port` holds.
+async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
+    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
+    assert_eq!(
+        response.status, 200,
+        "transcript of {cid}: {}",
+        response.body
+    );
+    let body: Value = serde_json::from_str(&response.body).expect("transcript JSON");
+    let messages = body["messages"]
+        .as_array()
+        .expect("messages array")
+        .iter()
+        .map(|m| {
+            (
+                m["sender"].as_str().unwrap_or("?").to_owned(),
+                m["payload"].clone(),
+            )
+        })
+        .collect();
+    (body["chat"].clone(), messages)
+}
+
+#[tokio::test]
+async fn a_finished_chat_survives_sigkill_of_the_server() {
+    let mut bin = spawn_bin();
+    let (cid, sent) = chat_to_the_end(&Server { port: bin.port }, 5, true).await;
+    // The students heard chat:terminated: from here on the transcript must be on disk.
+    signal(bin.pid, "-KILL");
+    let status = wait_exit(&mut bin, WAIT).await;
+    assert!(!status.success(), "killed, not exited: {status:?}");
+
+    let again = spawn_bin_in(bin.data.clone());
+    let (chat, stored) = transcript_of(again.port, &cid).await;
+    assert_eq!(
+        stored, sent,
+        "every relayed message, in order, byte for byte"
+    );
+    assert_eq!(chat["teacher"], "1");
+    assert_eq!(chat["student"], "7");
+    assert_eq!(chat["ended_by"], "terminated");
+    for time in ["created_at", "started_at", "finished_at"] {
+        assert!(chat[time].is_u64(), "{time} recorded: {chat}");
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_restart_loses_no_relayed_message() {
+    let mut bin = spawn_bin();
+    let srv = Server { port: bin.port };
+    // A chat still going on when the server is told to stop.
+    let (cid, sent) = chat_to_the_end(&srv, 4, false).await;
+    signal(bin.pid, "-TERM");
+    let status = wait_exit(&mut bin, Duration::from_secs(15)).await;
+    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
+
+    let again = spawn_bin_in(bin.data.clone());
+    let (chat, stored) = transcript_of(again.port, &cid).await;
+    assert_eq!(stored, sent);
+    // Shutting down closed both connections: no session resumption, so the chat
+    // ended there, by whichever side's connection went first.
+    let ended = chat["ended_by"].as_str().unwrap_or_default();
+    assert!(["student_left", "teacher_left"].contains(&ended), "{chat}");
 }

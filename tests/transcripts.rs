@@ -16,13 +16,13 @@ use tutor_queue::{Stopper, Transcripts};
 use crate::support::{Config, WAIT};
 
 /// A server on port 0 with the handles a test needs.
-struct Running {
-    port: u16,
-    transcripts: Transcripts,
-    stopper: Stopper,
+pub(crate) struct Running {
+    pub port: u16,
+    pub transcripts: Transcripts,
+    pub stopper: Stopper,
 }
 
-fn start_server(config: Config) -> Running {
+pub(crate) fn start_server(config: Config) -> Running {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local_addr").port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -53,7 +53,7 @@ fn start_server(config: Config) -> Running {
     }
 }
 
-fn with_data_dir(dir: &tempfile::TempDir) -> Config {
+pub(crate) fn with_data_dir(dir: &tempfile::TempDir) -> Config {
     Config {
         data_dir: dir.path().to_owned(),
         ..Config::default()

@@ -14,21 +14,27 @@
 //! every teacher sees consistent snapshots in the true order.
 //!
 //! It never touches the relay path: chat messages go session to session.
+//!
+//! It records each chat's life in the transcripts (created, started,
+//! finished). A finished chat's `chat:terminated`, and every frame after it,
+//! leave only once the transcript writer has committed the finish: the step
+//! raises a barrier in its output `gate` and goes on with the next step; the
+//! frames follow when the commit is reported (`TranscriptCommitted`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::gate::Gate;
 use super::chat_log::{
     AbandonChat, AuthorizeJoin, ChatLog, CreateChat, DiscardChat, EnterChat, FinishChat,
 };
+use super::gate::Gate;
 use super::student_roster::{
     DequeueStudent, DuePositions, FinishStudent, RequeueStudent, StudentAbsent, StudentPresent,
     StudentReady, StudentRoster, UnwatchPosition, WatchPosition,
@@ -44,6 +50,7 @@ use crate::domain::{
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::topics::{Subscriber, Topics};
+use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
@@ -97,6 +104,33 @@ pub struct SessionGone {
     pub session: SessionId,
 }
 
+/// The transcript writer committed a finish: the frames held behind the
+/// oldest barrier may go.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TranscriptCommitted;
+
+/// Reports one commit to `ChatLifetime` exactly once: when the writer calls
+/// back, or, should the callback ever be dropped uncalled (a writer gone),
+/// when it is dropped, so held frames are never stuck.
+struct CommitReport(Option<Addr<ChatLifetime>>);
+
+impl CommitReport {
+    fn send(mut self) {
+        if let Some(addr) = self.0.take() {
+            addr.do_send(TranscriptCommitted);
+        }
+    }
+}
+
+impl Drop for CommitReport {
+    fn drop(&mut self) {
+        if let Some(addr) = self.0.take() {
+            addr.do_send(TranscriptCommitted);
+        }
+    }
+}
+
 /// Time for a round of `queue:position` notices.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -114,6 +148,7 @@ impl ChatLifetime {
         chats: Addr<ChatLog>,
         topics: Arc<Topics>,
         metrics: Arc<Metrics>,
+        transcripts: Transcripts,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
@@ -122,6 +157,8 @@ impl ChatLifetime {
                 chats,
                 topics,
                 metrics,
+                transcripts,
+                me: RefCell::new(None),
                 state: RefCell::new(State::default()),
             }),
         }
@@ -153,6 +190,10 @@ impl ChatLifetime {
 
 impl Actor for ChatLifetime {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        *self.core.me.borrow_mut() = Some(ctx.address());
+    }
 }
 
 impl ChatLifetime {
@@ -191,6 +232,17 @@ impl Handler<ChannelLeft> for ChatLifetime {
     fn handle(&mut self, msg: ChannelLeft, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().channel_left(msg);
         self.atomically(step)
+    }
+}
+
+impl Handler<TranscriptCommitted> for ChatLifetime {
+    type Result = ();
+    fn handle(&mut self, _: TranscriptCommitted, ctx: &mut Context<Self>) {
+        let released = self.core.state.borrow_mut().gate.open();
+        for out in released {
+            self.core.send(out);
+        }
+        self.flush_evicted(ctx);
     }
 }
 
@@ -303,6 +355,9 @@ struct Core {
     chats: Addr<ChatLog>,
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
+    transcripts: Transcripts,
+    /// This actor's own address, for the transcript writer's commit reports.
+    me: RefCell<Option<Addr<ChatLifetime>>>,
     state: RefCell<State>,
 }
 
@@ -545,6 +600,7 @@ impl Core {
                 let entered = ask(&self.chats, EnterChat { chat: *chat, role }).await;
                 match entered {
                     Some(EnterOutcome::Ready) => {
+                        self.transcripts.chat_started(*chat, SystemTime::now());
                         self.broadcast(&r.topic, "chat:ready", "{}");
                         self.reply(&r, ReplyStatus::Ok, "{}");
                     }
@@ -596,6 +652,9 @@ impl Core {
             student: assigned.id.clone(),
         };
         let chat_object = ask(&self.chats, created).await?;
+        let now = SystemTime::now();
+        self.transcripts
+            .chat_created(chat, &teacher, &assigned.student, now);
 
         let push = protocol::encode_push(
             r.session.framing(),
@@ -628,7 +687,15 @@ impl Core {
         }
         self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
+        // No relay gets in after this, so the finish record follows every
+        // recorded message of the chat in the writer's queue.
         self.topics.mark_finished(&topic);
+        let how = match reason {
+            EndReason::StudentLeft => transcripts::EndReason::StudentLeft,
+            EndReason::TeacherLeft => transcripts::EndReason::TeacherLeft,
+            EndReason::EndedBy(_) => transcripts::EndReason::Terminated,
+        };
+        self.after_commit_of(chat, how);
         self.emit(Out::Broadcast {
             topic: topic.clone(),
             event: "chat:terminated",
@@ -737,6 +804,9 @@ impl Core {
                     }
                 }
             }
+            let now = SystemTime::now();
+            let how = transcripts::EndReason::TeacherLeft;
+            self.transcripts.chat_finished(chat, how, now, || {});
             self.close_chat_channels(chat);
             ask(&self.chats, DiscardChat { chat }).await;
         }
@@ -831,6 +901,19 @@ impl Core {
             channel,
             frame,
         });
+    }
+
+    /// Records the chat's end; every frame from here on waits for its commit.
+    fn after_commit_of(&self, chat: ChatId, how: transcripts::EndReason) {
+        let now = SystemTime::now();
+        if !self.transcripts.is_enabled() {
+            self.transcripts.chat_finished(chat, how, now, || {});
+            return;
+        }
+        self.state.borrow_mut().gate.raise();
+        let report = CommitReport(self.me.borrow().clone());
+        self.transcripts
+            .chat_finished(chat, how, now, move || report.send());
     }
 
     /// Sends now, or keeps in line behind a transcript commit (`gate`).

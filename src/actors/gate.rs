@@ -66,15 +66,16 @@ impl<T> Gate<T> {
         out
     }
 
-    /// Barriers up (commits still awaited).
-    pub fn barriers(&self) -> usize {
+    #[cfg(test)]
+    fn barriers(&self) -> usize {
         self.held
             .iter()
             .filter(|h| matches!(h, Held::Barrier))
             .count()
     }
 
-    pub fn is_open(&self) -> bool {
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
         self.held.is_empty()
     }
 }

@@ -63,8 +63,15 @@ impl Hub {
         let students = StudentRoster::default().start();
         let chats = ChatLog::default().start();
         let metrics = Arc::new(Metrics::new());
-        let lifetime =
-            ChatLifetime::new(teachers, students, chats, topics.clone(), metrics.clone()).start();
+        let lifetime = ChatLifetime::new(
+            teachers,
+            students,
+            chats,
+            topics.clone(),
+            metrics.clone(),
+            transcripts.clone(),
+        )
+        .start();
         Hub {
             lifetime,
             topics,

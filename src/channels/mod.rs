@@ -27,6 +27,8 @@ pub enum Refusal {
     InvalidPayload,
     UnknownEvent,
     TooManyChannels,
+    /// A chat message the transcript writer cannot take now.
+    TranscriptBacklog,
 }
 
 impl Refusal {
@@ -40,6 +42,7 @@ impl Refusal {
             Refusal::InvalidPayload => "invalid payload",
             Refusal::UnknownEvent => "unknown event",
             Refusal::TooManyChannels => "too many channels joined",
+            Refusal::TranscriptBacklog => "transcript backlog",
         }
     }
 }

@@ -304,7 +304,6 @@ impl Inbox {
     }
 
     /// Test hook: the writer takes nothing until `set_paused(false)`.
-    #[cfg(test)]
     pub(super) fn set_paused(&self, paused: bool) {
         self.lock().paused = paused;
         self.wake.notify_all();

@@ -525,9 +525,10 @@ impl Transcripts {
         }
     }
 
-    /// Test hook: stop or restart the writer taking work.
-    #[cfg(test)]
-    fn set_paused(&self, paused: bool) {
+    /// Test hook: stop or restart the writer taking work (how the tests make
+    /// the writer fall behind). Not for production use.
+    #[doc(hidden)]
+    pub fn set_paused(&self, paused: bool) {
         if let Some(store) = &self.store {
             store.inbox.set_paused(paused);
         }

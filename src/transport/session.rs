@@ -8,7 +8,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -20,11 +20,12 @@ use super::handle::{SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
-    command_for, dispatch, route_join, Action, Channel, ChannelId, Command, Extensions, JsonRef,
-    Refusal,
+    command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind, Command,
+    Extensions, JsonRef, Refusal,
 };
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
+use crate::topics::RelayRefused;
 
 /// A frame queued by someone else for one of this connection's channels.
 #[derive(Message)]
@@ -337,29 +338,38 @@ impl Session {
             Err(refusal) => self.refuse(ctx, join_ref, msg_ref, &message.topic, refusal),
             Ok(Command::Relay { to, deliver_as }) => {
                 // The hot path: straight to the other side, no reply on success.
+                let ChannelKind::Chat { chat, role } = channel.kind else {
+                    return;
+                };
+                let transcripts = &self.hub.transcripts;
+                let payload = message.payload;
+                let record = || {
+                    transcripts
+                        .message(chat, role, payload, SystemTime::now())
+                        .is_ok()
+                };
                 let mut evicted = Vec::new();
                 let relayed = self.hub.topics.relay(
                     &channel.topic,
                     to,
                     deliver_as,
-                    message.payload.get(),
+                    payload.get(),
                     self.last_seen,
+                    record,
                     &mut evicted,
                 );
                 for session in evicted {
                     self.hub.lifetime.do_send(SessionGone { session });
                 }
-                if relayed.is_ok() {
-                    self.hub.metrics.relayed_messages.inc();
-                } else {
-                    self.refuse(
-                        ctx,
-                        join_ref,
-                        msg_ref,
-                        &message.topic,
-                        Refusal::ChatFinished,
-                    );
-                }
+                let refusal = match relayed {
+                    Ok(()) => {
+                        self.hub.metrics.relayed_messages.inc();
+                        return;
+                    }
+                    Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
+                    Err(RelayRefused::NotRecorded) => Refusal::TranscriptBacklog,
+                };
+                self.refuse(ctx, join_ref, msg_ref, &message.topic, refusal);
             }
             Ok(command) => {
                 let Some(session) = self.handle.clone() else {

@@ -1,0 +1,182 @@
+//! What the server records of real chats (issue 6): every relayed message, in order,
+//! with how the chat ended; `chat:terminated` only once the transcript is committed;
+//! and a message refused, never lost, when the transcript writer falls behind.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tutor_queue::transcripts::StoreOptions;
+use tutor_queue::Config;
+
+use crate::support::*;
+use crate::transcripts::{start_server, with_data_dir, Running};
+
+async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
+    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
+    assert_eq!(
+        response.status, 200,
+        "transcript of {cid}: {}",
+        response.body
+    );
+    let body: Value = serde_json::from_str(&response.body).expect("transcript JSON");
+    let messages = body["messages"]
+        .as_array()
+        .expect("messages array")
+        .iter()
+        .map(|m| {
+            let sender = m["sender"].as_str().unwrap_or("?").to_owned();
+            (sender, m["payload"].clone())
+        })
+        .collect();
+    (body["chat"].clone(), messages)
+}
+
+fn srv(running: &Running) -> Server {
+    Server { port: running.port }
+}
+
+/// `n` messages each way on an entered chat; returns them as (sender, payload).
+async fn converse(t: &mut Client, s: &mut Client, cid: &str, n: usize) -> Vec<(String, Value)> {
+    let topic = chat_topic(cid);
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let q = json!({"message": format!("question {i}"), "nested": {"i": i}});
+        t.push(&topic, "teacher:send", q.clone()).await;
+        s.wait_for(&topic, "student:receive", WAIT).await;
+        sent.push(("teacher".to_owned(), q));
+        let a = json!({"message": format!("answer {i} \u{e9}")});
+        s.push(&topic, "student:send", a.clone()).await;
+        t.wait_for(&topic, "teacher:receive", WAIT).await;
+        sent.push(("student".to_owned(), a));
+    }
+    sent
+}
+
+async fn chat_terminated_waits_for_the_transcript_commit(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start_server(with_data_dir(&dir));
+    let srv = srv(&running);
+    let (mut t, mut s, cid) = start_chat(&srv, framing, 1, 7).await;
+    let sent = converse(&mut t, &mut s, &cid, 3).await;
+    let topic = chat_topic(&cid);
+
+    // The writer stops committing: the chat may end, but nobody may hear so yet.
+    running.transcripts.set_paused(true);
+    let r = t.push(&topic, "chat:terminate", json!({})).await;
+    s.expect_no_event(&topic, "chat:terminated", SILENCE).await;
+    t.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
+        .await;
+    // Nor anything that came after it: the terminate reply waits in line too.
+    assert!(
+        t.take_all(|f| f.is_reply_to(&topic, &r)).is_empty(),
+        "the terminate reply overtook chat:terminated"
+    );
+
+    running.transcripts.set_paused(false);
+    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    t.reply(&topic, &r).await.assert_ok_empty();
+    s.wait_for(&topic, "chat:terminated", WAIT).await;
+    // Heard it: the transcript is complete, right now.
+    let (chat, stored) = transcript_of(running.port, &cid).await;
+    assert_eq!(stored, sent);
+    assert_eq!(chat["ended_by"], "terminated");
+    assert!(chat["finished_at"].is_u64(), "{chat}");
+}
+
+async fn how_a_chat_ended_is_recorded(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start_server(with_data_dir(&dir));
+    let srv = srv(&running);
+
+    let (mut t, s, cid) = start_chat(&srv, framing, 1, 7).await;
+    s.vanish();
+    t.wait_for(&chat_topic(&cid), "chat:terminated", WAIT).await;
+    let (chat, _) = transcript_of(running.port, &cid).await;
+    assert_eq!(chat["ended_by"], "student_left");
+
+    let (t, mut s, cid) = start_chat(&srv, framing, 2, 8).await;
+    t.vanish();
+    s.wait_for(&chat_topic(&cid), "phx_close", WAIT).await;
+    // Nothing waits on an abandoned chat's record: poll until the writer has it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (chat, _) = transcript_of(running.port, &cid).await;
+        if chat["ended_by"] == "teacher_left" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recorded as teacher_left: {chat}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_backlog_refuses_the_message_and_loses_none(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start_server(Config {
+        transcript_store: StoreOptions {
+            queue_messages: 2,
+            ..StoreOptions::default()
+        },
+        ..with_data_dir(&dir)
+    });
+    let srv = srv(&running);
+    let (mut t, mut s, cid) = start_chat(&srv, framing, 1, 7).await;
+    let topic = chat_topic(&cid);
+
+    running.transcripts.set_paused(true);
+    let mut relayed = Vec::new();
+    for n in 0..2 {
+        let payload = json!({"message": n});
+        t.push(&topic, "teacher:send", payload.clone()).await;
+        let got = s.wait_for(&topic, "student:receive", WAIT).await;
+        assert_eq!(got.payload, payload);
+        relayed.push(("teacher".to_owned(), payload));
+    }
+    // The third finds the writer two messages behind: refused, and not relayed.
+    let r = t
+        .push(&topic, "teacher:send", json!({"message": "too many"}))
+        .await;
+    t.reply(&topic, &r).await.assert_error("transcript backlog");
+    s.expect_no_event(&topic, "student:receive", SILENCE).await;
+
+    // The writer catches up; the sender tries again and it goes through.
+    running.transcripts.set_paused(false);
+    let payload = json!({"message": "again"});
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = t.push(&topic, "teacher:send", payload.clone()).await;
+        let refused = t
+            .try_wait_match(|f| f.is_reply_to(&topic, &r), SILENCE)
+            .await;
+        match refused {
+            Some(reply) => {
+                reply.assert_error("transcript backlog");
+                assert!(tokio::time::Instant::now() < deadline, "still refused");
+            }
+            None => break,
+        }
+    }
+    s.wait_for(&topic, "student:receive", WAIT).await;
+    relayed.push(("teacher".to_owned(), payload));
+    t.push(&topic, "chat:terminate", json!({})).await;
+    s.wait_for(&topic, "chat:terminated", WAIT).await;
+    let (_, stored) = transcript_of(running.port, &cid).await;
+    assert_eq!(stored, relayed, "exactly what was relayed, nothing refused");
+    let metrics = http_get(running.port, "/metrics").await.body;
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"tutor_queue_frames_rejected_total{reason="transcript_backlog"} "#)
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "refusals counted: {metrics}");
+}
+
+both!(
+    chat_terminated_waits_for_the_transcript_commit,
+    how_a_chat_ended_is_recorded,
+    a_backlog_refuses_the_message_and_loses_none,
+);
