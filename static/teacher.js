@@ -1,9 +1,11 @@
 // The teacher page: live counts (from `user:status`), a "Take next student"
 // button, and one pane per chat (at most five active), each with its own
 // input and "End chat" button. A pane says when its chat ended and why, e.g.
-// that the student left; "Close" then removes it.
+// that the student left; "Close" then removes it. Below them, "Past chats"
+// (past-chats.js) lists this teacher's finished chats and their transcripts.
 
 import {appendMessage, appendNote, connect, displayName, makeUserId, messagePayload, nameFromQuery, onCompose} from "./common.js"
+import {pastChats} from "./past-chats.js"
 
 const MAX_CHATS = 5
 
@@ -23,6 +25,11 @@ let claiming = false
 let counts = null          // last user:status payload
 let claimNote = ""         // e.g. "Nobody was waiting", until the counts change
 const chats = new Map()    // chat id → {channel, pane, partner, active, leaving}
+const endReasons = new Map() // chat id → the `chat:terminated` reason seen here
+
+// The store has committed a chat before `chat:terminated` is sent, so a
+// refresh then lists it.
+const past = pastChats({teacherId: me, teacherName: name, reasonOf: (id) => endReasons.get(id)})
 
 const activeChats = () => [...chats.values()].filter((c) => c.active).length
 
@@ -64,6 +71,7 @@ presence.join()
       for(const chat of chats.values()){
         if(chat.active) endPane(chat, "The connection was lost; the student went back to the line.")
       }
+      past.refresh()
     }
     joinedBefore = true
     joined = true
@@ -123,6 +131,8 @@ function openPane(payload){
   channel.on("chat:ready", () => { if(chat.active) status.textContent = `${partner} is here.` })
   channel.on("chat:terminated", (msg) => {
     const reason = msg?.reason
+    if(typeof reason === "string") endReasons.set(chat.id, reason)
+    past.refresh()
     endPane(chat, reason === "student left" ? `${partner} left.`
       : reason === "ended by student" ? `${partner} ended the chat.`
       : reason === "ended by teacher" ? "You ended the chat."
@@ -182,3 +192,4 @@ function removePane(chat, moveFocus = true){
 }
 
 renderCounts()
+past.refresh()

@@ -3,7 +3,10 @@
 //! `tests/node/package-lock.json`) against a server on port 0: a teacher page
 //! and student pages complete chats, places in line and counts update live,
 //! "End chat", a student closing the page, the five-chat limit, and a teacher
-//! closing the page. Screenshots of both pages mid-chat are written to
+//! closing the page; and the teacher's "Past chats" (the transcript store
+//! read back through its HTTP API: the server records transcripts into a
+//! temporary directory). Screenshots of both pages mid-chat, and of the
+//! teacher's page with a transcript open, are written to
 //! `target/screenshots/`.
 //!
 //! Needs `node`, `npm` and Chromium (`/usr/bin/chromium`, or the `CHROMIUM`
@@ -31,9 +34,20 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         return node::missing("browser", &format!("Chromium at {}", chromium.display()));
     }
 
-    let server = support::start_default();
+    // Transcripts on, in a directory that lives as long as the test.
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = support::start(support::Config {
+        data_dir: data.path().to_owned(),
+        transcripts: true,
+        ..support::Config::default()
+    });
     let base = format!("http://127.0.0.1:{}", server.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    const SHOTS: [&str; 3] = ["student.png", "teacher.png", "teacher-past-chats.png"];
+    for shot in SHOTS {
+        // A screenshot left over from an earlier run must not count.
+        let _ = std::fs::remove_file(screenshots.join(shot));
+    }
     let run = Command::new("node")
         .arg("browser_pages.mjs")
         .arg(&base)
@@ -54,7 +68,7 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         output.status
     );
     assert!(stdout.contains("PASS"), "no PASS line:\n{stdout}");
-    for shot in ["student.png", "teacher.png"] {
+    for shot in SHOTS {
         assert!(
             screenshots.join(shot).is_file(),
             "screenshot {shot} missing"

@@ -198,7 +198,13 @@ async fn every_link_and_import_in_the_pages_resolves() {
         }
     }
     // ES module imports are relative to /static/.
-    for script in ["common.js", "index.js", "student.js", "teacher.js"] {
+    for script in [
+        "common.js",
+        "index.js",
+        "student.js",
+        "teacher.js",
+        "past-chats.js",
+    ] {
         let js = get(srv.port, &format!("/static/{script}")).await.text();
         for part in js.split("from \"./").skip(1) {
             let module = part.split('"').next().unwrap_or_default();

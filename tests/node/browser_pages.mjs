@@ -14,11 +14,16 @@
 // page shows "left" in the teacher's pane; "Take next student" is disabled
 // with a reason when nobody waits and at five chats; a teacher who closes
 // the page sends its student back to the front of the line; a student can
-// end the chat too.
+// end the chat too. The teacher's "Past chats" (read from the transcript
+// API, so the server must record transcripts) lists each ended chat, newest
+// first, with the student's name and how it ended; "View" shows exactly the
+// messages sent, in order, with sender and time; "Load more" pages through;
+// an API error shows a message and leaves the live chat working.
 //
 // Every wait is bounded; the first failed expectation, page error or console
 // error fails the run with a message. Prints PASS at the end and exits 0.
-// Screenshots of both pages mid-chat go to SCREENSHOT_DIR.
+// Screenshots of both pages mid-chat, and of the teacher's page with a
+// transcript open (teacher-past-chats.png), go to SCREENSHOT_DIR.
 
 import {mkdirSync} from "node:fs"
 import {join} from "node:path"
@@ -42,6 +47,7 @@ let currentStep = "setup"
 let browser = null
 let finished = false
 const problems = []      // page errors and console errors, from every page
+const expectedProblems = [] // [label, RegExp]: console errors a step provokes on purpose
 
 async function fail(message){
   if(finished) return
@@ -97,12 +103,16 @@ async function waitEnabled(locator, enabled, what, ms = STEP_TIMEOUT_MS){
 }
 
 // ---------------------------------------------------------------- pages
-async function openPage(path, viewport, label){
-  const context = await browser.newContext({viewport})
+async function openPage(path, viewport, label, context = null){
+  context ??= await browser.newContext({viewport})
   const page = await context.newPage()
   page.setDefaultTimeout(STEP_TIMEOUT_MS)
   page.on("pageerror", (err) => problems.push(`${label}: page error: ${err.message}`))
-  page.on("console", (msg) => { if(msg.type() === "error") problems.push(`${label}: console error: ${msg.text()}`) })
+  page.on("console", (msg) => {
+    if(msg.type() !== "error") return
+    if(expectedProblems.some(([l, pattern]) => l === label && pattern.test(msg.text()))) return
+    problems.push(`${label}: console error: ${msg.text()}`)
+  })
   page.on("requestfailed", (req) => {
     // A WebSocket torn down by closing a page is expected; nothing else is.
     if(!req.url().startsWith("ws")) problems.push(`${label}: request failed: ${req.url()} ${req.failure()?.errorText}`)
@@ -156,6 +166,65 @@ async function teacherSays(t, studentName, text){
   if(await input.inputValue() !== "") await fail(`teacher's input for ${studentName} was not cleared after sending`)
 }
 
+// ---------------------------------------------------------------- past chats
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
+
+// Polls `read()` until it returns exactly `expected` (compared as JSON).
+async function waitEqual(read, expected, what, ms = STEP_TIMEOUT_MS){
+  const deadline = Date.now() + ms
+  let last = null
+  while(Date.now() < deadline){
+    try { last = await read() } catch(err) { last = `(${err.message})` }
+    if(same(last, expected)) return
+    await sleep(60)
+  }
+  await fail(`${what}:\n  expected ${JSON.stringify(expected)}\n  last saw ${JSON.stringify(last)}`)
+}
+
+// The Past chats entries, top to bottom: [student, how it ended].
+async function expectPastChats(t, expected, what){
+  const read = () => t.page.locator("#past-list .past-chat").evaluateAll((items) => items.map((item) => [
+    item.querySelector(".past-partner").textContent.trim(),
+    item.querySelector(".past-ended").textContent.trim(),
+  ]))
+  await waitEqual(read, expected, `${what}: Past chats list`)
+  for(const when of await t.page.locator("#past-list .past-time").evaluateAll((els) => els.map((e) => [e.textContent, e.dateTime]))){
+    if(!/\d{1,2}:\d{2}/.test(when[0]) || isNaN(Date.parse(when[1]))) await fail(`${what}: a past chat's time is ${JSON.stringify(when)}`)
+  }
+  ok(`${what}: Past chats ${JSON.stringify(expected)}`)
+}
+
+// Opens the transcript of the past chat with `studentName` (the newest one
+// when there are several) and checks its messages: exactly `expected`,
+// [sender, role, text] in order, each with a time. Closes it again and
+// checks where the focus went each time.
+async function expectTranscript(t, studentName, expected, what, {screenshot} = {}){
+  const view = t.page.getByRole("button", {name: new RegExp(`^View chat with ${studentName},`)}).first()
+  await view.click()
+  await waitText(t.page.locator("#transcript-title"), `Chat with ${studentName}`, `${what}: transcript heading`)
+  const focused = await t.page.evaluate(() => document.activeElement?.id)
+  if(focused !== "transcript-title") await fail(`${what}: focus after View is on ${JSON.stringify(focused)}, not the transcript heading`)
+  if(await view.getAttribute("aria-expanded") !== "true") await fail(`${what}: the View button is not aria-expanded`)
+  const read = () => t.page.locator("#transcript-messages .msg").evaluateAll((items) => items.map((item) => [
+    item.querySelector(".sender")?.textContent.trim(),
+    item.querySelector(".role")?.textContent.trim(),
+    item.querySelector(".text")?.textContent,
+  ]))
+  await waitEqual(read, expected, `${what}: transcript messages`)
+  const n = expected.length
+  await waitText(t.page.locator("#transcript-status"), n === 0 ? "No messages were sent in this chat." : `${n} message${n === 1 ? "" : "s"}.`, `${what}: transcript status`)
+  for(const [text, datetime] of await t.page.locator("#transcript-messages time").evaluateAll((els) => els.map((e) => [e.textContent, e.dateTime]))){
+    if(!/^\d{1,2}:\d{2}/.test(text) || isNaN(Date.parse(datetime))) await fail(`${what}: a message's time is ${JSON.stringify([text, datetime])}`)
+  }
+  if(await t.page.locator("#transcript-messages b").count() !== 0) await fail(`${what}: a message's markup was rendered as HTML`)
+  if(screenshot) await t.page.screenshot({path: join(shotDir, screenshot), fullPage: true})
+  await t.page.getByRole("button", {name: "Close transcript"}).click()
+  await waitHidden(t.page.locator("#transcript"), `${what}: transcript after Close`)
+  const back = await t.page.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.id)
+  if(!back?.startsWith(`View chat with ${studentName},`)) await fail(`${what}: focus after Close is on ${JSON.stringify(back)}, not the View button`)
+  ok(`${what}: transcript of ${n} messages in order; focus to the heading and back to View`)
+}
+
 async function studentSays(s, text){
   const input = s.page.getByLabel("Message", {exact: true})
   await input.fill(text)
@@ -195,6 +264,8 @@ async function main(){
   await waitEnabled(takeButton, false, "take button with nobody waiting")
   await waitText(teacher.page.locator("#take-reason"), "Nobody is waiting.", "reason shown beside the disabled take button")
   ok("\"Take next student\" disabled: Nobody is waiting.")
+  await waitText(teacher.page.locator("#past-status"), "No finished chats yet.", "Past chats of a new teacher")
+  ok("Past chats: No finished chats yet.")
 
   step("2", "two students get in line; places 1 and 2")
   const alice = await student("Alice")
@@ -268,6 +339,19 @@ async function main(){
   await expectCounts(teacher, {chatting: 1, finished: 1}, "Alice's chat ended")
   ok("both pages say the chat ended; inputs disabled; Alice is offered \"Get back in line\"")
 
+  step("7b", "Past chats lists Alice's chat, ended by the teacher; View shows its messages in order")
+  // Bob's chat is still going on: it is not listed.
+  await expectPastChats(teacher, [["Alice", "Ended by you"]], "after Alice's chat ended")
+  await waitText(teacher.page.locator("#past-status"), "1 finished chat.", "Past chats count")
+  await expectTranscript(teacher, "Alice", [
+    ["Ms Rivera (you)", "teacher", "Hello Alice, what are you working on?"],
+    ["Alice", "student", "Fractions: how do I add 1/3 and 1/4?"],
+    ["Ms Rivera (you)", "teacher", "Use a common denominator: 4/12 + 3/12 = 7/12."],
+    ["Alice", "student", "Oh, that makes sense. Thanks!"],
+    ["Alice", "student", "<b>not bold</b>"],
+  ], "Alice's transcript", {screenshot: "teacher-past-chats.png"})
+  ok(`saved ${join(shotDir, "teacher-past-chats.png")}`)
+
   step("8", "Alice gets back in line")
   await alice.page.getByRole("button", {name: "Get back in line"}).click()
   await waitVisible(alice.page.locator("#line"), "Alice's place-in-line card")
@@ -285,6 +369,31 @@ async function main(){
   await bobPane.getByRole("button", {name: "Close chat with Bob"}).click()
   await waitHidden(bobPane, "Bob's pane after Close")
   ok("the pane said \"Bob left.\" and closed on request")
+
+  step("9b", "Past chats: Bob's chat on top, ended when he left; \"Load more\" pages through")
+  await expectPastChats(teacher, [["Bob", "Ended when Bob left"], ["Alice", "Ended by you"]], "after Bob left")
+  await expectTranscript(teacher, "Bob", [
+    ["Bob", "student", "Hi! Can you check my essay intro?"],
+    ["Ms Rivera (you)", "teacher", "Sure, paste the first paragraph here."],
+  ], "Bob's transcript")
+  {
+    // One chat per page: Refresh shows Bob's chat and "Load more", which
+    // brings Alice's and goes away (the API has no next page).
+    const onePerPage = (route) => {
+      const url = new URL(route.request().url())
+      url.searchParams.set("limit", "1")
+      route.continue({url: url.href})
+    }
+    await teacher.page.route("**/api/chats?*", onePerPage)
+    await teacher.page.getByRole("button", {name: "Refresh"}).click()
+    await expectPastChats(teacher, [["Bob", "Ended when Bob left"]], "one chat per page")
+    const more = teacher.page.getByRole("button", {name: "Load more"})
+    await waitVisible(more, "\"Load more\" with another page")
+    await more.click()
+    await expectPastChats(teacher, [["Bob", "Ended when Bob left"], ["Alice", "Ended by you"]], "after Load more")
+    await waitHidden(more, "\"Load more\" on the last page")
+    await teacher.page.unroute("**/api/chats?*", onePerPage)
+  }
 
   step("10", "five chats: the take button is disabled with a reason, and enabled again when one ends")
   const others = []
@@ -312,8 +421,16 @@ async function main(){
   await waitVisible(alice.page.locator("#no-teachers"), "the 'no teacher online' hint")
   ok("Alice's page shows she is first in line again, with no teacher online")
 
-  step("12", "a new teacher takes Alice first")
-  const teacher2 = await openPage("/teacher?name=Mr%20Okafor", LAPTOP, "teacher 2")
+  step("12", "a new teacher, whose Past chats fail to load, takes Alice first")
+  // The page's first read of the API fails: it says so, the rest works.
+  expectedProblems.push(["teacher 2", /Failed to load resource: the server responded with a status of 500/])
+  const teacher2Context = await browser.newContext({viewport: LAPTOP})
+  const failing = (route) => route.fulfill({status: 500, json: {error: "transcript read failed"}})
+  await teacher2Context.route("**/api/chats?*", failing)
+  const teacher2 = await openPage("/teacher?name=Mr%20Okafor", LAPTOP, "teacher 2", teacher2Context)
+  await waitText(teacher2.page.locator("#past-status"), /^Could not load past chats\. The server answered 500: transcript read failed\./, "Past chats after a 500")
+  ok("Past chats said it could not load them")
+  await teacher2Context.unroute("**/api/chats?*", failing)
   await take(teacher2, "Alice")
   await waitText(alice.page.locator("#chat-title"), "Chat with Mr Okafor", "Alice's chat heading with the new teacher")
   ok("Alice, requeued at the head, was the next student taken")
@@ -322,6 +439,8 @@ async function main(){
   await waitText(alice.page.locator("#notice"), "You ended the chat.", "Alice's notice after she ended the chat")
   await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice ended the chat.", "teacher's pane after Alice ended the chat")
   ok("\"End chat\" on the student's page ends it on both pages")
+  await expectPastChats(teacher2, [["Alice", "Ended by Alice"]], "after Alice ended the chat")
+  await expectTranscript(teacher2, "Alice", [], "a chat without messages")
 
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")
