@@ -39,6 +39,10 @@ pub struct Config {
     pub transcripts: bool,
     /// Bounds and pacing of the transcript writer.
     pub transcript_store: StoreOptions,
+    /// How long a sender is held (its connection not read) while the
+    /// transcript writer has no room for its message; past it the message
+    /// is refused with `transcript backlog`.
+    pub transcript_wait: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             transcripts: true,
             transcript_store: StoreOptions::default(),
+            transcript_wait: Duration::from_secs(5),
         }
     }
 }

@@ -15,6 +15,7 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::value::RawValue;
 
 use super::handle::{SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
@@ -23,9 +24,49 @@ use crate::channels::{
     command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind, Command,
     Extensions, JsonRef, Refusal,
 };
+use crate::domain::{ChatId, Role};
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 use crate::topics::RelayRefused;
+
+/// One chat message on its way to the other side.
+struct Relay {
+    topic: Arc<str>,
+    chat: ChatId,
+    from: Role,
+    to: Role,
+    deliver_as: &'static str,
+    read_at: Instant,
+}
+
+impl Relay {
+    /// Records the message in the transcript and hands it to the other
+    /// side's connections, both or neither.
+    fn send(&self, hub: &Hub, payload: &RawValue) -> Result<(), RelayRefused> {
+        let record = || {
+            hub.transcripts
+                .message(self.chat, self.from, payload, SystemTime::now())
+                .is_ok()
+        };
+        let mut evicted = Vec::new();
+        let relayed = hub.topics.relay(
+            &self.topic,
+            self.to,
+            self.deliver_as,
+            payload.get(),
+            self.read_at,
+            record,
+            &mut evicted,
+        );
+        for session in evicted {
+            hub.lifetime.do_send(SessionGone { session });
+        }
+        if relayed.is_ok() {
+            hub.metrics.relayed_messages.inc();
+        }
+        relayed
+    }
+}
 
 /// A frame queued by someone else for one of this connection's channels.
 #[derive(Message)]
@@ -341,35 +382,28 @@ impl Session {
                 let ChannelKind::Chat { chat, role } = channel.kind else {
                     return;
                 };
-                let transcripts = &self.hub.transcripts;
-                let payload = message.payload;
-                let record = || {
-                    transcripts
-                        .message(chat, role, payload, SystemTime::now())
-                        .is_ok()
-                };
-                let mut evicted = Vec::new();
-                let relayed = self.hub.topics.relay(
-                    &channel.topic,
+                let relay = Relay {
+                    topic: channel.topic.clone(),
+                    chat,
+                    from: role,
                     to,
                     deliver_as,
-                    payload.get(),
-                    self.last_seen,
-                    record,
-                    &mut evicted,
-                );
-                for session in evicted {
-                    self.hub.lifetime.do_send(SessionGone { session });
-                }
-                let refusal = match relayed {
-                    Ok(()) => {
-                        self.hub.metrics.relayed_messages.inc();
-                        return;
-                    }
-                    Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
-                    Err(RelayRefused::NotRecorded) => Refusal::TranscriptBacklog,
+                    read_at: self.last_seen,
                 };
-                self.refuse(ctx, join_ref, msg_ref, &message.topic, refusal);
+                match relay.send(&self.hub, message.payload) {
+                    Ok(()) => {}
+                    Err(RelayRefused::ChatNotActive) => self.refuse(
+                        ctx,
+                        join_ref,
+                        msg_ref,
+                        &message.topic,
+                        Refusal::ChatFinished,
+                    ),
+                    Err(RelayRefused::NotRecorded) => {
+                        let refs = (join_ref.map(Arc::from), msg_ref.map(Arc::from));
+                        self.hold_sender(relay, message.payload.to_owned(), refs, ctx);
+                    }
+                }
             }
             Ok(command) => {
                 let Some(session) = self.handle.clone() else {
@@ -386,6 +420,46 @@ impl Session {
                 });
             }
         }
+    }
+
+    /// The transcript writer has no room for this connection's message: read
+    /// nothing more from it (TCP pushes back on the sender) and try again as
+    /// the writer catches up. After `transcript_wait` the message is refused
+    /// with `transcript backlog`. Nothing is relayed that is not recorded.
+    fn hold_sender(
+        &mut self,
+        relay: Relay,
+        payload: Box<RawValue>,
+        refs: (Option<JsonRef>, Option<JsonRef>),
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let hub = self.hub.clone();
+        let deadline = Instant::now() + hub.config.transcript_wait;
+        let retry = async move {
+            let mut pause = Duration::from_millis(1);
+            loop {
+                tokio::time::sleep(pause).await;
+                match relay.send(&hub, &payload) {
+                    Err(RelayRefused::NotRecorded) if Instant::now() < deadline => {
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    outcome => return (outcome, relay.topic),
+                }
+            }
+        };
+        ctx.wait(
+            retry
+                .into_actor(self)
+                .map(move |(outcome, topic), session, ctx| {
+                    let refusal = match outcome {
+                        Ok(()) => return,
+                        Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
+                        Err(RelayRefused::NotRecorded) => Refusal::TranscriptBacklog,
+                    };
+                    let (join_ref, msg_ref) = (refs.0.as_deref(), refs.1.as_deref());
+                    session.refuse(ctx, join_ref, msg_ref, &topic, refusal);
+                }),
+        );
     }
 
     fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
