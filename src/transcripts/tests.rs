@@ -649,28 +649,48 @@ fn opening_fails_cleanly_when_the_data_dir_is_a_file() {
 
 /// A rough figure, not a pass/fail test:
 /// `cargo test --release --lib writer_throughput -- --ignored --nocapture`.
-/// One thread queues short messages to 100 chats as fast as the bound lets
-/// it while the writer commits; on the 2-core dev machine it printed about
-/// 86,000 messages/s in release (20,000 in a debug build).
+/// One thread queues short messages to `TQ_BENCH_CHATS` chats (default 500,
+/// about the number active in the 1000-student benchmark) round robin, as
+/// fast as the bound lets it, while the writer commits. Prints messages/s
+/// and the writer thread's CPU time per message (Linux `schedstat`), which
+/// is what the writer takes from the server on a small machine.
+/// `TQ_BENCH_RATE=40000` paces the sender (messages/s) instead.
 #[test]
 #[ignore]
 fn writer_throughput() {
+    let chat_count: usize = std::env::var("TQ_BENCH_CHATS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500);
+    // Optional pacing (messages/s), as in a server that is not saturated.
+    let rate: Option<f64> = std::env::var("TQ_BENCH_RATE")
+        .ok()
+        .and_then(|n| n.parse().ok());
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, StoreOptions::default());
-    let chats: Vec<ChatId> = (0..100).map(|_| new_chat()).collect();
+    let chats: Vec<ChatId> = (0..chat_count).map(|_| new_chat()).collect();
     for chat in &chats {
         store.chat_created(*chat, &teacher("1"), &student("2"), SystemTime::now());
     }
     store.flush();
     let payload = raw(r#"{"message":"Message from teacher: a typical short chat line"}"#);
     let total = 200_000;
+    let cpu_before = writer_cpu();
     let begun = Instant::now();
     let mut refused = 0;
     let mut sent = 0;
     while sent < total {
         let chat = chats[sent % chats.len()];
         match store.message(chat, Role::Teacher, &payload, SystemTime::now()) {
-            Ok(()) => sent += 1,
+            Ok(()) => {
+                sent += 1;
+                if let Some(rate) = rate {
+                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    if let Some(early) = due.checked_sub(begun.elapsed()) {
+                        std::thread::sleep(early);
+                    }
+                }
+            }
             Err(Backpressure) => {
                 refused += 1;
                 std::thread::yield_now();
@@ -679,9 +699,31 @@ fn writer_throughput() {
     }
     store.flush();
     let elapsed = begun.elapsed();
+    let cpu = writer_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     println!(
-        "writer committed {total} messages in {elapsed:?}: {:.0} messages/s \
+        "writer committed {total} messages to {chat_count} chats in {elapsed:?}: \
+         {:.0} messages/s, writer CPU {} per message \
          ({refused} refusals for backpressure on the way)",
-        total as f64 / elapsed.as_secs_f64()
+        total as f64 / elapsed.as_secs_f64(),
+        cpu.map_or("unknown".into(), |cpu| format!(
+            "{:.2} µs",
+            cpu.as_secs_f64() * 1e6 / total as f64
+        )),
     );
+}
+
+/// CPU time the writer thread has used so far (Linux only).
+fn writer_cpu() -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim_end() == "transcript-writ" {
+            let stat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+            let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+            return Some(Duration::from_nanos(ns));
+        }
+    }
+    None
 }
