@@ -365,8 +365,12 @@ impl Transcripts {
             bytes: options.queue_bytes,
             batch: options.max_batch,
         }));
-        let writer = writer::spawn(conn, inbox.clone(), options.commit_interval)
-            .map_err(StoreError::Thread)?;
+        let writer = writer::spawn(
+            store::Writer::new(conn),
+            inbox.clone(),
+            options.commit_interval,
+        )
+        .map_err(StoreError::Thread)?;
         Ok(Transcripts {
             store: Some(Arc::new(Store {
                 readers: store::Readers::new(path.clone(), options.idle_readers),
