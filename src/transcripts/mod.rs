@@ -41,6 +41,17 @@
 //!   batch is logged as lost and counted in [`WriterLag::failed_batches`],
 //!   and its callbacks run anyway (a broken disk must not leave chats
 //!   unterminated).
+//! * **Storage layout** (`migrations/`, schema 2): `chats` is keyed by a
+//!   small increasing number (`num`, its rowid) besides its UUID `id`, and
+//!   `messages` is a `WITHOUT ROWID` table clustered on `(chat_num, seq)`,
+//!   so a message insert updates one B-tree. The writer remembers each
+//!   active chat's number and next `seq` (from its creation to its finish,
+//!   so bounded by the chats in progress; a chat it does not know, e.g. one
+//!   created before a restart, is looked up once), and an insert looks
+//!   nothing up. Its page cache (32 MiB) holds the pages a batch dirties,
+//!   and the WAL is checkpointed every 8192 pages rather than SQLite's 1000.
+//!   The cost that remains is about one dirty 4 KiB page per message per
+//!   commit (each active chat's last page), written to the WAL whole.
 //! * **Reads** ([`Transcripts::list_chats`], [`Transcripts::transcript`])
 //!   use their own read-only connections, which WAL lets run beside the
 //!   writer. They touch the disk: call them off the async threads
@@ -365,8 +376,12 @@ impl Transcripts {
             bytes: options.queue_bytes,
             batch: options.max_batch,
         }));
-        let writer = writer::spawn(conn, inbox.clone(), options.commit_interval)
-            .map_err(StoreError::Thread)?;
+        let writer = writer::spawn(
+            store::Writer::new(conn),
+            inbox.clone(),
+            options.commit_interval,
+        )
+        .map_err(StoreError::Thread)?;
         Ok(Transcripts {
             store: Some(Arc::new(Store {
                 readers: store::Readers::new(path.clone(), options.idle_readers),

@@ -16,10 +16,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
 use super::inbox::{Inbox, Op};
-use super::store;
+use super::store::Writer;
 
 /// Waits before each retry of a failed commit (a busy lock held by a
 /// checkpoint or another process, a full disk being cleaned up).
@@ -30,20 +28,20 @@ const RETRY_BACKOFF: [Duration; 3] = [
 ];
 
 pub(super) fn spawn(
-    mut conn: Connection,
+    mut writer: Writer,
     inbox: Arc<Inbox>,
     commit_interval: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("transcript-writer".into())
-        .spawn(move || run(&mut conn, &inbox, commit_interval))
+        .spawn(move || run(&mut writer, &inbox, commit_interval))
 }
 
-fn run(conn: &mut Connection, inbox: &Inbox, commit_interval: Duration) {
+fn run(writer: &mut Writer, inbox: &Inbox, commit_interval: Duration) {
     let mut last_commit: Option<Instant> = None;
     while let Some(batch) = inbox.next_batch(last_commit.map(|at| at + commit_interval)) {
         last_commit = Some(Instant::now());
-        let committed = commit_with_retries(conn, &batch);
+        let committed = commit_with_retries(writer, &batch);
         inbox.batch_done(committed);
         for callback in batch.into_iter().filter_map(Op::take_callback) {
             if catch_unwind(AssertUnwindSafe(callback)).is_err() {
@@ -54,10 +52,10 @@ fn run(conn: &mut Connection, inbox: &Inbox, commit_interval: Duration) {
     tracing::debug!("transcript writer stopped");
 }
 
-fn commit_with_retries(conn: &mut Connection, batch: &[Op]) -> bool {
+fn commit_with_retries(writer: &mut Writer, batch: &[Op]) -> bool {
     let mut retries = RETRY_BACKOFF.iter();
     loop {
-        match store::commit(conn, batch) {
+        match writer.commit(batch) {
             Ok(()) => return true,
             Err(error) => match retries.next() {
                 Some(wait) => {
