@@ -59,7 +59,8 @@
 //!   `(chat_num, seq)` and empties it, in one transaction of their own: each
 //!   chat's pages are written once per move. A message is always in exactly
 //!   one of the two tables (durable either way); reads take the union, and
-//!   scan the small staging table. A failed move leaves the rows staged and
+//!   scan the staging table (about 1 ms per transcript page at 16384 staged
+//!   rows; an index on it would bring back the random pages). A failed move leaves the rows staged and
 //!   is retried a threshold later.
 //! * **Reads** ([`Transcripts::list_chats`], [`Transcripts::transcript`])
 //!   use their own read-only connections, which WAL lets run beside the
