@@ -50,8 +50,18 @@
 //!   created before a restart, is looked up once), and an insert looks
 //!   nothing up. Its page cache (32 MiB) holds the pages a batch dirties,
 //!   and the WAL is checkpointed every 8192 pages rather than SQLite's 1000.
-//!   The cost that remains is about one dirty 4 KiB page per message per
-//!   commit (each active chat's last page), written to the WAL whole.
+//!   Schema 3: the writer appends messages to `message_log`, a plain rowid
+//!   table with no index, so a commit dirties only its right edge rather
+//!   than each active chat's last page of `messages` (every dirty page is
+//!   written whole to the WAL). Once `message_log` holds
+//!   [`StoreOptions::staged_messages`] rows (16384), and when the writer
+//!   stops, the writer moves them into `messages` sorted by
+//!   `(chat_num, seq)` and empties it, in one transaction of their own: each
+//!   chat's pages are written once per move. A message is always in exactly
+//!   one of the two tables (durable either way); reads take the union, and
+//!   scan the staging table (about 1 ms per transcript page at 16384 staged
+//!   rows; an index on it would bring back the random pages). A failed move leaves the rows staged and
+//!   is retried a threshold later.
 //! * **Reads** ([`Transcripts::list_chats`], [`Transcripts::transcript`])
 //!   use their own read-only connections, which WAL lets run beside the
 //!   writer. They touch the disk: call them off the async threads
@@ -108,6 +118,10 @@ pub struct StoreOptions {
     pub commit_interval: Duration,
     /// Idle read-only connections kept for reuse.
     pub idle_readers: usize,
+    /// Messages appended to the staging table `message_log` before the
+    /// writer moves them into `messages` in one sorted pass (and at close).
+    /// Reads scan the staging table, so keep it a few thousand.
+    pub staged_messages: usize,
 }
 
 impl Default for StoreOptions {
@@ -118,6 +132,7 @@ impl Default for StoreOptions {
             max_batch: 2048,
             commit_interval: Duration::from_millis(2),
             idle_readers: 4,
+            staged_messages: 16 * 1024,
         }
     }
 }
@@ -377,7 +392,7 @@ impl Transcripts {
             batch: options.max_batch,
         }));
         let writer = writer::spawn(
-            store::Writer::new(conn),
+            store::Writer::new(conn, options.staged_messages)?,
             inbox.clone(),
             options.commit_interval,
         )

@@ -60,6 +60,7 @@ pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/0001_init.sql")),
         M::up(include_str!("../../migrations/0002_chat_numbers.sql")),
+        M::up(include_str!("../../migrations/0003_message_log.sql")),
     ])
 }
 
@@ -113,6 +114,12 @@ struct Active {
 pub(super) struct Writer {
     conn: Connection,
     active: HashMap<ChatId, Active>,
+    /// Rows in `message_log` as of the last commit.
+    staged: usize,
+    /// `staged` at which the next move into `messages` is due.
+    move_at: usize,
+    /// [`StoreOptions::staged_messages`](super::StoreOptions::staged_messages).
+    threshold: usize,
     /// What the batch being written changes in `active`: applied once its
     /// transaction commits, discarded if it fails (a retry starts over from
     /// `active`, so a rolled-back batch cannot skip or repeat numbers).
@@ -121,15 +128,24 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection) -> Self {
-        Writer {
+    /// `threshold`: rows staged in `message_log` before they are moved
+    /// into `messages` (at least 1).
+    pub(super) fn new(conn: Connection, threshold: usize) -> rusqlite::Result<Self> {
+        let staged: i64 = conn.query_row("SELECT count(*) FROM message_log", [], |r| r.get(0))?;
+        let staged = usize::try_from(staged).unwrap_or(0);
+        let threshold = threshold.max(1);
+        Ok(Writer {
             conn,
             active: HashMap::new(),
             changes: HashMap::new(),
-        }
+            staged,
+            move_at: threshold,
+            threshold,
+        })
     }
 
-    /// Writes a batch in one transaction, in queue order.
+    /// Writes a batch in one transaction, in queue order; then, if
+    /// `message_log` holds enough rows, moves them into `messages`.
     pub(super) fn commit(&mut self, batch: &[Op]) -> rusqlite::Result<()> {
         self.changes.clear();
         let tx = self.conn.transaction()?;
@@ -137,17 +153,54 @@ impl Writer {
             active: &self.active,
             changes: &mut self.changes,
         };
+        let mut staged = 0;
         for op in batch {
-            apply(&tx, &mut chats, op)?;
+            staged += apply(&tx, &mut chats, op)?;
         }
         tx.commit()?;
+        self.staged += staged;
         for (chat, change) in self.changes.drain() {
             match change {
                 Some(entry) => self.active.insert(chat, entry),
                 None => self.active.remove(&chat),
             };
         }
+        if self.staged >= self.move_at {
+            // The batch is committed whatever happens here: a failed move
+            // leaves the rows staged (still read, still durable) and is
+            // tried again a threshold later.
+            if let Err(error) = self.move_staged() {
+                tracing::warn!(%error, staged = self.staged, "moving staged messages failed");
+                self.move_at = self.staged + self.threshold;
+            }
+        }
         Ok(())
+    }
+
+    /// Moves every row of `message_log` into `messages`, sorted by chat and
+    /// seq (so each chat's pages are touched once), in one transaction.
+    pub(super) fn move_staged(&mut self) -> rusqlite::Result<()> {
+        if self.staged == 0 {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO messages (chat_num, seq, sender, payload, at)
+             SELECT chat_num, seq, sender, payload, at FROM message_log
+             ORDER BY chat_num, seq",
+        )?
+        .execute([])?;
+        tx.prepare_cached("DELETE FROM message_log")?.execute([])?;
+        tx.commit()?;
+        self.staged = 0;
+        self.move_at = self.threshold;
+        Ok(())
+    }
+
+    /// Rows in `message_log` (for tests).
+    #[cfg(test)]
+    pub(super) fn staged(&self) -> usize {
+        self.staged
     }
 
     /// Active chats known (for tests).
@@ -179,9 +232,12 @@ impl Chats<'_> {
 /// A chat's number and next seq from the database, and whether it has
 /// finished; `None` if there is no such chat.
 fn load_active(tx: &Transaction<'_>, chat: &str) -> rusqlite::Result<Option<(Active, bool)>> {
+    // The staged rows are few (bounded by the move threshold): a scan.
     tx.prepare_cached(
         "SELECT num,
-                (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE chat_num = chats.num),
+                max((SELECT coalesce(max(seq), 0) FROM messages WHERE chat_num = chats.num),
+                    (SELECT coalesce(max(seq), 0) FROM message_log WHERE chat_num = chats.num))
+                    + 1,
                 finished_at IS NOT NULL
          FROM chats WHERE id = ?1",
     )?
@@ -201,8 +257,9 @@ fn load_active(tx: &Transaction<'_>, chat: &str) -> rusqlite::Result<Option<(Act
 /// repeated record, so one odd op cannot fail a whole batch: a second
 /// create of the same id is ignored, a start or finish is recorded once, a
 /// message for a chat that has no record is logged and skipped (it could
-/// never be read: messages are found through their chat).
-fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Result<()> {
+/// never be read: messages are found through their chat). Returns the
+/// messages it staged (0 or 1).
+fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Result<usize> {
     match op {
         Op::ChatCreated {
             chat,
@@ -246,12 +303,12 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
                     Some((entry, finished)) => (entry, !finished),
                     None => {
                         tracing::warn!(%chat, "a message for a chat with no record; not stored");
-                        return Ok(());
+                        return Ok(0);
                     }
                 },
             };
             tx.prepare_cached(
-                "INSERT INTO messages (chat_num, seq, sender, payload, at)
+                "INSERT INTO message_log (chat_num, seq, sender, payload, at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
@@ -265,6 +322,7 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
                 let next_seq = entry.next_seq + 1;
                 chats.set(*chat, Some(Active { next_seq, ..entry }));
             }
+            return Ok(1);
         }
         Op::ChatFinished { chat, how, at, .. } => {
             tx.prepare_cached(
@@ -276,7 +334,7 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
         }
         Op::Barrier { .. } => {}
     }
-    Ok(())
+    Ok(0)
 }
 
 /// A few idle read-only connections, reused across requests. More readers
@@ -404,9 +462,13 @@ fn transcript(
     let record = record?;
     let limit = query.limit.clamp(1, MAX_TRANSCRIPT_PAGE);
     let after = i64::try_from(query.after).unwrap_or(i64::MAX);
+    // Moved messages through the primary key, staged ones (a few thousand
+    // rows at most) by a scan; a message is in exactly one of the two.
     let mut statement = conn.prepare_cached(
-        "SELECT seq, sender, payload, at FROM messages
-         WHERE chat_num = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        "SELECT seq, sender, payload, at FROM messages WHERE chat_num = ?1 AND seq > ?2
+         UNION ALL
+         SELECT seq, sender, payload, at FROM message_log WHERE chat_num = ?1 AND seq > ?2
+         ORDER BY seq LIMIT ?3",
     )?;
     let mut rows = statement.query(params![num, after, limit as i64 + 1])?;
     let mut messages: Vec<TranscriptMessage> = Vec::new();
@@ -529,7 +591,7 @@ mod tests {
     }
 
     fn writer(dir: &tempfile::TempDir) -> Writer {
-        Writer::new(open_writer(&dir.path().join(DB_FILE)).expect("open"))
+        Writer::new(open_writer(&dir.path().join(DB_FILE)).expect("open"), 4096).expect("writer")
     }
 
     fn created(chat: ChatId) -> Op {
@@ -659,5 +721,141 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("TEMP B-TREE"), "{page}");
+    }
+
+    fn message_n(chat: ChatId, n: usize) -> Op {
+        Op::Message {
+            chat,
+            sender: if n.is_multiple_of(2) {
+                Role::Teacher
+            } else {
+                Role::Student
+            },
+            payload: format!("{{\"n\":{n}}}").into(),
+            at: 10 + n as i64,
+        }
+    }
+
+    fn page(conn: &Connection, chat: ChatId, after: u64, limit: usize) -> Vec<(u64, String)> {
+        transcript(conn, chat, &TranscriptQuery { after, limit })
+            .expect("read")
+            .expect("stored")
+            .messages
+            .iter()
+            .map(|m| (m.seq, m.payload.get().to_owned()))
+            .collect()
+    }
+
+    /// A transcript reads messages still staged, moved, and both at once, in
+    /// order, with pages that cross the boundary between the two tables.
+    #[test]
+    fn reads_see_staged_and_moved_messages_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer(&dir.path().join(DB_FILE)).expect("open");
+        let mut writer = Writer::new(conn, 5).expect("writer");
+        let (a, b) = (
+            ChatId::random(&mut rand::rng()),
+            ChatId::random(&mut rand::rng()),
+        );
+        writer.commit(&[created(a), created(b)]).expect("commit");
+        let mut n = 0;
+        let mut expected_a = Vec::new();
+        for _ in 0..4 {
+            let mut batch = Vec::new();
+            for _ in 0..3 {
+                batch.push(message_n(a, n));
+                expected_a.push((expected_a.len() as u64 + 1, format!("{{\"n\":{n}}}")));
+                n += 1;
+                batch.push(message_n(b, n));
+                n += 1;
+            }
+            // 6 per batch, threshold 5: every batch ends with a move.
+            writer.commit(&batch).expect("commit");
+        }
+        assert_eq!(writer.staged(), 0, "moved at the threshold");
+        let mut batch = Vec::new();
+        for _ in 0..2 {
+            batch.push(message_n(a, n));
+            expected_a.push((expected_a.len() as u64 + 1, format!("{{\"n\":{n}}}")));
+            n += 1;
+        }
+        writer.commit(&batch).expect("commit");
+        assert_eq!(writer.staged(), 2, "below the threshold: still staged");
+        let staged: i64 = writer
+            .conn
+            .query_row("SELECT count(*) FROM message_log", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(staged, 2);
+        // Whole transcript, and pages of 5 that straddle the two tables.
+        assert_eq!(page(&writer.conn, a, 0, 100), expected_a);
+        assert_eq!(page(&writer.conn, a, 10, 3), expected_a[10..13]);
+        assert_eq!(page(&writer.conn, a, 12, 100), expected_a[12..]);
+        assert_eq!(seqs(&writer, b), (1..=12).collect::<Vec<u64>>());
+        // And the same after the move.
+        writer.move_staged().expect("move");
+        assert_eq!(writer.staged(), 0);
+        assert_eq!(page(&writer.conn, a, 0, 100), expected_a);
+        assert_eq!(page(&writer.conn, a, 10, 3), expected_a[10..13]);
+    }
+
+    /// A writer that dies with rows still staged loses none of them: the
+    /// next open reads them and a new writer numbers on after them.
+    #[test]
+    fn staged_rows_survive_a_crash_like_drop() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let chat = ChatId::random(&mut rand::rng());
+        {
+            let conn = open_writer(&dir.path().join(DB_FILE)).expect("open");
+            let mut writer = Writer::new(conn, 1000).expect("writer");
+            writer
+                .commit(&[created(chat), message(chat)])
+                .expect("commit");
+            writer.move_staged().expect("move");
+            writer
+                .commit(&[message(chat), message(chat)])
+                .expect("commit");
+            assert_eq!(writer.staged(), 2);
+            // No close, no move: as if the process had died.
+            std::mem::forget(writer);
+        }
+        let conn = open_writer(&dir.path().join(DB_FILE)).expect("reopen");
+        let mut writer = Writer::new(conn, 1000).expect("writer");
+        assert_eq!(writer.staged(), 2);
+        assert_eq!(seqs(&writer, chat), [1, 2, 3]);
+        // Unknown to this writer: its next number counts the staged rows.
+        writer.commit(&[message(chat)]).expect("commit");
+        assert_eq!(seqs(&writer, chat), [1, 2, 3, 4]);
+        writer.move_staged().expect("move");
+        assert_eq!(seqs(&writer, chat), [1, 2, 3, 4]);
+    }
+
+    /// Migration 3 applies over a version-2 database with data in it.
+    #[test]
+    fn migration_3_applies_over_a_version_2_database() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DB_FILE);
+        let chat = ChatId::random(&mut rand::rng());
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            migrations().to_version(&mut conn, 2).expect("schema 2");
+            conn.execute_batch(&format!(
+                "INSERT INTO chats (id, teacher, student, created_at) VALUES ('{chat}', '1', '2', 1);
+                 INSERT INTO messages VALUES (1, 1, 'teacher', '{{\"a\":1}}', 5);
+                 INSERT INTO messages VALUES (1, 2, 'student', '{{\"b\":2}}', 6);"
+            ))
+            .expect("version-2 rows");
+        }
+        let conn = open_writer(&path).expect("migrate");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, 3);
+        let mut writer = Writer::new(conn, 1000).expect("writer");
+        assert_eq!(
+            page(&writer.conn, chat, 0, 100),
+            [(1, r#"{"a":1}"#.to_owned()), (2, r#"{"b":2}"#.to_owned())]
+        );
+        writer.commit(&[message(chat)]).expect("commit");
+        assert_eq!(seqs(&writer, chat), [1, 2, 3]);
     }
 }

@@ -139,7 +139,11 @@ fn the_finish_callback_runs_after_the_commit_that_holds_the_chat() {
         // A separate connection sees the commit: it is in the file.
         let check = || -> rusqlite::Result<(i64, Option<String>)> {
             let conn = rusqlite::Connection::open(&path)?;
-            let n = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+            let n = conn.query_row(
+                "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM message_log)",
+                [],
+                |r| r.get(0),
+            )?;
             let ended = conn.query_row("SELECT ended_by FROM chats", [], |r| r.get(0))?;
             Ok((n, ended))
         };
@@ -342,7 +346,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
@@ -369,7 +373,7 @@ fn what_a_callback_confirmed_is_in_the_file_even_if_the_store_never_stops() {
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
     let row: (String, String) = conn
         .query_row(
-            "SELECT m.payload, c.ended_by FROM messages m JOIN chats c ON c.num = m.chat_num",
+            "SELECT m.payload, c.ended_by FROM message_log m JOIN chats c ON c.num = m.chat_num",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -733,7 +737,8 @@ fn a_version_1_database_is_carried_over() {
 /// and the writer thread's CPU time per message (Linux `schedstat`), which
 /// is what the writer takes from the server on a small machine.
 /// `TQ_BENCH_RATE=40000` paces the sender (messages/s) instead;
-/// `TQ_BENCH_INTERVAL_MS` sets the commit interval.
+/// `TQ_BENCH_INTERVAL_MS` sets the commit interval, `TQ_BENCH_STAGED` the
+/// rows staged before a move.
 #[test]
 #[ignore]
 fn writer_throughput() {
@@ -751,6 +756,12 @@ fn writer_throughput() {
         .and_then(|n| n.parse().ok())
     {
         options.commit_interval = Duration::from_millis(ms);
+    }
+    if let Some(rows) = std::env::var("TQ_BENCH_STAGED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        options.staged_messages = rows;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, options);

@@ -49,6 +49,11 @@ fn run(writer: &mut Writer, inbox: &Inbox, commit_interval: Duration) {
             }
         }
     }
+    // Leave the next start an empty staging table (not required: reads and
+    // a restarted writer see staged rows too).
+    if let Err(error) = writer.move_staged() {
+        tracing::warn!(%error, "moving staged messages at close failed; they stay staged");
+    }
     tracing::debug!("transcript writer stopped");
 }
 
