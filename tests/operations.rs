@@ -19,9 +19,9 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn scrape(port: u16) -> String {
     let response = http_get(port, "/metrics").await;
     assert_eq!(response.status, 200);
-    let kind = response.header("content-type").unwrap_or_default();
+    let kind = response.header("content-type");
     assert!(kind.contains("openmetrics-text"), "content-type {kind}");
-    response.body
+    response.text()
 }
 
 #[tokio::test]
@@ -29,7 +29,7 @@ async fn healthz_answers_200() {
     let srv = start_default();
     let response = http_get(srv.port, "/healthz").await;
     assert_eq!(response.status, 200);
-    assert_eq!(response.body.trim(), "ok");
+    assert_eq!(response.text().trim(), "ok");
 }
 
 async fn metrics_follow_a_chat(framing: Framing) {

@@ -12,26 +12,6 @@ use tutor_queue::Config;
 use crate::support::*;
 use crate::transcripts::{start_server, with_data_dir, Running};
 
-async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
-    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
-    assert_eq!(
-        response.status, 200,
-        "transcript of {cid}: {}",
-        response.body
-    );
-    let body: Value = serde_json::from_str(&response.body).expect("transcript JSON");
-    let messages = body["messages"]
-        .as_array()
-        .expect("messages array")
-        .iter()
-        .map(|m| {
-            let sender = m["sender"].as_str().unwrap_or("?").to_owned();
-            (sender, m["payload"].clone())
-        })
-        .collect();
-    (body["chat"].clone(), messages)
-}
-
 fn srv(running: &Running) -> Server {
     Server { port: running.port }
 }
@@ -201,7 +181,7 @@ async fn a_backlog_that_lasts_refuses_the_message_and_loses_none(framing: Framin
         ],
         "exactly what was relayed"
     );
-    let metrics = http_get(running.port, "/metrics").await.body;
+    let metrics = http_get(running.port, "/metrics").await.text();
     assert!(
         metrics.contains(r#"tutor_queue_frames_rejected_total{reason="transcript_backlog"} 1"#),
         "{metrics}"

@@ -195,29 +195,6 @@ async fn chat_to_the_end(
     (cid, sent)
 }
 
-/// What `GET /api/chats/<cid>/transcript` of a server on `port` holds.
-async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
-    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
-    assert_eq!(
-        response.status, 200,
-        "transcript of {cid}: {}",
-        response.body
-    );
-    let body: Value = serde_json::from_str(&response.body).expect("transcript JSON");
-    let messages = body["messages"]
-        .as_array()
-        .expect("messages array")
-        .iter()
-        .map(|m| {
-            (
-                m["sender"].as_str().unwrap_or("?").to_owned(),
-                m["payload"].clone(),
-            )
-        })
-        .collect();
-    (body["chat"].clone(), messages)
-}
-
 #[tokio::test]
 async fn a_finished_chat_survives_sigkill_of_the_server() {
     let mut bin = spawn_bin();

@@ -8,12 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
 use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
 use tutor_queue::{Stopper, Transcripts};
 
-use crate::support::{Config, WAIT};
+use crate::support::{http_get, Config, WAIT};
 
 /// A server on port 0 with the handles a test needs.
 pub(crate) struct Running {
@@ -60,36 +59,15 @@ pub(crate) fn with_data_dir(dir: &tempfile::TempDir) -> Config {
     }
 }
 
-/// `GET path` over HTTP/1.1; returns the status and the body.
+/// `GET path`; returns the status and the body, which must be JSON.
 async fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("response within WAIT")
-        .expect("read response");
-    let response = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {response:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let response = http_get(port, path).await;
+    let kind = response.header("content-type").to_ascii_lowercase();
     assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/json"),
-        "{path}: every API answer is JSON: {head}"
+        kind.contains("application/json"),
+        "{path}: every API answer is JSON: {kind}"
     );
-    (status, body.to_owned())
+    (response.status, response.text())
 }
 
 async fn get_json(port: u16, path: &str) -> (u16, Value) {

@@ -1255,60 +1255,63 @@ mod selftest {
 // Plain HTTP
 // ---------------------------------------------------------------------------------
 
-/// An HTTP response read in full: status, headers (lower-cased names), body.
+/// A parsed HTTP/1.1 response: status, headers (lower-cased names), body.
 pub struct HttpResponse {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    /// A header's value, or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`), bounded by WAIT.
-pub async fn http_get(port: u16, path: &str) -> HttpResponse {
+/// Sends `method target` with `extra` header lines, exactly as written (no
+/// client-side path normalisation), and reads the whole response, bounded by WAIT.
+pub async fn http_request(port: u16, method: &str, target: &str, extra: &str) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tcp(port, None).await;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    let exchange = async {
-        stream.write_all(request.as_bytes()).await?;
+    let fut = async {
+        let mut s = tcp(port, None).await;
+        let req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("write request");
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        std::io::Result::Ok(raw)
+        s.read_to_end(&mut raw).await.expect("read response");
+        raw
     };
-    let raw = tokio::time::timeout(WAIT, exchange)
+    let raw = tokio::time::timeout(WAIT, fut)
         .await
-        .unwrap_or_else(|_| panic!("GET {path} timed out"))
-        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no header end in {text:?}"));
+        .unwrap_or_else(|_| panic!("{method} {target}: no response within {WAIT:?}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {target}: no header end in {raw:?}"));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
+        .unwrap_or_else(|| panic!("{method} {target}: no status line in {head:?}"));
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
     HttpResponse {
         status,
         headers,
@@ -1316,17 +1319,40 @@ pub async fn http_get(port: u16, path: &str) -> HttpResponse {
     }
 }
 
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
             break;
         }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
     }
     out
+}
+
+/// `GET path`.
+pub async fn http_get(port: u16, path: &str) -> HttpResponse {
+    http_request(port, "GET", path, "").await
+}
+
+/// What `GET /api/chats/<cid>/transcript` holds: the chat record, and each
+/// message as (sender, payload) in relay order.
+pub async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
+    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
+    let body = response.text();
+    assert_eq!(response.status, 200, "transcript of {cid}: {body}");
+    let body: Value = serde_json::from_str(&body).expect("transcript JSON");
+    let messages = body["messages"]
+        .as_array()
+        .expect("messages array")
+        .iter()
+        .map(|m| {
+            let sender = m["sender"].as_str().unwrap_or("?").to_owned();
+            (sender, m["payload"].clone())
+        })
+        .collect();
+    (body["chat"].clone(), messages)
 }
