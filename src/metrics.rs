@@ -27,7 +27,7 @@ type Label = [(&'static str, &'static str); 1];
 
 /// Why a frame or a connection was turned away: the `reason` label of
 /// `tutor_queue_frames_rejected_total`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
     /// Not JSON, or not the connection's framing (close 1007).
     Malformed,
@@ -39,16 +39,8 @@ pub enum Rejection {
     RateLimited,
     /// An upgrade past the connection limit (HTTP 503).
     ConnectionLimit,
-    /// An `error` reply: the refusal reasons of the protocol.
-    UnmatchedTopic,
-    Unauthorized,
-    UnknownChat,
-    ChatFinished,
-    InvalidPayload,
-    UnknownEvent,
-    TooManyChannels,
-    /// A chat message the transcript writer could not take.
-    TranscriptBacklog,
+    /// An `error` reply, with the protocol's reason for it.
+    Refused(Refusal),
 }
 
 impl Rejection {
@@ -60,30 +52,23 @@ impl Rejection {
             Rejection::TooBig => "too_big",
             Rejection::RateLimited => "rate_limited",
             Rejection::ConnectionLimit => "connection_limit",
-            Rejection::UnmatchedTopic => "unmatched_topic",
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::UnknownChat => "unknown_chat",
-            Rejection::ChatFinished => "chat_finished",
-            Rejection::InvalidPayload => "invalid_payload",
-            Rejection::UnknownEvent => "unknown_event",
-            Rejection::TooManyChannels => "too_many_channels",
-            Rejection::TranscriptBacklog => "transcript_backlog",
+            Rejection::Refused(refusal) => match refusal {
+                Refusal::UnmatchedTopic => "unmatched_topic",
+                Refusal::Unauthorized => "unauthorized",
+                Refusal::UnknownChat => "unknown_chat",
+                Refusal::ChatFinished => "chat_finished",
+                Refusal::InvalidPayload => "invalid_payload",
+                Refusal::UnknownEvent => "unknown_event",
+                Refusal::TooManyChannels => "too_many_channels",
+                Refusal::TranscriptBacklog => "transcript_backlog",
+            },
         }
     }
 }
 
 impl From<Refusal> for Rejection {
     fn from(refusal: Refusal) -> Rejection {
-        match refusal {
-            Refusal::UnmatchedTopic => Rejection::UnmatchedTopic,
-            Refusal::Unauthorized => Rejection::Unauthorized,
-            Refusal::UnknownChat => Rejection::UnknownChat,
-            Refusal::ChatFinished => Rejection::ChatFinished,
-            Refusal::InvalidPayload => Rejection::InvalidPayload,
-            Refusal::UnknownEvent => Rejection::UnknownEvent,
-            Refusal::TooManyChannels => Rejection::TooManyChannels,
-            Refusal::TranscriptBacklog => Rejection::TranscriptBacklog,
-        }
+        Rejection::Refused(refusal)
     }
 }
 

@@ -146,14 +146,9 @@ impl Topics {
         }
     }
 
-    /// Sends `event` with `payload` to every channel joined to `topic`.
-    /// Connections that overflow are added to `evicted`.
-    pub fn broadcast(&self, topic: &str, event: &str, payload: &str, evicted: &mut Vec<SessionId>) {
-        self.broadcast_where(topic, event, payload, |_| true, evicted);
-    }
-
     /// Sends `event` with `payload` to the channels joined to `topic` that
-    /// `which` picks (those that asked for an extension, say).
+    /// `which` picks (all of them, or those that asked for an extension).
+    /// Connections that overflow are added to `evicted`.
     pub fn broadcast_where(
         &self,
         topic: &str,
