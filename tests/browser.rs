@@ -16,8 +16,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::support::{self, node};
 
 fn chromium() -> PathBuf {
@@ -48,26 +46,14 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         // A screenshot left over from an earlier run must not count.
         let _ = std::fs::remove_file(screenshots.join(shot));
     }
-    let run = Command::new("node")
-        .arg("browser_pages.mjs")
-        .arg(&base)
-        .arg(&screenshots)
-        .env("CHROMIUM", &chromium)
-        .current_dir(node::dir())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("browser_pages.mjs did not finish within 120 s")
-        .expect("could not start node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "browser test failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("PASS"), "no PASS line:\n{stdout}");
+    node::run_script(
+        "browser test",
+        "browser_pages.mjs",
+        &[base.as_ref(), screenshots.as_os_str()],
+        &[("CHROMIUM", chromium.as_ref())],
+        Duration::from_secs(120),
+    )
+    .await;
     for shot in SHOTS {
         assert!(
             screenshots.join(shot).is_file(),

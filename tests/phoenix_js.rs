@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::support::{self, node};
 
 #[tokio::test]
@@ -19,22 +17,12 @@ async fn phoenix_js_client_completes_a_chat_over_v2() {
 
     let server = support::start_default();
     let endpoint = format!("ws://127.0.0.1:{}/socket", server.port);
-    let run = Command::new("node")
-        .arg("phoenix_chat.mjs")
-        .arg(&endpoint)
-        .current_dir(node::dir())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("phoenix_chat.mjs did not finish within 30 s")
-        .expect("could not start node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "phoenix.js chat failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.contains("PASS"), "no PASS line:\n{stdout}");
+    node::run_script(
+        "phoenix.js chat",
+        "phoenix_chat.mjs",
+        &[endpoint.as_ref()],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
 }

@@ -64,3 +64,35 @@ pub async fn ready(packages: &[&str]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Runs `node <script> <args>` in `tests/node/` with extra `env`, bounded by
+/// `limit`, and asserts that it exited 0 and printed a `PASS` line; answers
+/// its stdout. `what` names the run in failure messages.
+pub async fn run_script(
+    what: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+    limit: std::time::Duration,
+) -> String {
+    let run = Command::new("node")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {} s", limit.as_secs()))
+        .expect("could not start node");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("PASS"), "no PASS line:\n{stdout}");
+    stdout
+}
