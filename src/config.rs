@@ -19,6 +19,10 @@ pub struct Config {
     /// Frames queued to one connection but not yet written; past it the
     /// connection is closed as a slow consumer.
     pub outbound_limit: usize,
+    /// Bytes of frames queued to one connection but not yet written; past it
+    /// the connection is closed as a slow consumer too. A frame that finds
+    /// the queue empty always passes, however large.
+    pub outbound_bytes: usize,
     /// Open WebSocket connections; upgrades past it get HTTP 503.
     pub max_connections: usize,
     /// Sustained inbound frames per second one connection may send.
@@ -52,6 +56,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_channels: 100,
             outbound_limit: 8192,
+            outbound_bytes: 4 * 1024 * 1024,
             max_connections: 50_000,
             max_frames_per_sec: 10_000,
             frame_burst: 10_000,

@@ -42,6 +42,9 @@ struct Args {
     /// Frames queued to one connection and not yet written; past it: close 1008 (slow consumer).
     #[arg(long, env = "OUTBOUND_LIMIT", default_value_t = Config::default().outbound_limit)]
     outbound_limit: usize,
+    /// Bytes queued to one connection and not yet written; past it: close 1008 (slow consumer).
+    #[arg(long, env = "OUTBOUND_BYTES", default_value_t = Config::default().outbound_bytes)]
+    outbound_bytes: usize,
     /// Seconds without a frame before a connection is closed.
     #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout_s: u64,
@@ -73,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         max_frames_per_sec: args.max_frames_per_sec,
         frame_burst: args.frame_burst,
         outbound_limit: args.outbound_limit,
+        outbound_bytes: args.outbound_bytes,
         idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
         data_dir: args.data_dir.clone(),
         transcripts: !args.no_transcripts,

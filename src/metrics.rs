@@ -39,6 +39,9 @@ pub enum Rejection {
     RateLimited,
     /// An upgrade past the connection limit (HTTP 503).
     ConnectionLimit,
+    /// A connection that stopped reading, closed when its outbound queue
+    /// passed `outbound_limit` frames or `outbound_bytes` bytes (close 1008).
+    SlowConsumer,
     /// An `error` reply, with the protocol's reason for it.
     Refused(Refusal),
 }
@@ -52,6 +55,7 @@ impl Rejection {
             Rejection::TooBig => "too_big",
             Rejection::RateLimited => "rate_limited",
             Rejection::ConnectionLimit => "connection_limit",
+            Rejection::SlowConsumer => "slow_consumer",
             Rejection::Refused(refusal) => match refusal {
                 Refusal::UnmatchedTopic => "unmatched_topic",
                 Refusal::Unauthorized => "unauthorized",

@@ -17,7 +17,7 @@ use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 
-use super::handle::{SessionHandle, SessionId};
+use super::handle::{OutboundBound, SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
@@ -514,7 +514,8 @@ impl Actor for Session {
             self.id,
             self.framing,
             ctx.address(),
-            self.hub.config.outbound_limit,
+            OutboundBound::from_config(&self.hub.config),
+            self.hub.metrics.clone(),
         ));
         self.hub.sessions.insert(self.id, handle.clone());
         self.hub.metrics.connections(self.framing).inc();
@@ -593,7 +594,7 @@ impl Handler<Deliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         if let Some(handle) = &self.handle {
-            handle.written();
+            handle.written(msg.frame.len());
         }
         // Frames for a channel that has since gone are dropped (3.6).
         if self.table.contains(msg.channel) {
@@ -609,7 +610,7 @@ impl Handler<ChannelClosed> for Session {
     type Result = ();
     fn handle(&mut self, msg: ChannelClosed, ctx: &mut Self::Context) {
         if let Some(handle) = &self.handle {
-            handle.written();
+            handle.written(msg.frame.len());
         }
         if self.table.remove(msg.channel).is_some() {
             ctx.text(msg.frame);
