@@ -65,6 +65,8 @@ impl Rejection {
                 Refusal::UnknownEvent => "unknown_event",
                 Refusal::TooManyChannels => "too_many_channels",
                 Refusal::TranscriptBacklog => "transcript_backlog",
+                Refusal::InvalidId => "invalid_id",
+                Refusal::InvalidRef => "invalid_ref",
             },
         }
     }

@@ -21,8 +21,8 @@ use super::handle::{OutboundBound, SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
-    command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind, Command,
-    Extensions, JsonRef, Refusal,
+    check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind,
+    Command, Extensions, JsonRef, Refusal,
 };
 use crate::domain::{ChatId, Role};
 use crate::metrics::Rejection;
@@ -287,7 +287,9 @@ impl Session {
                 Refusal::TooManyChannels,
             );
         }
-        let target = match route_join(&message.topic, message.payload) {
+        let routed = check_join_refs(request_join_ref.as_deref(), msg_ref.as_deref())
+            .and_then(|()| route_join(&message.topic, message.payload));
+        let target = match routed {
             Ok(target) => target,
             Err(refusal) => {
                 if let Some(old) = replaces {
