@@ -37,7 +37,7 @@ async fn upgrade(
         Ok(framing) => framing,
         Err(error) => return Ok(HttpResponse::Forbidden().body(error.to_string())),
     };
-    let client = req.peer_addr().map(|peer| ClientKey::Ip(peer.ip()));
+    let client = req.peer_addr().map(|peer| ClientKey::peer(peer.ip()));
     match hub.admit_connection(client) {
         Ok(slot) => transport::accept(&req, body, hub.get_ref().clone(), framing, slot),
         Err(Refused::ServerFull) => {

@@ -23,8 +23,24 @@ use dashmap::DashMap;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     /// A tokenless connection, by the IP address of its TCP peer (behind a
-    /// reverse proxy: the proxy's).
+    /// reverse proxy: the proxy's). See `ClientKey::peer`.
     Ip(IpAddr),
+}
+
+impl ClientKey {
+    /// The key of a tokenless connection from `peer`: an IPv4 address as is
+    /// (also when it arrives IPv4-mapped on an IPv6 socket), an IPv6 address
+    /// by its /64 network, since one host commonly has a whole /64 to pick
+    /// addresses from.
+    pub fn peer(peer: IpAddr) -> ClientKey {
+        match peer.to_canonical() {
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                ClientKey::Ip(IpAddr::V6(network.into()))
+            }
+            v4 => ClientKey::Ip(v4),
+        }
+    }
 }
 
 /// Why an upgrade was not admitted.
@@ -155,6 +171,20 @@ mod tests {
         assert_eq!(admission.admitted.load(Ordering::Acquire), 1);
         // The per-client map forgets clients with nothing open.
         assert_eq!(admission.per_client.len(), 1);
+    }
+
+    #[test]
+    fn ipv6_peers_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(ClientKey::peer(a), ClientKey::peer(b));
+        assert_ne!(ClientKey::peer(a), ClientKey::peer(c));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        assert_eq!(
+            ClientKey::peer(mapped),
+            ClientKey::Ip(IpAddr::from([127, 0, 0, 1]))
+        );
     }
 
     #[test]
