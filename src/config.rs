@@ -19,8 +19,21 @@ pub struct Config {
     /// Frames queued to one connection but not yet written; past it the
     /// connection is closed as a slow consumer.
     pub outbound_limit: usize,
-    /// Open WebSocket connections; upgrades past it get HTTP 503.
+    /// Bytes of frames queued to one connection but not yet written; past it
+    /// the connection is closed as a slow consumer too. A frame that finds
+    /// the queue empty always passes, however large.
+    pub outbound_bytes: usize,
+    /// Open WebSocket connections; upgrades past it get HTTP 503. The binary
+    /// lowers it to what the open-file limit allows (`descriptor_caps`).
     pub max_connections: usize,
+    /// Connections of any kind (WebSocket or plain HTTP) one worker holds at
+    /// once; past it that worker accepts no more and new connections wait in
+    /// the listen backlog (actix's `HttpServer::max_connections`). Set from
+    /// the open-file limit so the accept loop never meets `EMFILE`.
+    pub accept_per_worker: usize,
+    /// Open WebSocket connections from one client (today: one peer IP
+    /// address); upgrades past it get HTTP 429. 0 turns the cap off.
+    pub max_connections_per_ip: usize,
     /// Sustained inbound frames per second one connection may send.
     pub max_frames_per_sec: u32,
     /// Frames one connection may send in a burst above that rate; past it
@@ -52,7 +65,11 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             max_channels: 100,
             outbound_limit: 8192,
+            outbound_bytes: 4 * 1024 * 1024,
             max_connections: 50_000,
+            // actix's own default.
+            accept_per_worker: 25_000,
+            max_connections_per_ip: 0,
             max_frames_per_sec: 10_000,
             frame_burst: 10_000,
             shutdown_grace: Duration::from_secs(2),
@@ -62,5 +79,123 @@ impl Default for Config {
             transcript_store: StoreOptions::default(),
             transcript_wait: Duration::from_secs(5),
         }
+    }
+}
+
+impl Config {
+    /// Worker threads the server runs: `workers`, or one per core at 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Lowers the connection caps to what `nofile` open files allow (see
+    /// `descriptor_caps`) and returns them.
+    pub fn fit_to_descriptors(&mut self, nofile: u64) -> DescriptorCaps {
+        let caps = descriptor_caps(nofile, self.worker_threads(), self.max_connections);
+        self.max_connections = caps.websockets;
+        self.accept_per_worker = caps.accept_per_worker;
+        caps
+    }
+}
+
+/// Descriptors kept back from connections whatever the number of workers:
+/// standard streams, the listener, the accept loop's poller, the main
+/// system's, the transcript database (database, WAL and shared memory files
+/// for the writer and for each API reader), log files.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+/// Descriptors kept back for each worker thread (its poller and waker).
+pub const RESERVED_PER_WORKER: u64 = 4;
+/// At most this many accepted connections are kept for plain HTTP (the API,
+/// health checks, metrics, and the 503 answers themselves) when WebSockets
+/// are at their cap.
+const MAX_HTTP_ROOM: usize = 1024;
+
+/// How many connections the open-file limit allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescriptorCaps {
+    /// Open files the process may have (the soft `RLIMIT_NOFILE`).
+    pub nofile: u64,
+    /// Descriptors kept back for everything that is not a connection.
+    pub reserved: u64,
+    /// Connections of any kind one worker accepts at once.
+    pub accept_per_worker: usize,
+    /// WebSocket connections at once: upgrades past it get 503.
+    pub websockets: usize,
+}
+
+/// The caps for `nofile` open files, `workers` workers and `max_connections`
+/// WebSockets wanted. Every descriptor that is not reserved may hold an
+/// accepted connection, split evenly between the workers (actix's cap is per
+/// worker); WebSockets get all of them but an eighth (at most 1,024), so that
+/// when they are full there are still descriptors to accept an upgrade and
+/// answer it 503, and to serve the API and `/healthz`.
+pub fn descriptor_caps(nofile: u64, workers: usize, max_connections: usize) -> DescriptorCaps {
+    let workers = workers.max(1);
+    let workers_u64 = u64::try_from(workers).unwrap_or(u64::MAX);
+    let reserved =
+        RESERVED_DESCRIPTORS.saturating_add(RESERVED_PER_WORKER.saturating_mul(workers_u64));
+    let usable = usize::try_from(nofile.saturating_sub(reserved)).unwrap_or(usize::MAX);
+    // At least one per worker, or the server could accept nothing at all.
+    let accept_per_worker = (usable / workers).max(1);
+    let accepted = accept_per_worker.saturating_mul(workers);
+    let http_room = (accepted / 8).clamp(1, MAX_HTTP_ROOM);
+    DescriptorCaps {
+        nofile,
+        reserved,
+        accept_per_worker,
+        websockets: max_connections.min(accepted.saturating_sub(http_room)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_limit_caps_websockets_below_what_is_accepted() {
+        let caps = descriptor_caps(256, 2, 50_000);
+        assert_eq!(caps.reserved, 72);
+        assert_eq!(caps.accept_per_worker, 92);
+        // 184 accepted, 23 of them kept for plain HTTP.
+        assert_eq!(caps.websockets, 161);
+        assert!(caps.reserved + 2 * caps.accept_per_worker as u64 <= 256);
+    }
+
+    #[test]
+    fn the_configured_cap_wins_when_descriptors_are_plenty() {
+        let caps = descriptor_caps(1_048_576, 4, 50_000);
+        assert_eq!(caps.websockets, 50_000);
+        assert_eq!(caps.accept_per_worker, (1_048_576 - 64 - 16) / 4);
+    }
+
+    #[test]
+    fn room_for_plain_http_is_an_eighth_at_most_1024() {
+        let caps = descriptor_caps(20_000, 1, usize::MAX);
+        let accepted = 20_000 - 68;
+        assert_eq!(caps.accept_per_worker, accepted);
+        assert_eq!(caps.websockets, accepted - 1024);
+        let caps = descriptor_caps(1_100, 1, usize::MAX);
+        assert_eq!(caps.websockets, 1_032 - 129);
+    }
+
+    #[test]
+    fn workers_split_the_accepted_connections() {
+        let caps = descriptor_caps(1_024, 8, 50_000);
+        assert_eq!(caps.reserved, 96);
+        assert_eq!(caps.accept_per_worker, 116);
+        assert!(caps.reserved + 8 * caps.accept_per_worker as u64 <= 1_024);
+    }
+
+    #[test]
+    fn too_few_descriptors_still_accept_one_per_worker_and_refuse_upgrades() {
+        let caps = descriptor_caps(50, 2, 50_000);
+        assert_eq!(caps.accept_per_worker, 1);
+        assert_eq!(caps.websockets, 1);
+        let caps = descriptor_caps(0, 0, 50_000);
+        assert_eq!(caps.accept_per_worker, 1);
+        assert_eq!(caps.websockets, 0);
     }
 }

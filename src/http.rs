@@ -1,12 +1,13 @@
 //! HTTP routes: the WebSocket upgrade paths of PROTOCOL 1.2, with framing
-//! chosen by `vsn` (1.3) and the connection limit (503 past it); `/healthz`
+//! chosen by `vsn` (1.3) and the connection limits (503 past the server's,
+//! 429 past one client's); `/healthz`
 //! and `/metrics` for operators; the web pages (`web`); the transcript API
 //! (`api`); 404 for everything else.
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::actors::Hub;
+use crate::actors::{ClientKey, Hub, Refused};
 use crate::metrics::Rejection;
 use crate::protocol;
 use crate::transport;
@@ -36,13 +37,22 @@ async fn upgrade(
         Ok(framing) => framing,
         Err(error) => return Ok(HttpResponse::Forbidden().body(error.to_string())),
     };
-    let Some(slot) = hub.admit_connection() else {
-        hub.metrics.rejected(Rejection::ConnectionLimit);
-        return Ok(HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "5"))
-            .body("too many connections"));
-    };
-    transport::accept(&req, body, hub.get_ref().clone(), framing, slot)
+    let client = req.peer_addr().map(|peer| ClientKey::peer(peer.ip()));
+    match hub.admit_connection(client) {
+        Ok(slot) => transport::accept(&req, body, hub.get_ref().clone(), framing, slot),
+        Err(Refused::ServerFull) => {
+            hub.metrics.rejected(Rejection::ConnectionLimit);
+            Ok(HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .body("too many connections"))
+        }
+        Err(Refused::ClientFull) => {
+            hub.metrics.rejected(Rejection::ClientConnectionLimit);
+            Ok(HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", "5"))
+                .body("too many connections from this address"))
+        }
+    }
 }
 
 /// 200 while the server is serving.

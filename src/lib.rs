@@ -130,6 +130,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     .disable_signals()
     .shutdown_timeout(1)
     .backlog(4096)
+    .max_connections(hub.config.accept_per_worker)
     // Chat frames are small and each waits for the other side's answer:
     // with Nagle on, a frame can sit behind a delayed ACK for ~40 ms.
     .tcp_nodelay(true)

@@ -24,9 +24,14 @@ struct Args {
     /// Worker threads serving connections (0 = one per core).
     #[arg(long, env = "WORKERS", default_value_t = 0)]
     workers: usize,
-    /// Open WebSocket connections at most; more upgrades get HTTP 503.
+    /// Open WebSocket connections at most; more upgrades get HTTP 503. Lowered at
+    /// startup to what the open-file limit allows (the effective cap is logged).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Open WebSocket connections from one IP address; more get HTTP 429 (0 = no cap).
+    /// Behind a reverse proxy every client has the proxy's address: leave it at 0 there.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Largest inbound WebSocket message in bytes (larger: close 1009).
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Config::default().max_frame_bytes)]
     max_frame_bytes: usize,
@@ -42,6 +47,9 @@ struct Args {
     /// Frames queued to one connection and not yet written; past it: close 1008 (slow consumer).
     #[arg(long, env = "OUTBOUND_LIMIT", default_value_t = Config::default().outbound_limit)]
     outbound_limit: usize,
+    /// Bytes queued to one connection and not yet written; past it: close 1008 (slow consumer).
+    #[arg(long, env = "OUTBOUND_BYTES", default_value_t = Config::default().outbound_bytes)]
+    outbound_bytes: usize,
     /// Seconds without a frame before a connection is closed.
     #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout_s: u64,
@@ -65,19 +73,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let config = Config {
+    let mut config = Config {
         workers: args.workers,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
         max_frame_bytes: args.max_frame_bytes,
         max_channels: args.max_channels,
         max_frames_per_sec: args.max_frames_per_sec,
         frame_burst: args.frame_burst,
         outbound_limit: args.outbound_limit,
+        outbound_bytes: args.outbound_bytes,
         idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
         data_dir: args.data_dir.clone(),
         transcripts: !args.no_transcripts,
         ..Config::default()
     };
+    fit_to_open_files(&mut config);
     let server = tutor_queue::start(listener, config).with_context(|| {
         if args.no_transcripts {
             "cannot start".to_owned()
@@ -99,6 +110,44 @@ async fn main() -> anyhow::Result<()> {
     server.wait().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one, then lowers the
+/// connection caps to what it allows, so that clients past them get 503
+/// instead of the accept loop running into `EMFILE` (clients hanging, the log
+/// filling with "Too many open files").
+fn fit_to_open_files(config: &mut Config) {
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(nofile) => nofile,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+                Ok((soft, _)) => soft,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the open-file limit; caps left as configured");
+                    return;
+                }
+            }
+        }
+    };
+    let wanted = config.max_connections;
+    let caps = config.fit_to_descriptors(nofile);
+    tracing::info!(
+        open_files = caps.nofile,
+        reserved = caps.reserved,
+        accepted_per_worker = caps.accept_per_worker,
+        workers = config.worker_threads(),
+        max_connections = caps.websockets,
+        max_connections_per_ip = config.max_connections_per_ip,
+        "connection caps"
+    );
+    if caps.websockets < wanted {
+        tracing::warn!(
+            wanted,
+            effective = caps.websockets,
+            "the open-file limit ({nofile}) lowers max_connections; raise it (ulimit -n, LimitNOFILE=) for more"
+        );
+    }
 }
 
 /// Ctrl-C or SIGTERM.

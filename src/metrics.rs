@@ -39,6 +39,11 @@ pub enum Rejection {
     RateLimited,
     /// An upgrade past the connection limit (HTTP 503).
     ConnectionLimit,
+    /// An upgrade past one client's connection limit (HTTP 429).
+    ClientConnectionLimit,
+    /// A connection that stopped reading, closed when its outbound queue
+    /// passed `outbound_limit` frames or `outbound_bytes` bytes (close 1008).
+    SlowConsumer,
     /// An `error` reply, with the protocol's reason for it.
     Refused(Refusal),
 }
@@ -52,6 +57,8 @@ impl Rejection {
             Rejection::TooBig => "too_big",
             Rejection::RateLimited => "rate_limited",
             Rejection::ConnectionLimit => "connection_limit",
+            Rejection::ClientConnectionLimit => "client_connection_limit",
+            Rejection::SlowConsumer => "slow_consumer",
             Rejection::Refused(refusal) => match refusal {
                 Refusal::UnmatchedTopic => "unmatched_topic",
                 Refusal::Unauthorized => "unauthorized",
@@ -61,6 +68,8 @@ impl Rejection {
                 Refusal::UnknownEvent => "unknown_event",
                 Refusal::TooManyChannels => "too_many_channels",
                 Refusal::TranscriptBacklog => "transcript_backlog",
+                Refusal::InvalidId => "invalid_id",
+                Refusal::InvalidRef => "invalid_ref",
             },
         }
     }

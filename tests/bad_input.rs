@@ -192,8 +192,12 @@ async fn frame_size_limits(framing: Framing) {
         "a 70,000-byte message: expected close 1009"
     );
     t.wait_for(&topic, "chat:terminated", WAIT).await;
-    let st = t.wait_for("presence:teachers", "user:status", WAIT).await;
-    assert_eq!(status_tuple(&st.payload), (1, 0, 0, 0, 0));
+    t.wait_match(
+        |f| f.is("presence:teachers", "user:status") && status_tuple(&f.payload) == (1, 0, 0, 0, 0),
+        "the student gone from the roster",
+        WAIT,
+    )
+    .await;
 }
 
 fn short_idle() -> Config {
@@ -381,6 +385,78 @@ async fn slow_consumer_is_dropped(framing: Framing) {
     drop(slow);
 }
 
+/// 1.6, bounded by bytes: a student that stops reading while its teacher sends 60 kB
+/// messages is evicted once about `outbound_bytes` (here 256 KiB) are queued to it, long
+/// before the frame bound (8,192 frames, ~0.5 GB of such messages) would act. The
+/// eviction is a disconnect: the chat ends for the teacher with `chat:terminated` (6.1),
+/// the student gets 1008 when it reads again, and `/metrics` counts it.
+async fn slow_consumer_is_bounded_by_bytes(framing: Framing) {
+    let srv = start(Config {
+        outbound_bytes: 256 * 1024,
+        ..Config::default()
+    });
+    assert_eq!(Config::default().outbound_limit, 8192);
+    // A tiny receive buffer, so the kernel absorbs little of what the server writes.
+    let mut s =
+        match handshake_with(srv.port, framing.default_path(), framing, None, Some(4096)).await {
+            Handshake::Ok(c, _) => c.named("stalled student 7"),
+            Handshake::Refused(st) => panic!("upgrade refused: {st}"),
+        };
+    let sid = json!(7);
+    s.join_ok(&student_topic(&sid), student_params(&sid)).await;
+    s.ready(&sid).await;
+    let mut t = teacher(&srv, framing, 1).await;
+    let cid = t.claim_expect(&json!(1), &sid).await;
+    t.join_chat(&cid, "teacher", &json!(1)).await;
+    s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
+    s.join_chat(&cid, "student", &sid).await;
+    let topic = chat_topic(&cid);
+
+    // From now on the student reads nothing; the teacher sends 60 kB messages.
+    let chunk = "m".repeat(60_000);
+    let mut sent = 0usize;
+    loop {
+        for _ in 0..5 {
+            t.push(&topic, "teacher:send", json!({"message": chunk, "n": sent}))
+                .await;
+            sent += 1;
+        }
+        if t.try_wait_match(
+            |f| f.is(&topic, "chat:terminated"),
+            Duration::from_millis(20),
+        )
+        .await
+        .is_some()
+        {
+            break;
+        }
+        // Kernel buffers on both sides hold a few MB at most; the frame bound alone
+        // would need 8,192 messages here.
+        assert!(
+            sent < 300,
+            "after {sent} messages of 60 kB (~{} MB) to a student that reads nothing, \
+             the server had not evicted it (outbound_bytes 256 KiB)",
+            sent * 60_000 / 1_000_000
+        );
+    }
+    eprintln!("stalled student evicted after {sent} messages of 60 kB");
+    let metrics = http_get(srv.port, "/metrics").await.text();
+    assert!(
+        metrics.contains(r#"tutor_queue_frames_rejected_total{reason="slow_consumer"} 1"#),
+        "the eviction is counted once:\n{metrics}"
+    );
+    // The student, reading again, gets what was queued before the eviction, then 1008.
+    s.expect_close_code(1008, "evicted as a slow consumer")
+        .await;
+    // The teacher goes on: its chat is over, its slot free.
+    t.wait_match(
+        |f| f.is("presence:teachers", "user:status") && status_tuple(&f.payload) == (1, 0, 0, 0, 0),
+        "the student gone from the roster",
+        WAIT,
+    )
+    .await;
+}
+
 /// Garbage on one connection (and its reconnects) while two others complete a chat and
 /// the queue keeps its order. Close codes are checked by the dedicated tests; here any
 /// close of the garbage connection is fine, as long as the others never notice.
@@ -530,5 +606,6 @@ crate::both!(
     idle_connection_is_closed_and_cleaned_up,
     idle_timer_reset_by_any_frame,
     slow_consumer_is_dropped,
+    slow_consumer_is_bounded_by_bytes,
     garbage_does_not_affect_others,
 );

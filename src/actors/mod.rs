@@ -5,19 +5,22 @@
 //! * `TeacherRoster`, `StudentRoster`, `ChatLog`: thin owners of the domain
 //!   structs of the same meaning.
 //! * `ChatLifetime`: their only writer; one atomic operation at a time.
+//! * `Admission`: the caps on open WebSocket connections, in all and per
+//!   client.
 
+mod admission;
 pub mod chat_lifetime;
 pub mod chat_log;
 mod gate;
 pub mod student_roster;
 pub mod teacher_roster;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use dashmap::DashMap;
 
+pub use admission::{Admission, ClientKey, ConnectionSlot, Refused};
 pub use chat_lifetime::ChatLifetime;
 pub use chat_log::ChatLog;
 pub use student_roster::StudentRoster;
@@ -40,19 +43,9 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// The durable record of chats and relayed messages.
     pub transcripts: Transcripts,
-    /// Connections admitted and not yet closed (the `max_connections` bound).
-    admitted: Arc<AtomicUsize>,
-}
-
-/// One admitted connection; dropping it frees the place, whether the
-/// session ran or the handshake failed.
-#[derive(Debug)]
-pub struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Connections admitted and not yet closed (the `max_connections` and
+    /// `max_connections_per_ip` bounds).
+    admission: Arc<Admission>,
 }
 
 impl Hub {
@@ -76,17 +69,19 @@ impl Hub {
             lifetime,
             topics,
             sessions: Arc::new(DashMap::new()),
-            config: Arc::new(config),
             metrics,
-            admitted: Arc::new(AtomicUsize::new(0)),
+            admission: Arc::new(Admission::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            config: Arc::new(config),
             transcripts,
         }
     }
 
-    /// A place for one more connection, or None at `max_connections`.
-    pub fn admit_connection(&self) -> Option<ConnectionSlot> {
-        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let slot = ConnectionSlot(self.admitted.clone());
-        (before < self.config.max_connections).then_some(slot)
+    /// A place for one more connection of `client` (None: not counted per
+    /// client), or why not.
+    pub fn admit_connection(&self, client: Option<ClientKey>) -> Result<ConnectionSlot, Refused> {
+        self.admission.admit(client)
     }
 }

@@ -14,7 +14,9 @@ mod table;
 
 pub use dispatch::{dispatch, Action};
 pub use extensions::Extensions;
-pub use routes::{command_for, route_join, Command, JoinTarget};
+pub use routes::{
+    check_join_refs, command_for, route_join, Command, JoinTarget, MAX_REF_BYTES, MAX_TOPIC_BYTES,
+};
 pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef};
 
 /// Why a join or an event was refused: the `reason` of an `error` reply.
@@ -29,6 +31,12 @@ pub enum Refusal {
     TooManyChannels,
     /// A chat message the transcript writer cannot take now.
     TranscriptBacklog,
+    /// A user id (in the params, a payload or the topic) longer than
+    /// `MAX_ID_BYTES` or with a control character.
+    InvalidId,
+    /// A join whose `ref` or `join_ref` is longer than `MAX_REF_BYTES`: the
+    /// join ref is kept as long as the channel is.
+    InvalidRef,
 }
 
 impl Refusal {
@@ -43,6 +51,8 @@ impl Refusal {
             Refusal::UnknownEvent => "unknown event",
             Refusal::TooManyChannels => "too many channels joined",
             Refusal::TranscriptBacklog => "transcript backlog",
+            Refusal::InvalidId => "invalid id",
+            Refusal::InvalidRef => "invalid ref",
         }
     }
 }

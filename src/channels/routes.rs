@@ -3,18 +3,52 @@
 //! params or event payload; the chat-dependent checks (does the chat exist,
 //! is this user its teacher or student) happen in `ChatLifetime`, which owns
 //! that knowledge.
+//!
+//! Routing is also where what a join would keep is bounded: a topic no route
+//! can match (too long) is unmatched, an id past `MAX_ID_BYTES` or with a
+//! control character is an `invalid id`, and refs past `MAX_REF_BYTES` are an
+//! `invalid ref`. Nothing a client names is kept before it passes here.
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::table::ChannelKind;
 use super::Refusal;
-use crate::domain::{ChatId, Role, UserId, UserKey};
+use crate::domain::{check_id_text, BadId, ChatId, Role, UserId, UserKey, MAX_ID_BYTES};
 use crate::protocol::is_object;
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
 const STUDENT_PREFIX: &str = "presence:student:";
 const CHAT_PREFIX: &str = "chats:";
+
+/// Longest topic any route matches: `presence:student:` and the longest id.
+/// A longer `presence:student:<sid>` is an `invalid id`, any other longer
+/// topic unmatched.
+pub const MAX_TOPIC_BYTES: usize = STUDENT_PREFIX.len() + MAX_ID_BYTES;
+
+/// Longest `ref` or `join_ref` (as JSON text, quotes included) a join may
+/// carry: the channel keeps its join ref for as long as it is joined.
+/// Phoenix clients count refs up from 1.
+pub const MAX_REF_BYTES: usize = 64;
+
+/// The refs of a `phx_join` must be short enough to keep (`MAX_REF_BYTES`).
+pub fn check_join_refs(join_ref: Option<&str>, msg_ref: Option<&str>) -> Result<(), Refusal> {
+    let too_long = |r: Option<&str>| r.is_some_and(|r| r.len() > MAX_REF_BYTES);
+    if too_long(join_ref) || too_long(msg_ref) {
+        Err(Refusal::InvalidRef)
+    } else {
+        Ok(())
+    }
+}
+
+/// The refusal for an id that is not one: out of bounds is `invalid id`,
+/// anything else (wrong type, empty) `unauthorized` as before.
+fn refusal_for(bad: BadId) -> Refusal {
+    match bad {
+        BadId::NotAnId => Refusal::Unauthorized,
+        BadId::TooLong | BadId::ControlCharacter => Refusal::InvalidId,
+    }
+}
 
 /// A join that routing accepted so far.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +69,7 @@ pub enum JoinTarget {
 /// Routes a `phx_join` of `topic` with join params `params` (PROTOCOL 5.2).
 pub fn route_join(topic: &str, params: &RawValue) -> Result<JoinTarget, Refusal> {
     if topic == TEACHERS_TOPIC {
-        return match parse_params(params) {
+        return match parse_params(params)? {
             Some((Role::Teacher, id)) => Ok(JoinTarget::Teachers(id)),
             _ => Err(Refusal::Unauthorized),
         };
@@ -44,33 +78,45 @@ pub fn route_join(topic: &str, params: &RawValue) -> Result<JoinTarget, Refusal>
         if sid.is_empty() {
             return Err(Refusal::UnmatchedTopic);
         }
-        return match parse_params(params) {
+        check_id_text(sid).map_err(refusal_for)?;
+        return match parse_params(params)? {
             Some((Role::Student, id)) if id.key.as_str() == sid => Ok(JoinTarget::Student(id)),
             _ => Err(Refusal::Unauthorized),
         };
     }
+    // Every other route keeps its topic only if it is this short.
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(Refusal::UnmatchedTopic);
+    }
     if let Some(cid) = topic.strip_prefix(CHAT_PREFIX) {
         return Ok(JoinTarget::Chat {
             chat: ChatId::parse(cid),
-            user: parse_params(params).map(|(role, id)| (role, id.key)),
+            user: parse_params(params)?.map(|(role, id)| (role, id.key)),
         });
     }
     Err(Refusal::UnmatchedTopic)
 }
 
-/// Reads `{"userId": id, "role": "teacher"|"student"}`; None if anything is off.
-fn parse_params(params: &RawValue) -> Option<(Role, UserId)> {
+/// Reads `{"userId": id, "role": "teacher"|"student"}`: None if anything is
+/// off, `invalid id` if the id is out of bounds (whatever else is off).
+fn parse_params(params: &RawValue) -> Result<Option<(Role, UserId)>, Refusal> {
     if !is_object(params) {
-        return None;
+        return Ok(None);
     }
-    let value: Value = serde_json::from_str(params.get()).ok()?;
-    let role = match value.get("role")?.as_str()? {
-        "teacher" => Role::Teacher,
-        "student" => Role::Student,
-        _ => return None,
+    let Ok(value) = serde_json::from_str::<Value>(params.get()) else {
+        return Ok(None);
     };
-    let id = UserId::from_json(value.get("userId")?)?;
-    Some((role, id))
+    let id = match value.get("userId").map(UserId::parse) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(bad)) if refusal_for(bad) == Refusal::InvalidId => return Err(Refusal::InvalidId),
+        _ => None,
+    };
+    let role = match value.get("role").and_then(Value::as_str) {
+        Some("teacher") => Role::Teacher,
+        Some("student") => Role::Student,
+        _ => return Ok(None),
+    };
+    Ok(id.map(|id| (role, id)))
 }
 
 /// An application event a channel accepted (PROTOCOL 5.3).
@@ -152,9 +198,10 @@ fn check_claimed_id(payload: &RawValue, field: &str, own: &UserKey) -> Result<()
     let value: Value = serde_json::from_str(payload.get()).map_err(|_| Refusal::InvalidPayload)?;
     match value.get(field) {
         None => Ok(()),
-        Some(claimed) => match UserId::from_json(claimed) {
-            Some(id) if &id.key == own => Ok(()),
-            _ => Err(Refusal::Unauthorized),
+        Some(claimed) => match UserId::parse(claimed) {
+            Ok(id) if &id.key == own => Ok(()),
+            Ok(_) => Err(Refusal::Unauthorized),
+            Err(bad) => Err(refusal_for(bad)),
         },
     }
 }
@@ -234,6 +281,88 @@ mod tests {
                 user: None
             })
         );
+    }
+
+    #[test]
+    fn ids_past_the_bound_are_invalid_everywhere() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let longest = "x".repeat(MAX_ID_BYTES);
+        let params = |id: &str, role: &str| {
+            raw(&serde_json::json!({"userId": id, "role": role}).to_string())
+        };
+        let chat = format!("chats:{}", ChatId::random(&mut rand::rng()));
+        for (topic, role) in [(TEACHERS_TOPIC, "teacher"), (chat.as_str(), "student")] {
+            assert_eq!(
+                route_join(topic, &params(&long, role)),
+                Err(Refusal::InvalidId),
+                "{topic}"
+            );
+            assert_eq!(
+                route_join(topic, &params("a\u{1b}[2J", role)),
+                Err(Refusal::InvalidId),
+                "{topic}"
+            );
+            // Out of bounds wins over a wrong role.
+            assert_eq!(
+                route_join(topic, &params(&long, "nobody")),
+                Err(Refusal::InvalidId)
+            );
+        }
+        assert!(route_join(TEACHERS_TOPIC, &params(&longest, "teacher")).is_ok());
+        // The student topic names the id too.
+        let topic = format!("{STUDENT_PREFIX}{longest}");
+        assert_eq!(topic.len(), MAX_TOPIC_BYTES);
+        assert!(route_join(&topic, &params(&longest, "student")).is_ok());
+        assert_eq!(
+            route_join(
+                &format!("{STUDENT_PREFIX}{long}"),
+                &params(&long, "student")
+            ),
+            Err(Refusal::InvalidId),
+            "the rest of a student topic is an id"
+        );
+        assert_eq!(
+            route_join("presence:student:a\tb", &params("1", "student")),
+            Err(Refusal::InvalidId)
+        );
+        // In an event payload.
+        let student = ChannelKind::Student {
+            student: id(serde_json::json!(7)),
+        };
+        let payload = raw(&serde_json::json!({ "userId": long }).to_string());
+        assert_eq!(
+            command_for(&student, "student:ready", &payload),
+            Err(Refusal::InvalidId)
+        );
+    }
+
+    #[test]
+    fn long_topics_are_unmatched() {
+        let params = raw(r#"{"userId":1,"role":"teacher"}"#);
+        let long_chat = format!("chats:{}", "a".repeat(10_000));
+        assert_eq!(
+            route_join(&long_chat, &params),
+            Err(Refusal::UnmatchedTopic)
+        );
+        // A chat topic within the bound that is no chat id is an unknown chat
+        // (ChatLifetime), as before.
+        assert!(matches!(
+            route_join("chats:nope", &params),
+            Ok(JoinTarget::Chat { chat: None, .. })
+        ));
+    }
+
+    #[test]
+    fn join_refs_are_bounded() {
+        let longest = format!("\"{}\"", "1".repeat(MAX_REF_BYTES - 2));
+        let long = format!("\"{}\"", "1".repeat(MAX_REF_BYTES - 1));
+        assert_eq!(check_join_refs(Some(&longest), Some(&longest)), Ok(()));
+        assert_eq!(check_join_refs(None, None), Ok(()));
+        assert_eq!(
+            check_join_refs(Some(&long), Some("\"1\"")),
+            Err(Refusal::InvalidRef)
+        );
+        assert_eq!(check_join_refs(None, Some(&long)), Err(Refusal::InvalidRef));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Owns the one rule that turns a client's `userId` into a key: a JSON integer or a
 //! non-empty JSON string, where `7` and `"7"` are the same user. It keeps the JSON text
-//! the user sent so the chat object can echo it back unchanged.
+//! the user sent so the chat object can echo it back unchanged. The server keeps ids
+//! (rosters, topics, transcripts), so a string id is bounded: at most `MAX_ID_BYTES`
+//! bytes and no control characters.
 //!
 //! Must never mix the namespaces: teacher 1 and student 1 are different people (the 2015
 //! server removed student 1 when teacher 1 left, PROTOCOL 8.7), so a teacher key and a
@@ -42,6 +44,35 @@ impl fmt::Display for UserKey {
     }
 }
 
+/// Longest user id the server accepts, in bytes of its key (UTF-8).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Why a JSON value is not a user id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadId {
+    /// Not an integer or a non-empty string (PROTOCOL 5.1).
+    #[error("not a user id")]
+    NotAnId,
+    /// A string id longer than `MAX_ID_BYTES`.
+    #[error("user id longer than {MAX_ID_BYTES} bytes")]
+    TooLong,
+    /// A string id with a control character (U+0000-U+001F, U+007F-U+009F).
+    #[error("user id with a control character")]
+    ControlCharacter,
+}
+
+/// The bound on the text of an id a client names, in a `userId` or in a topic
+/// such as `presence:student:<sid>`.
+pub fn check_id_text(text: &str) -> Result<(), BadId> {
+    if text.len() > MAX_ID_BYTES {
+        Err(BadId::TooLong)
+    } else if text.chars().any(char::is_control) {
+        Err(BadId::ControlCharacter)
+    } else {
+        Ok(())
+    }
+}
+
 /// A user id as the client sent it: the canonical key plus the JSON text to echo back
 /// (e.g. `7` or `"7"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +83,13 @@ pub struct UserId {
 
 impl UserId {
     /// None for floats, bools, null, objects, arrays, empty strings, integers that do not
-    /// fit i64/u64.
+    /// fit i64/u64, and strings past the bound of `check_id_text`.
     pub fn from_json(v: &Value) -> Option<UserId> {
+        UserId::parse(v).ok()
+    }
+
+    /// `from_json`, saying why a value is not an id.
+    pub fn parse(v: &Value) -> Result<UserId, BadId> {
         match v {
             // serde_json stores an integer too big for i64/u64 as f64, so `as_i64`/`as_u64`
             // rejecting it is exactly the "does not fit" rule; `7.0` is a float and is
@@ -62,23 +98,24 @@ impl UserId {
                 let text = if let Some(i) = n.as_i64() {
                     i.to_string()
                 } else {
-                    n.as_u64()?.to_string()
+                    n.as_u64().ok_or(BadId::NotAnId)?.to_string()
                 };
                 let json: Arc<str> = Arc::from(text.as_str());
-                Some(UserId {
+                Ok(UserId {
                     key: UserKey(Arc::from(text)),
                     json,
                 })
             }
             Value::String(s) if !s.is_empty() => {
-                // Re-encoding a string cannot fail; `ok()?` keeps this path panic-free.
-                let json = serde_json::to_string(s).ok()?;
-                Some(UserId {
+                check_id_text(s)?;
+                // Re-encoding a string cannot fail; the error arm keeps this path panic-free.
+                let json = serde_json::to_string(s).map_err(|_| BadId::NotAnId)?;
+                Ok(UserId {
                     key: UserKey(Arc::from(s.as_str())),
                     json: Arc::from(json),
                 })
             }
-            _ => None,
+            _ => Err(BadId::NotAnId),
         }
     }
 
@@ -201,6 +238,31 @@ mod tests {
         // Bigger than u64: serde_json turns it into a float, which is refused.
         let huge: Value = serde_json::from_str("18446744073709551616").expect("parses");
         assert_eq!(id(huge), None);
+    }
+
+    #[test]
+    fn string_ids_are_bounded() {
+        let longest = "é".repeat(MAX_ID_BYTES / 2);
+        assert_eq!(longest.len(), MAX_ID_BYTES);
+        assert!(id(json!(longest)).is_some(), "{MAX_ID_BYTES} bytes is fine");
+        let over = format!("{longest}x");
+        assert_eq!(UserId::parse(&json!(over)), Err(BadId::TooLong));
+        assert_eq!(
+            UserId::parse(&json!("x".repeat(31_000))),
+            Err(BadId::TooLong)
+        );
+        for bad in ["a\nb", "\u{0}", "tab\there", "\u{7f}", "\u{85}"] {
+            assert_eq!(
+                UserId::parse(&json!(bad)),
+                Err(BadId::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        // Integers are short by nature; other types are simply not ids.
+        assert!(id(json!(i64::MIN)).is_some());
+        assert_eq!(UserId::parse(&json!(true)), Err(BadId::NotAnId));
+        // Quotes, spaces and non-ASCII letters are not control characters.
+        assert!(id(json!("Zoë \"Z\" O'Brien")).is_some());
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub mod rosters;
 pub mod status;
 
 pub use chats::{ChatPhase, Chats, EndReason, Ended, EnterOutcome, JoinCheck, Role};
-pub use ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
+pub use ids::{
+    check_id_text, BadId, ChatId, StudentKey, TeacherKey, UserId, UserKey, MAX_ID_BYTES,
+};
 pub use positions::{PositionNotice, PositionWatch};
 pub use queue::{Arrival, WaitingQueue};
 pub use rosters::{

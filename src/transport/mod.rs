@@ -8,7 +8,7 @@
 mod handle;
 mod session;
 
-pub use handle::{Delivery, SessionHandle, SessionId};
+pub use handle::{Delivery, OutboundBound, SessionHandle, SessionId};
 pub use session::{ChannelClosed, Deliver, Evict, Session, Shutdown};
 
 use actix_web::{HttpRequest, HttpResponse};

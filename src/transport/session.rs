@@ -17,12 +17,12 @@ use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 
-use super::handle::{SessionHandle, SessionId};
+use super::handle::{OutboundBound, SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
-    command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind, Command,
-    Extensions, JsonRef, Refusal,
+    check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind,
+    Command, Extensions, JsonRef, Refusal,
 };
 use crate::domain::{ChatId, Role};
 use crate::metrics::Rejection;
@@ -287,7 +287,9 @@ impl Session {
                 Refusal::TooManyChannels,
             );
         }
-        let target = match route_join(&message.topic, message.payload) {
+        let routed = check_join_refs(request_join_ref.as_deref(), msg_ref.as_deref())
+            .and_then(|()| route_join(&message.topic, message.payload));
+        let target = match routed {
             Ok(target) => target,
             Err(refusal) => {
                 if let Some(old) = replaces {
@@ -514,7 +516,8 @@ impl Actor for Session {
             self.id,
             self.framing,
             ctx.address(),
-            self.hub.config.outbound_limit,
+            OutboundBound::from_config(&self.hub.config),
+            self.hub.metrics.clone(),
         ));
         self.hub.sessions.insert(self.id, handle.clone());
         self.hub.metrics.connections(self.framing).inc();
@@ -593,7 +596,7 @@ impl Handler<Deliver> for Session {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         if let Some(handle) = &self.handle {
-            handle.written();
+            handle.written(msg.frame.len());
         }
         // Frames for a channel that has since gone are dropped (3.6).
         if self.table.contains(msg.channel) {
@@ -609,7 +612,7 @@ impl Handler<ChannelClosed> for Session {
     type Result = ();
     fn handle(&mut self, msg: ChannelClosed, ctx: &mut Self::Context) {
         if let Some(handle) = &self.handle {
-            handle.written();
+            handle.written(msg.frame.len());
         }
         if self.table.remove(msg.channel).is_some() {
             ctx.text(msg.frame);
