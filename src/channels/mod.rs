@@ -29,6 +29,9 @@ pub enum Refusal {
     TooManyChannels,
     /// A chat message the transcript writer cannot take now.
     TranscriptBacklog,
+    /// A chat message the transcript store cannot record: it is failing
+    /// (disk full, I/O error).
+    TranscriptUnavailable,
 }
 
 impl Refusal {
@@ -43,6 +46,7 @@ impl Refusal {
             Refusal::UnknownEvent => "unknown event",
             Refusal::TooManyChannels => "too many channels joined",
             Refusal::TranscriptBacklog => "transcript backlog",
+            Refusal::TranscriptUnavailable => "transcript unavailable",
         }
     }
 }

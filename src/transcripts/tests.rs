@@ -178,13 +178,17 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
     let begun = Instant::now();
     assert_eq!(
         store.message(chat, Role::Teacher, &raw(r#"{"n":"refused"}"#), at(2)),
-        Err(Backpressure)
+        Err(Backpressure::Backlog)
     );
     assert!(
         begun.elapsed() < Duration::from_millis(100),
         "did not block"
     );
-    assert_eq!(Backpressure.to_string(), "transcript backlog");
+    assert_eq!(Backpressure::Backlog.to_string(), "transcript backlog");
+    assert_eq!(
+        Backpressure::Unavailable.to_string(),
+        "transcript unavailable"
+    );
     // Lifecycle records still go in, and wait their turn behind the messages.
     let finished = Arc::new(AtomicUsize::new(0));
     let flag = finished.clone();
@@ -205,7 +209,7 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
     assert_eq!(t.chat.ended, Some(EndReason::Terminated));
     let lag = store.lag();
     assert_eq!(
-        (lag.uncommitted, lag.oldest, lag.failed_batches),
+        (lag.uncommitted, lag.oldest, lag.failed_commits),
         (0, Duration::ZERO, 0)
     );
     // Room again.
@@ -346,7 +350,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
@@ -605,6 +609,7 @@ fn end_reasons_round_trip() {
         EndReason::Terminated,
         EndReason::StudentLeft,
         EndReason::TeacherLeft,
+        EndReason::Interrupted,
     ] {
         assert_eq!(EndReason::parse(how.as_str()), Some(how));
     }
@@ -788,7 +793,7 @@ fn writer_throughput() {
                     }
                 }
             }
-            Err(Backpressure) => {
+            Err(_) => {
                 refused += 1;
                 std::thread::yield_now();
             }
