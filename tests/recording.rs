@@ -193,19 +193,23 @@ async fn a_backlog_that_lasts_refuses_the_message_and_loses_none(framing: Framin
 
 /// How a test makes the store unable to commit, and gives the space back.
 #[derive(Clone, Copy, Debug)]
-enum DiskFailure {
+enum DiskFailure<'a> {
     /// Every commit fails with SQLite's "database or disk is full" (a test hook).
     Injected,
     /// A real SQLITE_FULL: the database is capped at the pages it uses
     /// (`PRAGMA max_page_count`) and the messages are large.
     PageLimit,
+    /// A real full disk: the data directory is a 1 MiB tmpfs that the large
+    /// messages fill; space returns by remounting it larger.
+    Tmpfs(&'a Tmpfs),
 }
 
-impl DiskFailure {
+impl DiskFailure<'_> {
     fn fail(self, running: &Running) {
         match self {
             DiskFailure::Injected => running.transcripts.set_failing(true),
             DiskFailure::PageLimit => running.transcripts.set_page_limit(Some(1)),
+            DiskFailure::Tmpfs(_) => {}
         }
     }
 
@@ -213,7 +217,53 @@ impl DiskFailure {
         match self {
             DiskFailure::Injected => running.transcripts.set_failing(false),
             DiskFailure::PageLimit => running.transcripts.set_page_limit(None),
+            DiskFailure::Tmpfs(tmpfs) => tmpfs.resize("16m").expect("remount the tmpfs larger"),
         }
+    }
+}
+
+/// A small tmpfs mounted on a temporary directory, lazily unmounted on drop.
+#[derive(Debug)]
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// None (with the reason) where mounting is not permitted, e.g. not root.
+    fn mount(size: &str) -> Result<Tmpfs, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs { dir })
+    }
+
+    fn resize(&self, size: &str) -> Result<(), String> {
+        let output = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: the server thread may still hold the database open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -250,13 +300,14 @@ async fn committed_or_failing(running: &Running) -> bool {
 
 async fn a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
     framing: Framing,
-    failure: DiskFailure,
+    failure: DiskFailure<'_>,
+    data_dir: &std::path::Path,
 ) {
-    let dir = tempfile::tempdir().expect("temp dir");
     let running = start_server(Config {
         // Long enough to see the sender held, well past SILENCE.
         transcript_wait: Duration::from_secs(1),
-        ..with_data_dir(&dir)
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
     });
     let port = running.port;
     let (mut t, mut s, cid) = start_chat(&srv(&running), framing, 1, 7).await;
@@ -328,18 +379,42 @@ async fn a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
 }
 
 async fn an_injected_disk_failure_holds_senders_and_loses_nothing(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
     a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
         framing,
         DiskFailure::Injected,
+        dir.path(),
     )
     .await
 }
 
 #[tokio::test]
 async fn a_real_full_database_holds_senders_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
     a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
         Framing::V2,
         DiskFailure::PageLimit,
+        dir.path(),
+    )
+    .await
+}
+
+/// The same on a real full file system (a 1 MiB tmpfs). Needs permission
+/// to mount (root); skips with a message where it has none.
+#[tokio::test]
+async fn a_real_full_disk_holds_senders_and_loses_nothing() {
+    let tmpfs = match Tmpfs::mount("1m") {
+        Ok(tmpfs) => tmpfs,
+        Err(why) => {
+            eprintln!("SKIPPED the tmpfs full-disk test: cannot mount a tmpfs ({why})");
+            return;
+        }
+    };
+    let data_dir = tmpfs.dir.path().join("data");
+    a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
+        Framing::V2,
+        DiskFailure::Tmpfs(&tmpfs),
+        &data_dir,
     )
     .await
 }
