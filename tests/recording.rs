@@ -163,8 +163,12 @@ async fn a_backlog_that_lasts_refuses_the_message_and_loses_none(framing: Framin
     let r = t
         .push(&topic, "teacher:send", json!({"message": "too many"}))
         .await;
-    t.reply(&topic, &r).await.assert_error("transcript backlog");
+    // Held, never relayed (the inbox stays full while the writer is paused),
+    // then refused.
     s.expect_no_event(&topic, "student:receive", SILENCE).await;
+    t.reply(&topic, &r).await.assert_error("transcript backlog");
+    s.expect_no_event(&topic, "student:receive", Duration::ZERO)
+        .await;
 
     running.transcripts.set_paused(false);
     t.push(&topic, "teacher:send", json!({"message": "again"}))
