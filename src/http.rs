@@ -55,11 +55,18 @@ async fn upgrade(
     }
 }
 
-/// 200 while the server is serving.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::plaintext())
-        .body("ok\n")
+/// 200 while the server is serving and its transcript store commits; 503
+/// with the reason while the store is failing (chat messages are refused
+/// then, so the server is not healthy).
+async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
+    match hub.transcripts.failure() {
+        None => HttpResponse::Ok()
+            .content_type(ContentType::plaintext())
+            .body("ok\n"),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .content_type(ContentType::plaintext())
+            .body(format!("transcript store failing: {reason}\n")),
+    }
 }
 
 fn saturating_i64(n: impl TryInto<i64>) -> i64 {
@@ -74,6 +81,8 @@ async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
     metrics
         .transcript_lag_age_ms
         .set(saturating_i64(lag.oldest.as_millis()));
+    metrics.set_transcript_failed_commits(lag.failed_commits);
+    metrics.transcript_failing.set(i64::from(lag.failing));
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(hub.metrics.encode())

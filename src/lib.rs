@@ -53,9 +53,13 @@ pub struct Stopper {
 impl Stopper {
     /// Stops accepting, commits every transcript write queued so far, closes
     /// every client with 1001, stops, and commits what came in meanwhile.
+    /// Each wait for the transcript store is bounded by `shutdown_grace`: a
+    /// store that cannot commit (disk full) does not hold the exit; what it
+    /// has not committed is logged, and given up when the store closes.
     pub async fn shutdown(&self) {
         self.http.pause().await;
-        self.hub.transcripts.flush_async().await;
+        let grace = self.hub.config.shutdown_grace;
+        let _ = tokio::time::timeout(grace, self.hub.transcripts.flush_async()).await;
         let sessions: Vec<_> = self
             .hub
             .sessions
@@ -66,18 +70,31 @@ impl Stopper {
         for session in sessions {
             session.addr().do_send(Shutdown);
         }
-        let deadline = Instant::now() + self.hub.config.shutdown_grace;
+        let deadline = Instant::now() + grace;
         while !self.hub.sessions.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.http.stop(true).await;
-        self.hub.transcripts.flush_async().await;
+        let flushed = tokio::time::timeout(grace, self.hub.transcripts.flush_async())
+            .await
+            .is_ok();
         let lag = self.hub.transcripts.lag();
-        tracing::info!(
-            committed = lag.committed,
-            failed_batches = lag.failed_batches,
-            "transcripts flushed"
-        );
+        if flushed {
+            tracing::info!(
+                committed = lag.committed,
+                failed_commits = lag.failed_commits,
+                "transcripts flushed"
+            );
+        } else {
+            tracing::error!(
+                uncommitted = lag.uncommitted,
+                failed_commits = lag.failed_commits,
+                failure = self.hub.transcripts.failure().as_deref().unwrap_or("none"),
+                "transcripts NOT flushed: {} writes are not committed and are lost \
+                 if the store still cannot commit when it closes",
+                lag.uncommitted
+            );
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Rejection {
                 Refusal::TranscriptBacklog => "transcript_backlog",
                 Refusal::InvalidId => "invalid_id",
                 Refusal::InvalidRef => "invalid_ref",
+                Refusal::TranscriptUnavailable => "transcript_unavailable",
             },
         }
     }
@@ -98,6 +99,8 @@ pub struct Metrics {
     pub relay_latency: Histogram,
     pub transcript_lag: Gauge,
     pub transcript_lag_age_ms: Gauge,
+    transcript_failed_commits: Counter,
+    pub transcript_failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -173,6 +176,18 @@ impl Metrics {
             "Age of the oldest transcript record not yet committed, in milliseconds",
             transcript_lag_age_ms.clone(),
         );
+        let transcript_failed_commits = Counter::default();
+        registry.register(
+            "transcript_failed_commits",
+            "Transcript commits that failed (disk full, I/O error); each is retried",
+            transcript_failed_commits.clone(),
+        );
+        let transcript_failing = Gauge::default();
+        registry.register(
+            "transcript_store_failing",
+            "1 while the transcript store cannot commit (chat messages are refused), else 0",
+            transcript_failing.clone(),
+        );
         Metrics {
             connections_v1: connections.get_or_create_owned(&[("framing", "v1")]),
             connections_v2: connections.get_or_create_owned(&[("framing", "v2")]),
@@ -188,7 +203,17 @@ impl Metrics {
             relay_latency,
             transcript_lag,
             transcript_lag_age_ms,
+            transcript_failed_commits,
+            transcript_failing,
         }
+    }
+
+    /// Sets the failed-commit counter to the store's own count (which only
+    /// grows), read at each scrape.
+    pub fn set_transcript_failed_commits(&self, total: u64) {
+        self.transcript_failed_commits
+            .inner()
+            .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The gauge of open connections of one framing.
@@ -247,6 +272,8 @@ mod tests {
             "tutor_queue_chats_completed_total 0",
             "tutor_queue_queue_wait_seconds_count 0",
             "tutor_queue_transcript_writer_lag 0",
+            "tutor_queue_transcript_failed_commits_total 0",
+            "tutor_queue_transcript_store_failing 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

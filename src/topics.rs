@@ -16,6 +16,7 @@ use dashmap::DashMap;
 use crate::channels::{ChannelId, Extensions, JsonRef};
 use crate::domain::Role;
 use crate::protocol::{self, Framing};
+use crate::transcripts::Backpressure;
 use crate::transport::{Delivery, SessionHandle, SessionId};
 
 /// One channel joined to a topic.
@@ -42,8 +43,9 @@ struct Topic {
 pub enum RelayRefused {
     /// The chat is finished, abandoned or unknown.
     ChatNotActive,
-    /// The message could not be recorded (the transcript writer is behind).
-    NotRecorded,
+    /// The message could not be recorded (the transcript writer is behind,
+    /// or the store is failing).
+    NotRecorded(Backpressure),
 }
 
 /// The registry. Cheap to share: `Arc<Topics>`.
@@ -183,7 +185,7 @@ impl Topics {
         event: &str,
         payload: &str,
         read_at: Instant,
-        record: impl FnOnce() -> bool,
+        record: impl FnOnce() -> Result<(), Backpressure>,
         evicted: &mut Vec<SessionId>,
     ) -> Result<(), RelayRefused> {
         let Some(entry) = self.map.get(topic) else {
@@ -192,9 +194,7 @@ impl Topics {
         if entry.finished {
             return Err(RelayRefused::ChatNotActive);
         }
-        if !record() {
-            return Err(RelayRefused::NotRecorded);
-        }
+        record().map_err(RelayRefused::NotRecorded)?;
         let to_side = entry.subscribers.iter().filter(|s| s.role == Some(to));
         let frames = FrameCache::new(topic, event, payload);
         deliver_all(to_side, frames, Some(read_at), evicted);

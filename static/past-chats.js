@@ -83,6 +83,7 @@ export function endingText(endedBy, partner, knownReason){
       return "Ended with “End chat”"
     case "student_left": return `Ended when ${partner} left`
     case "teacher_left": return "Ended when you disconnected"
+    case "interrupted": return "Interrupted by a server restart"
     default: return "Ended"
   }
 }

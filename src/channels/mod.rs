@@ -37,6 +37,9 @@ pub enum Refusal {
     /// A join whose `ref` or `join_ref` is longer than `MAX_REF_BYTES`: the
     /// join ref is kept as long as the channel is.
     InvalidRef,
+    /// A chat message the transcript store cannot record: it is failing
+    /// (disk full, I/O error).
+    TranscriptUnavailable,
 }
 
 impl Refusal {
@@ -53,6 +56,7 @@ impl Refusal {
             Refusal::TranscriptBacklog => "transcript backlog",
             Refusal::InvalidId => "invalid id",
             Refusal::InvalidRef => "invalid ref",
+            Refusal::TranscriptUnavailable => "transcript unavailable",
         }
     }
 }

@@ -2,10 +2,12 @@
 //! (session actors, `ChatLifetime`, shutdown) and the writer thread.
 //!
 //! Owns admission and accounting: how many messages and payload bytes are
-//! queued, which batch the writer holds, how far it lags. Lifecycle records
+//! queued, which batch the writer holds, how far it lags, and whether the
+//! store is failing (the writer's last commit failed). Lifecycle records
 //! and barriers are always admitted (there are a few per chat, and refusing
 //! them would lose a chat's record or never send `chat:terminated`); only
-//! relayed messages count against the bound and can be refused.
+//! relayed messages count against the bound and can be refused, and they
+//! are all refused while the store is failing.
 //!
 //! Must never make a caller wait: `push*` takes the lock for a few
 //! instructions and never waits for room. Must never reorder: one FIFO, so a
@@ -115,9 +117,24 @@ struct State {
     in_flight_since: Option<Instant>,
     writer: Writer,
     closing: bool,
+    /// When `close` was called: a failing writer gives up `close_grace` later.
+    closed_at: Option<Instant>,
     paused: bool,
     committed: u64,
-    failed_batches: u64,
+    failed_commits: u64,
+    /// Why the last commit failed, while it has not succeeded since.
+    failing: Option<String>,
+    faults: Faults,
+}
+
+/// Test hooks the writer applies before each commit attempt.
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    /// Every commit fails (as with a full disk) while set.
+    pub fail_commits: bool,
+    /// A new `PRAGMA max_page_count` for the writer's connection (`None`:
+    /// back to SQLite's largest), not yet applied.
+    pub page_limit: Option<Option<u64>>,
 }
 
 /// See the module docs.
@@ -139,9 +156,12 @@ pub struct WriterLag {
     pub oldest: Duration,
     /// Writes committed since the store opened.
     pub committed: u64,
-    /// Batches given up after retries (disk full, I/O error): their writes
-    /// are lost, and each was logged as an error.
-    pub failed_batches: u64,
+    /// Commit attempts that failed (disk full, I/O error, locked database);
+    /// each is retried until it succeeds, nothing is dropped.
+    pub failed_commits: u64,
+    /// The last commit failed and none has succeeded since: new messages
+    /// are refused ([`Backpressure::Unavailable`]).
+    pub failing: bool,
 }
 
 impl Inbox {
@@ -155,9 +175,12 @@ impl Inbox {
                 in_flight_since: None,
                 writer: Writer::Busy,
                 closing: false,
+                closed_at: None,
                 paused: false,
                 committed: 0,
-                failed_batches: 0,
+                failed_commits: 0,
+                failing: None,
+                faults: Faults::default(),
             }),
             wake: Condvar::new(),
             bounds: Bounds {
@@ -173,17 +196,22 @@ impl Inbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a relayed message unless the inbox is at its bound.
+    /// Queues a relayed message unless the store is failing or closed
+    /// ([`Backpressure::Unavailable`]) or the inbox is at its bound
+    /// ([`Backpressure::Backlog`]).
     pub(super) fn push_message(&self, op: Op) -> Result<(), Backpressure> {
         let payload_len = match &op {
             Op::Message { payload, .. } => payload.len(),
             _ => 0,
         };
         let mut st = self.lock();
+        if st.failing.is_some() || st.closing {
+            return Err(Backpressure::Unavailable);
+        }
         let full = st.messages >= self.bounds.messages
             || (st.messages > 0 && st.bytes.saturating_add(payload_len) > self.bounds.bytes);
-        if full || st.closing {
-            return Err(Backpressure);
+        if full {
+            return Err(Backpressure::Backlog);
         }
         st.messages += 1;
         st.bytes += payload_len;
@@ -243,10 +271,12 @@ impl Inbox {
                         .wait_timeout(st, until - now)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
-                    if Instant::now() < until && st.queue.len() < self.bounds.batch {
-                        // Woken early (spurious, resumed, closing): look again.
-                        continue;
-                    }
+                    // Look again from the top, whether woken early (spurious,
+                    // a full batch, closing) or at the deadline: the writer
+                    // may have been paused meanwhile, and a batch taken
+                    // here without that check would empty a paused inbox.
+                    // Past the deadline, the next pass takes the batch.
+                    continue;
                 }
                 _ => {}
             }
@@ -270,16 +300,66 @@ impl Inbox {
         Some(batch)
     }
 
-    /// Writer side: the batch taken last is committed (`ok`) or given up.
-    pub(super) fn batch_done(&self, ok: bool) {
+    /// Writer side: the batch taken last is committed. Returns true if the
+    /// store was failing until now (it has recovered).
+    pub(super) fn batch_committed(&self) -> bool {
         let mut st = self.lock();
-        if ok {
-            st.committed += st.in_flight as u64;
-        } else {
-            st.failed_batches += 1;
-        }
+        st.committed += st.in_flight as u64;
         st.in_flight = 0;
         st.in_flight_since = None;
+        st.failing.take().is_some()
+    }
+
+    /// Writer side: a commit attempt failed (the batch stays in flight, to
+    /// be retried). Returns true if the store was not failing until now.
+    pub(super) fn commit_failed(&self, reason: String) -> bool {
+        let mut st = self.lock();
+        st.failed_commits += 1;
+        st.failing.replace(reason).is_none()
+    }
+
+    /// Why the store is failing, if it is.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.lock().failing.clone()
+    }
+
+    /// Writer side, between two attempts at a failing commit: waits up to
+    /// `pause` (less if the inbox closes, a test hook changes, or the close
+    /// grace runs out). Returns false once the store is closing and has
+    /// been for `close_grace`: then the writer gives up.
+    pub(super) fn wait_to_retry(&self, pause: Duration, close_grace: Duration) -> bool {
+        let st = self.lock();
+        let give_up_at = st.closed_at.map(|at| at + close_grace);
+        let now = Instant::now();
+        if give_up_at.is_some_and(|at| at <= now) {
+            return false;
+        }
+        let pause = give_up_at.map_or(pause, |at| pause.min(at - now));
+        let _ = self
+            .wake
+            .wait_timeout(st, pause)
+            .unwrap_or_else(PoisonError::into_inner);
+        true
+    }
+
+    /// Writer side, giving up at close: drops every write still queued and
+    /// returns how many (plus the batch in flight) are not committed.
+    pub(super) fn abandon(&self) -> usize {
+        let mut st = self.lock();
+        let lost = st.queue.len() + st.in_flight;
+        // Their callbacks are dropped unrun: a `flush` waiting on one returns.
+        st.queue.clear();
+        st.messages = 0;
+        st.bytes = 0;
+        st.in_flight = 0;
+        st.in_flight_since = None;
+        lost
+    }
+
+    /// Writer side: takes the test hooks to apply before a commit attempt.
+    pub(super) fn faults(&self) -> (bool, Option<Option<u64>>) {
+        let mut st = self.lock();
+        (st.faults.fail_commits, st.faults.page_limit.take())
     }
 
     pub(super) fn lag(&self) -> WriterLag {
@@ -293,19 +373,36 @@ impl Inbox {
             queued_messages: st.messages,
             oldest,
             committed: st.committed,
-            failed_batches: st.failed_batches,
+            failed_commits: st.failed_commits,
+            failing: st.failing.is_some(),
         }
     }
 
-    /// No more pushes; the writer drains what is queued, then stops.
+    /// No more pushes; the writer drains what is queued, then stops (or,
+    /// if the store is failing, gives up after its close grace).
     pub(super) fn close(&self) {
-        self.lock().closing = true;
+        let mut st = self.lock();
+        st.closing = true;
+        st.closed_at.get_or_insert_with(Instant::now);
+        drop(st);
         self.wake.notify_all();
     }
 
     /// Test hook: the writer takes nothing until `set_paused(false)`.
     pub(super) fn set_paused(&self, paused: bool) {
         self.lock().paused = paused;
+        self.wake.notify_all();
+    }
+
+    /// Test hook: every commit fails while `fail` is set.
+    pub(super) fn set_fail_commits(&self, fail: bool) {
+        self.lock().faults.fail_commits = fail;
+        self.wake.notify_all();
+    }
+
+    /// Test hook: the writer's `max_page_count` (None: unlimited).
+    pub(super) fn set_page_limit(&self, pages: Option<u64>) {
+        self.lock().faults.page_limit = Some(pages);
         self.wake.notify_all();
     }
 }
@@ -346,7 +443,10 @@ mod tests {
         let c = chat();
         assert!(inbox.push_message(message(c, "{}")).is_ok());
         assert!(inbox.push_message(message(c, "{}")).is_ok());
-        assert_eq!(inbox.push_message(message(c, "{}")), Err(Backpressure));
+        assert_eq!(
+            inbox.push_message(message(c, "{}")),
+            Err(Backpressure::Backlog)
+        );
         for _ in 0..10 {
             assert!(inbox.push(started(c)).is_ok(), "never refused");
         }
@@ -364,12 +464,18 @@ mod tests {
         let c = chat();
         let huge = "x".repeat(64);
         assert!(inbox.push_message(message(c, &huge)).is_ok(), "alone");
-        assert_eq!(inbox.push_message(message(c, "x")), Err(Backpressure));
+        assert_eq!(
+            inbox.push_message(message(c, "x")),
+            Err(Backpressure::Backlog)
+        );
         inbox.next_batch(None).expect("work queued");
-        inbox.batch_done(true);
+        inbox.batch_committed();
         assert!(inbox.push_message(message(c, "123456")).is_ok());
         assert!(inbox.push_message(message(c, "1234")).is_ok());
-        assert_eq!(inbox.push_message(message(c, "x")), Err(Backpressure));
+        assert_eq!(
+            inbox.push_message(message(c, "x")),
+            Err(Backpressure::Backlog)
+        );
     }
 
     #[test]
@@ -391,7 +497,7 @@ mod tests {
                     seen.push(payload.to_string());
                 }
             }
-            inbox.batch_done(true);
+            inbox.batch_committed();
         }
         assert_eq!(seen, ["0", "1", "2", "3", "4", "5", "6"]);
         let lag = inbox.lag();
@@ -410,11 +516,29 @@ mod tests {
         let lag = inbox.lag();
         assert_eq!(lag.uncommitted, 1);
         assert!(lag.oldest >= Duration::from_millis(5));
-        inbox.batch_done(false);
+        // A failed attempt keeps the batch in flight, and the store failing.
+        assert!(inbox.commit_failed("disk full".into()), "a change of state");
+        assert!(!inbox.commit_failed("disk full".into()), "no change");
         let lag = inbox.lag();
         assert_eq!(
-            (lag.uncommitted, lag.committed, lag.failed_batches),
-            (0, 0, 1)
+            (
+                lag.uncommitted,
+                lag.committed,
+                lag.failed_commits,
+                lag.failing
+            ),
+            (1, 0, 2, true)
+        );
+        assert!(inbox.batch_committed(), "recovered");
+        let lag = inbox.lag();
+        assert_eq!(
+            (
+                lag.uncommitted,
+                lag.committed,
+                lag.failed_commits,
+                lag.failing
+            ),
+            (0, 1, 2, false)
         );
     }
 
@@ -425,7 +549,10 @@ mod tests {
         inbox.push(started(c)).expect("open");
         inbox.close();
         assert!(inbox.push(started(c)).is_err());
-        assert_eq!(inbox.push_message(message(c, "{}")), Err(Backpressure));
+        assert_eq!(
+            inbox.push_message(message(c, "{}")),
+            Err(Backpressure::Unavailable)
+        );
         assert_eq!(inbox.next_batch(None).map(|b| b.len()), Some(1));
         assert!(inbox.next_batch(None).is_none());
     }
@@ -448,13 +575,71 @@ mod tests {
         inbox.push(started(c)).expect("open");
         inbox.push(started(c)).expect("open");
         assert_eq!(writer.join().expect("no panic"), Some(3));
-        inbox.batch_done(true);
+        inbox.batch_committed();
         // A short deadline with a partial batch: taken when it passes.
         inbox.push(started(c)).expect("open");
         let begun = Instant::now();
         let batch = inbox.next_batch(Some(begun + Duration::from_millis(30)));
         assert_eq!(batch.map(|b| b.len()), Some(1));
         assert!(begun.elapsed() >= Duration::from_millis(30));
+    }
+
+    /// While the store is failing, every new message is refused (so it is
+    /// not relayed), though there is room; lifecycle records still go in.
+    #[test]
+    fn a_failing_store_refuses_messages_until_a_commit_succeeds() {
+        let inbox = inbox(100, 1 << 20, 100);
+        let c = chat();
+        inbox.push_message(message(c, "{}")).expect("room");
+        let _batch = inbox.next_batch(None).expect("work queued");
+        inbox.commit_failed("database or disk is full".into());
+        assert_eq!(
+            inbox.push_message(message(c, "{}")),
+            Err(Backpressure::Unavailable)
+        );
+        assert!(inbox.push(started(c)).is_ok(), "never refused");
+        assert_eq!(inbox.failure().as_deref(), Some("database or disk is full"));
+        inbox.batch_committed();
+        assert_eq!(inbox.failure(), None);
+        assert!(inbox.push_message(message(c, "{}")).is_ok());
+    }
+
+    /// A paused inbox gives the writer nothing, even a writer that was
+    /// lingering when the pause came and only gets the lock back after its
+    /// deadline (the race behind a flaky backlog test: the writer took the
+    /// queued messages while paused, so the inbox was never full).
+    #[test]
+    fn a_pause_holds_a_writer_that_wakes_past_its_deadline() {
+        let inbox = std::sync::Arc::new(inbox(100, 1 << 20, 100));
+        let c = chat();
+        inbox.push(started(c)).expect("open");
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                inbox
+                    .next_batch(Some(Instant::now() + Duration::from_millis(20)))
+                    .map(|b| b.len())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        {
+            // Pause and queue a message while holding the lock past the
+            // writer's deadline: it wakes by timeout, then waits for the lock.
+            let mut st = inbox.lock();
+            st.paused = true;
+            std::thread::sleep(Duration::from_millis(50));
+            st.queue.push_back(Pending {
+                op: message(c, "{}"),
+                since: Instant::now(),
+            });
+            st.messages += 1;
+            st.bytes += 2;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!writer.is_finished(), "a paused writer took a batch");
+        assert_eq!(inbox.lag().queued_messages, 1);
+        inbox.set_paused(false);
+        assert_eq!(writer.join().expect("no panic"), Some(2));
     }
 
     #[test]

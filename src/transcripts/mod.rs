@@ -16,9 +16,9 @@
 //! * **Backpressure**: relayed messages are bounded (count and payload
 //!   bytes). When the writer falls behind and the bound is reached,
 //!   [`Transcripts::message`] neither blocks nor drops silently: it returns
-//!   [`Backpressure`], and the caller should refuse that message (not relay
-//!   it) with the error reply `{"reason":"transcript backlog"}`, so that
-//!   every relayed message is in the transcript. Lifecycle records (created,
+//!   [`Backpressure::Backlog`], and the caller should refuse that message
+//!   (not relay it) with the error reply `{"reason":"transcript backlog"}`,
+//!   so that every relayed message is in the transcript. Lifecycle records (created,
 //!   started, finished) are a few per chat and are always accepted.
 //! * **Durability of finished chats**: [`Transcripts::chat_finished`] takes
 //!   a callback that runs on the writer thread only after the transaction
@@ -37,10 +37,25 @@
 //!   power loss or kernel crash may lose the last commits (never corrupt
 //!   the file); `synchronous=FULL` would add an fsync per commit (one per
 //!   batch, thanks to group commit) if that is ever required.
-//! * **Failures**: a commit that fails is retried a few times; then the
-//!   batch is logged as lost and counted in [`WriterLag::failed_batches`],
-//!   and its callbacks run anyway (a broken disk must not leave chats
-//!   unterminated).
+//! * **Failures**: a commit that fails (disk full, I/O error) is retried,
+//!   with a backoff capped at 1 s, until it succeeds: no write is dropped
+//!   while the store is open. Meanwhile the store is *failing*
+//!   ([`Transcripts::failure`], [`WriterLag::failing`], counted in
+//!   [`WriterLag::failed_commits`]) and [`Transcripts::message`] refuses
+//!   every new message with [`Backpressure::Unavailable`], so that nothing
+//!   is relayed that cannot be recorded; finish callbacks (so
+//!   `chat:terminated`) wait for their commit like any other. When space
+//!   returns, the queue commits in order and messages are taken again. The
+//!   change of state is logged once each way. Only a store that is closing
+//!   gives up, [`StoreOptions::close_grace`] after the close: it logs how
+//!   many writes are lost and drops them with their callbacks unrun.
+//! * **Interrupted chats**: a chat with no finish record when the store
+//!   opens belongs to a run that died without writing one (SIGKILL, crash,
+//!   power loss). Opening the store finishes it as
+//!   [`EndReason::Interrupted`], at the time of its last record (last
+//!   message, else start, else creation). Messages relayed in the last
+//!   group-commit window before a kill were never committed and are not in
+//!   its transcript.
 //! * **Storage layout** (`migrations/`, schema 2): `chats` is keyed by a
 //!   small increasing number (`num`, its rowid) besides its UUID `id`, and
 //!   `messages` is a `WITHOUT ROWID` table clustered on `(chat_num, seq)`,
@@ -122,6 +137,10 @@ pub struct StoreOptions {
     /// writer moves them into `messages` in one sorted pass (and at close).
     /// Reads scan the staging table, so keep it a few thousand.
     pub staged_messages: usize,
+    /// How long a store that is closing (its last handle dropped) keeps
+    /// retrying a failing commit; then the writes still queued are given
+    /// up (lost, and logged with their number) so that the process can exit.
+    pub close_grace: Duration,
 }
 
 impl Default for StoreOptions {
@@ -133,15 +152,25 @@ impl Default for StoreOptions {
             commit_interval: Duration::from_millis(2),
             idle_readers: 4,
             staged_messages: 16 * 1024,
+            close_grace: Duration::from_secs(2),
         }
     }
 }
 
-/// The transcript writer is behind and the message was NOT recorded. The
-/// caller should refuse the message with `{"reason":"transcript backlog"}`.
+/// The message was NOT recorded, so the caller must not relay it: it should
+/// hold the sender and try again, then refuse the message with this error's
+/// text as the reason (`{"reason":"transcript backlog"}` or
+/// `{"reason":"transcript unavailable"}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("transcript backlog")]
-pub struct Backpressure;
+pub enum Backpressure {
+    /// The writer is behind: the inbox is at its bound.
+    #[error("transcript backlog")]
+    Backlog,
+    /// The store cannot commit (disk full, I/O error) and refuses every
+    /// new message until a commit succeeds; or it is closed.
+    #[error("transcript unavailable")]
+    Unavailable,
+}
 
 /// Opening or reading the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +179,26 @@ pub enum StoreError {
     DataDir {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// Opening (creating) `<data_dir>/LOCK` failed: e.g. a read-only
+    /// directory, or a LOCK that is not a file.
+    #[error("cannot open the LOCK file {path}: {source}")]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `flock` on the LOCK file failed for a reason other than another
+    /// store holding it.
+    #[error("cannot lock the LOCK file {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Opening, configuring or migrating the database file failed.
+    #[error("cannot open the transcript database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<StoreError>,
     },
     #[error("the data directory {path} is in use by another transcript store (its LOCK is held)")]
     InUse { path: PathBuf },
@@ -174,6 +223,9 @@ pub enum EndReason {
     StudentLeft,
     /// The teacher vanished; the student went back to the queue.
     TeacherLeft,
+    /// The server stopped without finishing it (killed, crashed, power
+    /// loss); written when the store next opens.
+    Interrupted,
 }
 
 impl EndReason {
@@ -182,6 +234,7 @@ impl EndReason {
             EndReason::Terminated => "terminated",
             EndReason::StudentLeft => "student_left",
             EndReason::TeacherLeft => "teacher_left",
+            EndReason::Interrupted => "interrupted",
         }
     }
 
@@ -190,6 +243,7 @@ impl EndReason {
             "terminated" => Some(EndReason::Terminated),
             "student_left" => Some(EndReason::StudentLeft),
             "teacher_left" => Some(EndReason::TeacherLeft),
+            "interrupted" => Some(EndReason::Interrupted),
             _ => None,
         }
     }
@@ -364,17 +418,20 @@ impl Transcripts {
     /// [`StoreError::InUse`] if another store (in this process or another)
     /// has the directory open: one writer per data directory.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let dir_error = |source| StoreError::DataDir {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
-        };
-        std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+        })?;
+        let lock_path = data_dir.join(LOCK_FILE);
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(data_dir.join(LOCK_FILE))
-            .map_err(dir_error)?;
+            .open(&lock_path)
+            .map_err(|source| StoreError::LockFile {
+                path: lock_path.clone(),
+                source,
+            })?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -382,10 +439,28 @@ impl Transcripts {
                     path: data_dir.to_owned(),
                 })
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(dir_error(source)),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Lock {
+                    path: lock_path,
+                    source,
+                })
+            }
         }
         let path = data_dir.join(DB_FILE);
-        let conn = store::open_writer(&path)?;
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let conn = store::open_writer(&path).map_err(open_error)?;
+        let interrupted = store::finish_interrupted(&conn)
+            .map_err(|error| open_error(StoreError::Sqlite(error)))?;
+        if interrupted > 0 {
+            tracing::warn!(
+                chats = interrupted,
+                "{interrupted} chats were in progress when the server last stopped \
+                 without finishing them; recorded as ended `interrupted`"
+            );
+        }
         let inbox = Arc::new(Inbox::new(Bounds {
             messages: options.queue_messages,
             bytes: options.queue_bytes,
@@ -395,6 +470,7 @@ impl Transcripts {
             store::Writer::new(conn, options.staged_messages)?,
             inbox.clone(),
             options.commit_interval,
+            options.close_grace,
         )
         .map_err(StoreError::Thread)?;
         Ok(Transcripts {
@@ -447,8 +523,10 @@ impl Transcripts {
     }
 
     /// A message relayed by `sender` in `chat`; `payload` is stored as is.
-    /// Never blocks: `Err(Backpressure)` if the writer is too far behind, in
-    /// which case the message was not recorded (see the module docs).
+    /// Never blocks: `Err(Backpressure::Backlog)` if the writer is too far
+    /// behind, `Err(Backpressure::Unavailable)` while the store is failing
+    /// (or closed); either way the message was not recorded and must not be
+    /// relayed (see the module docs).
     pub fn message(
         &self,
         chat: ChatId,
@@ -511,6 +589,12 @@ impl Transcripts {
         let _ = wait.await;
     }
 
+    /// Why the store cannot commit, while it cannot (for `/healthz`): the
+    /// error of the last failed attempt. None when healthy or disabled.
+    pub fn failure(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.inbox.failure())
+    }
+
     /// How far the writer is behind.
     pub fn lag(&self) -> WriterLag {
         self.store
@@ -561,6 +645,26 @@ impl Transcripts {
     pub fn set_paused(&self, paused: bool) {
         if let Some(store) = &self.store {
             store.inbox.set_paused(paused);
+        }
+    }
+
+    /// Test hook: every commit fails (as SQLite's "database or disk is
+    /// full") while `fail` is set. Not for production use.
+    #[doc(hidden)]
+    pub fn set_failing(&self, fail: bool) {
+        if let Some(store) = &self.store {
+            store.inbox.set_fail_commits(fail);
+        }
+    }
+
+    /// Test hook: caps the database at `pages` pages (`PRAGMA
+    /// max_page_count`, never below the pages in use), so that commits fail
+    /// for real with SQLITE_FULL; `None` gives the space back. Applied by
+    /// the writer before its next commit attempt. Not for production use.
+    #[doc(hidden)]
+    pub fn set_page_limit(&self, pages: Option<u64>) {
+        if let Some(store) = &self.store {
+            store.inbox.set_page_limit(pages);
         }
     }
 }

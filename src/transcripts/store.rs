@@ -54,6 +54,9 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// checkpoints took 30% of the writer's time at the default).
 const CHECKPOINT_PAGES: i64 = 8192;
 
+/// SQLite's largest `max_page_count` (its default since 3.45).
+const MAX_PAGE_COUNT: i64 = 0xffff_fffe;
+
 /// The schema, one entry per file in `migrations/`, never edited once
 /// released: a change is a new file.
 pub(super) fn migrations() -> Migrations<'static> {
@@ -61,6 +64,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0001_init.sql")),
         M::up(include_str!("../../migrations/0002_chat_numbers.sql")),
         M::up(include_str!("../../migrations/0003_message_log.sql")),
+        M::up(include_str!("../../migrations/0004_interrupted.sql")),
     ])
 }
 
@@ -86,6 +90,26 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
     migrations().to_latest(&mut conn)?;
     Ok(conn)
+}
+
+/// Finishes every chat that has no finish record, as `interrupted`: the
+/// server that was running it died (a crash, SIGKILL, power loss) before
+/// writing one, and no later run could. Its `finished_at` is the last time
+/// the store has of it: its last recorded message, else its start, else its
+/// creation. Call at open, before the writer takes any write (every chat
+/// unfinished then belongs to a run that is over). Returns how many.
+pub(super) fn finish_interrupted(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE chats SET ended_by = 'interrupted',
+             finished_at = max(created_at,
+                               coalesce(started_at, 0),
+                               coalesce((SELECT at FROM messages WHERE chat_num = chats.num
+                                         ORDER BY seq DESC LIMIT 1), 0),
+                               coalesce((SELECT max(at) FROM message_log
+                                         WHERE chat_num = chats.num), 0))
+         WHERE finished_at IS NULL",
+        [],
+    )
 }
 
 /// A read-only connection; in WAL mode it never blocks the writer.
@@ -194,6 +218,20 @@ impl Writer {
         tx.commit()?;
         self.staged = 0;
         self.move_at = self.threshold;
+        Ok(())
+    }
+
+    /// Test hook: `PRAGMA max_page_count` (None: SQLite's largest), how the
+    /// tests fill the disk for real (SQLITE_FULL) and give the space back.
+    /// SQLite never sets it below the pages already in use.
+    pub(super) fn set_page_limit(&mut self, pages: Option<u64>) -> rusqlite::Result<()> {
+        let pages = pages.map_or(MAX_PAGE_COUNT, |n| {
+            i64::try_from(n).unwrap_or(MAX_PAGE_COUNT)
+        });
+        let now: i64 = self
+            .conn
+            .pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))?;
+        tracing::debug!(max_page_count = now, "transcript writer page limit");
         Ok(())
     }
 
@@ -829,6 +867,104 @@ mod tests {
         assert_eq!(seqs(&writer, chat), [1, 2, 3, 4]);
     }
 
+    /// Migration 4 (the `interrupted` end) applies over a version-3
+    /// database with data in it, keeping each chat's number; then the
+    /// chats left unfinished are finished as interrupted, at their last
+    /// record: the last message (moved or staged), else the start, else
+    /// the creation.
+    #[test]
+    fn migration_4_keeps_the_chats_and_unfinished_ones_end_interrupted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DB_FILE);
+        let ids: Vec<ChatId> = (0..5).map(|_| ChatId::random(&mut rand::rng())).collect();
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            migrations().to_version(&mut conn, 3).expect("schema 3");
+            conn.execute_batch(&format!(
+                "INSERT INTO chats VALUES (7, '{a}', '1', '2', 100, 150, 900, 'terminated');
+                 INSERT INTO chats VALUES (8, '{b}', '1', '2', 200, 250, NULL, NULL);
+                 INSERT INTO chats VALUES (9, '{c}', '1', '2', 300, 350, NULL, NULL);
+                 INSERT INTO chats VALUES (10, '{d}', '1', '2', 400, 450, NULL, NULL);
+                 INSERT INTO chats VALUES (11, '{e}', '1', '2', 500, NULL, NULL, NULL);
+                 INSERT INTO messages VALUES (7, 1, 'teacher', '{{}}', 160);
+                 INSERT INTO messages VALUES (8, 1, 'teacher', '{{}}', 260);
+                 INSERT INTO messages VALUES (8, 2, 'student', '{{}}', 270);
+                 INSERT INTO messages VALUES (9, 1, 'teacher', '{{}}', 360);
+                 INSERT INTO message_log VALUES (9, 2, 'student', '{{}}', 380);",
+                a = ids[0],
+                b = ids[1],
+                c = ids[2],
+                d = ids[3],
+                e = ids[4],
+            ))
+            .expect("version-3 rows");
+        }
+        let conn = open_writer(&path).expect("migrate");
+        assert_eq!(finish_interrupted(&conn).expect("finish"), 4);
+        assert_eq!(finish_interrupted(&conn).expect("again"), 0, "once");
+        let ended = |chat: ChatId| {
+            let t = transcript(&conn, chat, &TranscriptQuery::default())
+                .expect("read")
+                .expect("stored");
+            (
+                t.chat.ended,
+                t.chat.finished_at.map(unix_ms),
+                t.messages.len(),
+            )
+        };
+        assert_eq!(ended(ids[0]), (Some(EndReason::Terminated), Some(900), 1));
+        let interrupted = Some(EndReason::Interrupted);
+        assert_eq!(ended(ids[1]), (interrupted, Some(270), 2), "last message");
+        assert_eq!(ended(ids[2]), (interrupted, Some(380), 2), "a staged one");
+        assert_eq!(ended(ids[3]), (interrupted, Some(450), 0), "its start");
+        assert_eq!(ended(ids[4]), (interrupted, Some(500), 0), "its creation");
+        // The numbers were kept: a new chat gets the next one.
+        let mut writer = Writer::new(conn, 1000).expect("writer");
+        let new = ChatId::random(&mut rand::rng());
+        writer.commit(&[created(new)]).expect("commit");
+        let num: i64 = writer
+            .conn
+            .query_row(
+                "SELECT num FROM chats WHERE id = ?1",
+                [new.to_string()],
+                |r| r.get(0),
+            )
+            .expect("num");
+        assert_eq!(num, 12);
+    }
+
+    /// A failing commit (a real SQLITE_FULL from `max_page_count`) leaves
+    /// the remembered numbers and the staging count as they were: once
+    /// space returns, the retried batch numbers the same messages the same
+    /// way, with no gap, and a failed move leaves the rows staged.
+    #[test]
+    fn a_full_database_fails_the_commit_and_the_retry_numbers_right() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer(&dir.path().join(DB_FILE)).expect("open");
+        let mut writer = Writer::new(conn, 50).expect("writer");
+        let chat = ChatId::random(&mut rand::rng());
+        writer
+            .commit(&[created(chat), message(chat)])
+            .expect("commit");
+        writer.set_page_limit(Some(1)).expect("limit");
+        let big = |n: usize| Op::Message {
+            chat,
+            sender: Role::Student,
+            payload: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(8000)).into(),
+            at: 5,
+        };
+        let batch: Vec<Op> = (0..60).map(big).collect();
+        let error = writer.commit(&batch).expect_err("the database is full");
+        assert!(error.to_string().contains("full"), "{error}");
+        assert_eq!(writer.staged(), 1, "the failed batch staged nothing");
+        assert!(writer.commit(&batch).is_err(), "still full");
+        writer.set_page_limit(None).expect("space returns");
+        writer.commit(&batch).expect("retry");
+        // 61 staged rows passed the threshold of 50: moved.
+        assert_eq!(writer.staged(), 0);
+        assert_eq!(seqs(&writer, chat), (1..=61).collect::<Vec<u64>>());
+    }
+
     /// Migration 3 applies over a version-2 database with data in it.
     #[test]
     fn migration_3_applies_over_a_version_2_database() {
@@ -849,7 +985,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let mut writer = Writer::new(conn, 1000).expect("writer");
         assert_eq!(
             page(&writer.conn, chat, 0, 100),

@@ -178,13 +178,17 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
     let begun = Instant::now();
     assert_eq!(
         store.message(chat, Role::Teacher, &raw(r#"{"n":"refused"}"#), at(2)),
-        Err(Backpressure)
+        Err(Backpressure::Backlog)
     );
     assert!(
         begun.elapsed() < Duration::from_millis(100),
         "did not block"
     );
-    assert_eq!(Backpressure.to_string(), "transcript backlog");
+    assert_eq!(Backpressure::Backlog.to_string(), "transcript backlog");
+    assert_eq!(
+        Backpressure::Unavailable.to_string(),
+        "transcript unavailable"
+    );
     // Lifecycle records still go in, and wait their turn behind the messages.
     let finished = Arc::new(AtomicUsize::new(0));
     let flag = finished.clone();
@@ -205,7 +209,7 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
     assert_eq!(t.chat.ended, Some(EndReason::Terminated));
     let lag = store.lag();
     assert_eq!(
-        (lag.uncommitted, lag.oldest, lag.failed_batches),
+        (lag.uncommitted, lag.oldest, lag.failed_commits),
         (0, Duration::ZERO, 0)
     );
     // Room again.
@@ -346,7 +350,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
@@ -605,6 +609,7 @@ fn end_reasons_round_trip() {
         EndReason::Terminated,
         EndReason::StudentLeft,
         EndReason::TeacherLeft,
+        EndReason::Interrupted,
     ] {
         assert_eq!(EndReason::parse(how.as_str()), Some(how));
     }
@@ -788,7 +793,7 @@ fn writer_throughput() {
                     }
                 }
             }
-            Err(Backpressure) => {
+            Err(_) => {
                 refused += 1;
                 std::thread::yield_now();
             }
@@ -823,4 +828,84 @@ fn writer_cpu() -> Option<Duration> {
         }
     }
     None
+}
+
+/// While commits fail, new messages are refused (`Unavailable`) and nothing
+/// queued is dropped or reported done; once commits succeed again, the queue
+/// commits in order and messages are taken again.
+#[test]
+fn a_failing_store_refuses_messages_and_commits_the_queue_when_it_recovers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let chat = new_chat();
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.flush();
+    store.set_failing(true);
+    store
+        .message(chat, Role::Teacher, &raw(r#"{"n":1}"#), at(2))
+        .expect("taken: the store does not know yet");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.failure().is_none() {
+        assert!(Instant::now() < deadline, "never failing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(store.failure().is_some_and(|f| f.contains("full")));
+    assert_eq!(
+        store.message(chat, Role::Teacher, &raw(r#"{"n":2}"#), at(3)),
+        Err(Backpressure::Unavailable)
+    );
+    let (done, finished) = mpsc::channel();
+    store.chat_finished(chat, EndReason::Terminated, at(4), move || {
+        let _ = done.send(());
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(finished.try_recv().is_err(), "no finish before its commit");
+    let lag = store.lag();
+    assert!(lag.failing && lag.failed_commits >= 2, "{lag:?}");
+    assert_eq!(lag.uncommitted, 2);
+
+    store.set_failing(false);
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the finish commits once the store recovers");
+    assert_eq!(store.failure(), None);
+    let t = transcript(&store, chat);
+    assert_eq!(payloads(&t), [r#"{"n":1}"#]);
+    assert_eq!(t.chat.ended, Some(EndReason::Terminated));
+    store
+        .message(chat, Role::Student, &raw("{}"), at(5))
+        .expect("taken again");
+}
+
+/// Dropping the last handle of a store that cannot commit does not hang:
+/// after its close grace the writer gives up (what it held is lost), and
+/// the directory can be opened again.
+#[test]
+fn closing_a_failing_store_gives_up_after_its_grace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chat = new_chat();
+    let store = open(
+        &dir,
+        StoreOptions {
+            close_grace: Duration::from_millis(100),
+            ..quick()
+        },
+    );
+    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.flush();
+    store.set_failing(true);
+    store
+        .message(chat, Role::Teacher, &raw("{}"), at(2))
+        .expect("taken");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the close is bounded");
+    let store = open(&dir, quick());
+    let t = transcript(&store, chat);
+    assert!(t.messages.is_empty(), "the uncommitted message is lost");
+    assert_eq!(t.chat.ended, Some(EndReason::Interrupted));
 }

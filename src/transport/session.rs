@@ -28,6 +28,7 @@ use crate::domain::{ChatId, Role};
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 use crate::topics::RelayRefused;
+use crate::transcripts::Backpressure;
 
 /// One chat message on its way to the other side.
 struct Relay {
@@ -46,7 +47,6 @@ impl Relay {
         let record = || {
             hub.transcripts
                 .message(self.chat, self.from, payload, SystemTime::now())
-                .is_ok()
         };
         let mut evicted = Vec::new();
         let relayed = hub.topics.relay(
@@ -401,7 +401,7 @@ impl Session {
                         &message.topic,
                         Refusal::ChatFinished,
                     ),
-                    Err(RelayRefused::NotRecorded) => {
+                    Err(RelayRefused::NotRecorded(_)) => {
                         let refs = (join_ref.map(Arc::from), msg_ref.map(Arc::from));
                         self.hold_sender(relay, message.payload.to_owned(), refs, ctx);
                     }
@@ -424,10 +424,12 @@ impl Session {
         }
     }
 
-    /// The transcript writer has no room for this connection's message: read
-    /// nothing more from it (TCP pushes back on the sender) and try again as
-    /// the writer catches up. After `transcript_wait` the message is refused
-    /// with `transcript backlog`. Nothing is relayed that is not recorded.
+    /// The transcript writer has no room for this connection's message, or
+    /// the store is failing: read nothing more from it (TCP pushes back on
+    /// the sender) and try again as the writer catches up. After
+    /// `transcript_wait` the message is refused with `transcript backlog`
+    /// (or `transcript unavailable`, if the store was failing at the last
+    /// try). Nothing is relayed that is not recorded.
     fn hold_sender(
         &mut self,
         relay: Relay,
@@ -442,7 +444,7 @@ impl Session {
             loop {
                 tokio::time::sleep(pause).await;
                 match relay.send(&hub, &payload) {
-                    Err(RelayRefused::NotRecorded) if Instant::now() < deadline => {
+                    Err(RelayRefused::NotRecorded(_)) if Instant::now() < deadline => {
                         pause = (pause * 2).min(Duration::from_millis(50));
                     }
                     outcome => return (outcome, relay.topic),
@@ -456,7 +458,12 @@ impl Session {
                     let refusal = match outcome {
                         Ok(()) => return,
                         Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
-                        Err(RelayRefused::NotRecorded) => Refusal::TranscriptBacklog,
+                        Err(RelayRefused::NotRecorded(Backpressure::Backlog)) => {
+                            Refusal::TranscriptBacklog
+                        }
+                        Err(RelayRefused::NotRecorded(Backpressure::Unavailable)) => {
+                            Refusal::TranscriptUnavailable
+                        }
                     };
                     let (join_ref, msg_ref) = (refs.0.as_deref(), refs.1.as_deref());
                     session.refuse(ctx, join_ref, msg_ref, &topic, refusal);
