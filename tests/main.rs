@@ -18,4 +18,5 @@ mod recording;
 mod shutdown;
 mod transcripts;
 mod transport;
+mod transport_limits;
 mod web;
