@@ -146,6 +146,13 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(1)
+    // Once a response has ended, actix-web by default lingers up to 1 s
+    // reading the rest of an unread request body before closing TCP. A
+    // WebSocket's request body never ends, so every close (from either side)
+    // took that second; the session runs its own close handshake instead
+    // (transport::Session::close), then TCP closes at once. Plain HTTP is
+    // unaffected: every route is a GET, and keep-alive is a separate setting.
+    .client_disconnect_timeout(std::time::Duration::ZERO)
     .backlog(4096)
     .max_connections(hub.config.accept_per_worker)
     // Chat frames are small and each waits for the other side's answer:

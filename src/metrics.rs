@@ -35,6 +35,9 @@ pub enum Rejection {
     Binary,
     /// Over the frame size limit (close 1009).
     TooBig,
+    /// A WebSocket protocol error: a fragmented or oversized control frame,
+    /// an unmasked frame, an unknown opcode... (close 1002).
+    Protocol,
     /// Over the inbound frame rate (close 1008).
     RateLimited,
     /// An upgrade past the connection limit (HTTP 503).
@@ -55,6 +58,7 @@ impl Rejection {
             Rejection::Malformed => "malformed",
             Rejection::Binary => "binary",
             Rejection::TooBig => "too_big",
+            Rejection::Protocol => "protocol",
             Rejection::RateLimited => "rate_limited",
             Rejection::ConnectionLimit => "connection_limit",
             Rejection::ClientConnectionLimit => "client_connection_limit",

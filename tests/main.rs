@@ -19,4 +19,5 @@ mod recording;
 mod shutdown;
 mod transcripts;
 mod transport;
+mod transport_limits;
 mod web;

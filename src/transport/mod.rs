@@ -5,6 +5,7 @@
 //! in favour of `actix-ws`, kept because the project was specified with it):
 //! swapping the transport touches nothing else.
 
+mod frame_guard;
 mod handle;
 mod session;
 
@@ -16,9 +17,11 @@ use actix_web_actors::ws;
 
 use crate::actors::{ConnectionSlot, Hub};
 use crate::protocol::Framing;
+use frame_guard::{FrameGuard, Refusals};
 
 /// Performs the WebSocket handshake (selecting subprotocol `phoenix` when
-/// offered) and starts the connection's session.
+/// offered) and starts the connection's session, behind a frame guard that
+/// refuses an oversized frame at its header.
 pub fn accept(
     req: &HttpRequest,
     body: actix_web::web::Payload,
@@ -27,7 +30,10 @@ pub fn accept(
     slot: ConnectionSlot,
 ) -> Result<HttpResponse, actix_web::Error> {
     let max_frame = hub.config.max_frame_bytes;
-    ws::WsResponseBuilder::new(Session::new(hub, framing, slot), req, body)
+    let refusals = Refusals::default();
+    let guarded = FrameGuard::new(body, max_frame, refusals.clone());
+    let session = Session::new(hub, framing, slot).guarded_by(refusals);
+    ws::WsResponseBuilder::new(session, req, guarded)
         .protocols(&["phoenix"])
         .frame_size(max_frame)
         .start()

@@ -17,6 +17,7 @@ use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 
+use super::frame_guard::{Refusals, Violation};
 use super::handle::{OutboundBound, SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
@@ -96,6 +97,11 @@ pub struct Evict;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// How long a connection the server is closing waits for the client's close
+/// frame before closing TCP anyway (RFC 6455 §7.1.1: the server closes TCP
+/// once both sides have sent theirs). Frames read meanwhile are dropped.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(1);
+
 pub struct Session {
     id: SessionId,
     framing: Framing,
@@ -109,6 +115,12 @@ pub struct Session {
     inbound: Option<DefaultDirectRateLimiter>,
     /// This connection's place under `max_connections`, freed on drop.
     _slot: ConnectionSlot,
+    /// Frames the transport's frame guard refused, for this session to close on.
+    refusals: Refusals,
+    /// The server has sent its close frame: nothing more is written or handled.
+    closing: bool,
+    /// The connection has left the hub (`depart`).
+    departed: bool,
 }
 
 /// The inbound frame rate of one connection: `per_sec` sustained, `burst`
@@ -132,11 +144,22 @@ impl Session {
             table: crate::channels::ChannelTable::new(max_channels),
             last_seen: Instant::now(),
             fragments: None,
+            refusals: Refusals::default(),
+            closing: false,
+            departed: false,
         }
     }
 
+    /// Takes the refusals of the frame guard in front of this connection.
+    pub(super) fn guarded_by(mut self, refusals: Refusals) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
     fn write(&self, ctx: &mut ws::WebsocketContext<Self>, frame: String) {
-        ctx.text(frame);
+        if !self.closing {
+            ctx.text(frame);
+        }
     }
 
     fn reply(
@@ -168,7 +191,7 @@ impl Session {
 
     /// Turns a bad frame away: counted, then the connection is closed.
     fn reject(
-        &self,
+        &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         rejection: Rejection,
         code: CloseCode,
@@ -178,14 +201,48 @@ impl Session {
         self.close(ctx, code, why);
     }
 
-    /// Closes the connection with a close code; cleanup runs in `stopped`.
-    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+    /// Closes the connection with a close code. The connection leaves the
+    /// hub at once; TCP closes when the client answers with its own close
+    /// frame, or after `CLOSE_HANDSHAKE_WAIT`.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+        if self.closing {
+            return;
+        }
         tracing::debug!(session = ?self.id, ?code, why, "closing connection");
         ctx.close(Some(CloseReason {
             code,
             description: Some(why.to_owned()),
         }));
-        ctx.stop();
+        self.closing = true;
+        self.depart();
+        ctx.run_later(CLOSE_HANDSHAKE_WAIT, |_, ctx| ctx.stop());
+    }
+
+    /// Takes the connection out of the hub, once: every channel still joined
+    /// goes away with its leave effects (`ChatLifetime` knows them all by
+    /// this connection's id).
+    fn depart(&mut self) {
+        if std::mem::replace(&mut self.departed, true) {
+            return;
+        }
+        self.hub.sessions.remove(&self.id);
+        self.hub.metrics.connections(self.framing).dec();
+        self.hub.lifetime.do_send(SessionGone { session: self.id });
+    }
+
+    /// The frame guard refused a frame before it reached the codec.
+    fn refused(&mut self, violation: Violation, ctx: &mut ws::WebsocketContext<Self>) {
+        match violation {
+            Violation::TooBig => {
+                self.reject(ctx, Rejection::TooBig, CloseCode::Size, "message too big")
+            }
+            Violation::Protocol => self.reject(
+                ctx,
+                Rejection::Protocol,
+                CloseCode::Protocol,
+                "protocol error",
+            ),
+        }
     }
 
     /// Closes the connection if it has been silent for the idle timeout,
@@ -490,8 +547,9 @@ impl Session {
             Item::Last(bytes) => (bytes, true),
         };
         let Some(buffer) = self.fragments.as_mut() else {
-            return self.close(
+            return self.reject(
                 ctx,
+                Rejection::Protocol,
                 CloseCode::Protocol,
                 "continuation without a first frame",
             );
@@ -533,16 +591,25 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        // Every channel still joined goes away once, with its leave effects:
-        // `ChatLifetime` knows them all by this connection's id.
-        self.hub.sessions.remove(&self.id);
-        self.hub.metrics.connections(self.framing).dec();
-        self.hub.lifetime.do_send(SessionGone { session: self.id });
+        self.depart();
     }
 }
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        if self.closing {
+            // Waiting for the client's answer to our close; the rest is dropped.
+            if matches!(item, Ok(ws::Message::Close(_)) | Err(_)) {
+                ctx.stop();
+            }
+            return;
+        }
+        if let Ok(ws::Message::Close(_)) = item {
+            // The frame guard stands an empty close in for a frame it refused.
+            if let Some(violation) = self.refusals.take() {
+                return self.refused(violation, ctx);
+            }
+        }
         self.last_seen = Instant::now();
         if let Some(inbound) = &self.inbound {
             if inbound.check().is_err() {
@@ -566,7 +633,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
+                // The client closed: answer, and close TCP right after.
                 ctx.close(reason);
+                self.closing = true;
                 ctx.stop();
             }
             Err(ws::ProtocolError::Overflow) => {
@@ -589,7 +658,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
             Err(error) => {
                 tracing::debug!(session = ?self.id, %error, "WebSocket protocol error");
-                self.close(ctx, CloseCode::Protocol, "protocol error");
+                self.reject(
+                    ctx,
+                    Rejection::Protocol,
+                    CloseCode::Protocol,
+                    "protocol error",
+                );
             }
         }
     }
@@ -606,7 +680,7 @@ impl Handler<Deliver> for Session {
             handle.written(msg.frame.len());
         }
         // Frames for a channel that has since gone are dropped (3.6).
-        if self.table.contains(msg.channel) {
+        if self.table.contains(msg.channel) && !self.closing {
             ctx.text(msg.frame);
             if let Some(read_at) = msg.relayed_at {
                 self.hub.metrics.observe_relay(read_at.elapsed());
@@ -621,7 +695,7 @@ impl Handler<ChannelClosed> for Session {
         if let Some(handle) = &self.handle {
             handle.written(msg.frame.len());
         }
-        if self.table.remove(msg.channel).is_some() {
+        if self.table.remove(msg.channel).is_some() && !self.closing {
             ctx.text(msg.frame);
         }
     }
