@@ -2,14 +2,12 @@
 //! join refs are bounded and refused with a clear `error` reason, V1 and V2; connections
 //! are capped per IP address (429) and by the open-file limit (503, never a hang).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tutor_queue::Config;
 
+use crate::support::binary::RealServer;
 use crate::support::*;
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus exposition.
@@ -211,102 +209,17 @@ async fn upgrades_past_the_per_ip_cap_get_429() {
     first.heartbeat().await;
 }
 
-/// The real binary, started with an open-file limit of `nofile`; its stderr is kept.
-struct LimitedBin {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<Vec<String>>>,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for LimitedBin {
-    fn drop(&mut self) {
-        // Only ever the process this test spawned.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl LimitedBin {
-    fn start(nofile: u64) -> LimitedBin {
-        use std::os::unix::process::CommandExt;
-        let data = tempfile::tempdir().expect("temp data dir");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tutor-queue"));
-        command
-            .args([
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--workers",
-                "2",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .env("RUST_LOG", "info")
-            .env_remove("PORT")
-            .env_remove("MAX_CONNECTIONS")
-            .env_remove("MAX_CONNECTIONS_PER_IP")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, nofile));
-        }
-        let mut child = command.spawn().expect("spawn the tutor-queue binary");
-        let pipe = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                lines.lock().expect("stderr lines").push(line);
-            }
-        });
-        let marker = "listening on 127.0.0.1:";
-        let port = loop {
-            match rx.recv_timeout(WAIT) {
-                Ok(line) => {
-                    if let Some(i) = line.find(marker) {
-                        let digits: String = line[i + marker.len()..]
-                            .chars()
-                            .take_while(char::is_ascii_digit)
-                            .collect();
-                        break digits.parse().expect("a port");
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "the binary did not start; stderr: {:#?}",
-                        stderr.lock().expect("lines")
-                    );
-                }
-            }
-        };
-        LimitedBin {
-            child,
-            port,
-            stderr,
-            _data: data,
-        }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.stderr.lock().expect("stderr lines").clone()
-    }
-}
-
 /// Under an open-file limit of 256, more WebSocket upgrades than descriptors: the server
 /// admits what its descriptors allow (the cap it logs at startup), answers every other
 /// upgrade 503 at once (a hang would time the handshake out), keeps serving `/healthz`
 /// and its open connections, and never runs out of descriptors ("Too many open files").
 #[tokio::test]
 async fn under_a_low_open_file_limit_the_excess_gets_503_not_a_hang() {
-    let bin = LimitedBin::start(256);
+    let bin = RealServer::builder()
+        .arg("--workers")
+        .arg("2")
+        .open_files(256)
+        .spawn();
     let caps = bin
         .log()
         .into_iter()
@@ -316,7 +229,7 @@ async fn under_a_low_open_file_limit_the_excess_gets_503_not_a_hang() {
     let mut open = Vec::new();
     let mut refused = 0;
     for _ in 0..300 {
-        match handshake(bin.port, "/ws", Framing::V1, None).await {
+        match handshake(bin.port(), "/ws", Framing::V1, None).await {
             Handshake::Ok(c, _) => {
                 assert_eq!(refused, 0, "an upgrade admitted after one was refused");
                 open.push(*c);
@@ -337,8 +250,8 @@ async fn under_a_low_open_file_limit_the_excess_gets_503_not_a_hang() {
         "{} open, {refused} refused",
         open.len()
     );
-    assert_eq!(http_get(bin.port, "/healthz").await.status, 200);
-    let metrics = http_get(bin.port, "/metrics").await.text();
+    assert_eq!(http_get(bin.port(), "/healthz").await.status, 200);
+    let metrics = http_get(bin.port(), "/metrics").await.text();
     assert_eq!(
         sample(
             &metrics,

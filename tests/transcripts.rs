@@ -14,6 +14,7 @@ use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
 use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
 use tutor_queue::{Stopper, Transcripts};
 
+use crate::support::binary::RealServer;
 use crate::support::{
     chat_topic, http_get, start_chat, transcript_of, Config, Framing, Server, WAIT,
 };
@@ -274,14 +275,7 @@ fn an_unusable_data_dir_fails_the_start_with_its_name() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a directory").expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(&file)
-        .env_remove("PORT")
-        .env_remove("DATA_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the binary");
+    let output = RealServer::builder().data_dir(&file).output();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("a-file"), "{stderr}");
@@ -295,14 +289,7 @@ fn a_lock_file_that_cannot_be_opened_is_named_in_the_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = dir.path().join(tutor_queue::transcripts::LOCK_FILE);
     std::fs::create_dir(&lock).expect("a directory where the LOCK file goes");
-    let output = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("PORT")
-        .env_remove("DATA_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the binary");
+    let output = RealServer::builder().data_dir(dir.path()).output();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!("cannot open the LOCK file {}", lock.display());
@@ -314,71 +301,14 @@ fn a_lock_file_that_cannot_be_opened_is_named_in_the_error() {
     );
 }
 
-/// The real binary serving `data_dir` on a free port; its stderr is read on
-/// a thread (so it never blocks on a full pipe).
-struct Binary {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Binary {
-    fn start(data_dir: &std::path::Path) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tutor-queue"))
-            .args(["--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("PORT")
-            .env_remove("DATA_DIR")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let port = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not say where it listens");
-            };
-            if let Some((_, addr)) = line.split_once("listening on 127.0.0.1:") {
-                let digits: String = addr.chars().take_while(char::is_ascii_digit).collect();
-                break digits.parse().expect("a port");
-            }
-        };
-        Binary { child, port }
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        let status = self.child.wait().expect("reap the server");
-        assert!(!status.success(), "killed, not exited: {status:?}");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A chat in progress when the server is killed (SIGKILL) keeps what was
 /// committed, and when the server restarts on the same data directory it
 /// is finished as `interrupted`, at the time of its last recorded message.
 #[tokio::test]
 async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let first = Binary::start(dir.path());
-    let srv = Server { port: first.port };
+    let mut first = RealServer::builder().data_dir(dir.path()).spawn();
+    let srv = Server { port: first.port() };
     let (mut t, mut s, cid) = start_chat(&srv, Framing::V2, 1, 7).await;
     let topic = chat_topic(&cid);
     let mut sent = Vec::new();
@@ -391,7 +321,7 @@ async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
     // Wait until all three are committed (they are read back over the API).
     let deadline = Instant::now() + WAIT;
     let last_at = loop {
-        let (status, body) = get_json(first.port, &format!("/api/chats/{cid}/transcript")).await;
+        let (status, body) = get_json(first.port(), &format!("/api/chats/{cid}/transcript")).await;
         assert_eq!(status, 200, "{body}");
         if body["messages"].as_array().map(Vec::len) == Some(3) {
             assert_eq!(body["chat"]["ended_by"], Value::Null, "still in progress");
@@ -400,14 +330,15 @@ async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
         assert!(Instant::now() < deadline, "not committed: {body}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    first.sigkill();
+    let status = first.sigkill().await;
+    assert!(!status.success(), "killed, not exited: {status:?}");
 
-    let second = Binary::start(dir.path());
-    let (chat, stored) = transcript_of(second.port, &cid).await;
+    let second = RealServer::builder().data_dir(dir.path()).spawn();
+    let (chat, stored) = transcript_of(second.port(), &cid).await;
     assert_eq!(chat["ended_by"], "interrupted", "{chat}");
     assert_eq!(chat["finished_at"], last_at, "its last recorded message");
     assert_eq!(stored, sent, "what was committed");
-    let (_, list) = get_json(second.port, "/api/chats?teacher=1").await;
+    let (_, list) = get_json(second.port(), "/api/chats?teacher=1").await;
     assert_eq!(list["chats"][0]["id"], cid.as_str());
     assert_eq!(list["chats"][0]["ended_by"], "interrupted");
 }

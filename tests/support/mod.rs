@@ -58,3 +58,6 @@ macro_rules! both {
         }
     )* };
 }
+
+/// The real `tutor-queue` binary as a child process (`RealServer`).
+pub mod binary;
