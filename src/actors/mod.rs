@@ -2,15 +2,14 @@
 //! addresses with the topic registry. The hub is passed explicitly to every
 //! session (no global state), so one process can run many servers.
 //!
-//! * `TeacherRoster`, `StudentRoster`, `ChatLog`: thin owners of the domain
-//!   structs of the same meaning.
-//! * `ChatLifetime`: their only writer; one atomic operation at a time.
+//! * `Rosters`: thin owner of the domain state (`domain::Tutoring`: the
+//!   teacher and student rosters, the queue, the chat log), running one
+//!   `domain::steps` step per message.
+//! * `ChatLifetime`: its only caller; one atomic operation at a time.
 
 pub mod chat_lifetime;
-pub mod chat_log;
 mod gate;
-pub mod student_roster;
-pub mod teacher_roster;
+pub mod rosters;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,9 +18,7 @@ use actix::{Actor, Addr};
 use dashmap::DashMap;
 
 pub use chat_lifetime::ChatLifetime;
-pub use chat_log::ChatLog;
-pub use student_roster::StudentRoster;
-pub use teacher_roster::TeacherRoster;
+pub use rosters::Rosters;
 
 use crate::metrics::Metrics;
 use crate::topics::Topics;
@@ -59,14 +56,10 @@ impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
     pub fn start(config: Config, transcripts: Transcripts) -> Hub {
         let topics = Arc::new(Topics::new());
-        let teachers = TeacherRoster::default().start();
-        let students = StudentRoster::default().start();
-        let chats = ChatLog::default().start();
+        let rosters = Rosters::default().start();
         let metrics = Arc::new(Metrics::new());
         let lifetime = ChatLifetime::new(
-            teachers,
-            students,
-            chats,
+            rosters,
             topics.clone(),
             metrics.clone(),
             transcripts.clone(),
