@@ -2,17 +2,21 @@
 //!
 //! * the codec: decoding a relayed chat message and encoding its delivery,
 //!   in V1 and V2 framing (every relayed message pays one of each);
-//! * the tutoring rules: a student joining the queue, a claim (dequeue +
-//!   assign + create chat) and a finish, on a queue of 10,000 waiting students.
+//! * the tutoring rules: a student joining the queue, a claim (assign +
+//!   dequeue + create chat) and a finish, on a queue of 10,000 waiting
+//!   students: the very steps `ChatLifetime` runs, on `LocalParts` (the parts
+//!   held directly, so no mailbox round trips are timed; `pollster` polls the
+//!   steps, which answer at once).
 //!
 //! Run with `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use pollster::block_on;
 use serde_json::json;
 
-use tutor_queue::domain::{ChatId, StudentKey, Tutoring, UserId};
+use tutor_queue::domain::{ChatId, LocalParts, StudentKey, Tutoring, UserId};
 use tutor_queue::protocol::{self, Framing};
 
 const V1_SEND: &str = r#"{"topic":"chats:a17ffb00-ec45-4129-b076-775057324b7d","event":"teacher:send","payload":{"message":"Message from teacher: 17"},"ref":"42"}"#;
@@ -57,15 +61,17 @@ fn user(n: u64) -> UserId {
 }
 
 /// `waiting` students in the queue and one present teacher.
-fn queue_of(waiting: u64) -> Tutoring {
-    let mut tutoring = Tutoring::new();
-    for n in 0..waiting {
-        let id = user(n);
-        let key = StudentKey(id.key.clone());
-        tutoring.student_present(id);
-        tutoring.ready(&key);
-    }
-    tutoring.teacher_present(user(1).as_teacher());
+fn queue_of(waiting: u64) -> Tutoring<LocalParts> {
+    let tutoring = Tutoring::new(LocalParts::default());
+    block_on(async {
+        for n in 0..waiting {
+            let id = user(n);
+            let key = StudentKey(id.key.clone());
+            let _ = tutoring.student_present(id).await;
+            let _ = tutoring.ready(&key).await;
+        }
+        let _ = tutoring.teacher_present(user(1).as_teacher()).await;
+    });
     tutoring
 }
 
@@ -75,28 +81,29 @@ fn rules(c: &mut Criterion) {
         // By reference, so dropping the 10k roster stays outside the timing.
         b.iter_batched_ref(
             || {
-                let mut tutoring = queue_of(10_000);
+                let tutoring = queue_of(10_000);
                 let newcomer = user(1_000_000);
-                tutoring.student_present(newcomer.clone());
+                let _ = block_on(tutoring.student_present(newcomer.clone()));
                 (tutoring, StudentKey(newcomer.key))
             },
-            |(tutoring, key)| tutoring.ready(key).outcome,
+            |(tutoring, key)| block_on(tutoring.ready(key)).map(|s| s.outcome),
             BatchSize::LargeInput,
         )
     });
     group.bench_function("claim_and_finish_from_queue_of_10k", |b| {
-        let mut tutoring = queue_of(10_000);
+        let tutoring = queue_of(10_000);
         let teacher = user(1);
         let mut rng = rand::rng();
         b.iter(|| {
             // The steps ChatLifetime runs: claim (slot, head of the queue, chat),
             // terminate, the chat forgotten, and the student queues again at the tail.
             let chat = ChatId::random(&mut rng);
-            if let Some(claimed) = tutoring.claim(&teacher, chat).outcome {
-                tutoring.terminate(chat);
-                tutoring.discard(chat);
-                tutoring.ready(&claimed.student);
-            }
+            block_on(async {
+                let claimed = tutoring.claim(&teacher, chat).await.ok()?.outcome?;
+                tutoring.terminate(chat).await.ok()?;
+                tutoring.discard(chat).await.ok()?;
+                tutoring.ready(&claimed.student).await.ok()
+            })
         })
     });
     group.finish();

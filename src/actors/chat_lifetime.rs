@@ -3,17 +3,18 @@
 //! chats exist runs here, one at a time, as one atomic step:
 //!
 //! * join (presence or chat channel) and its D3 replacement,
-//! * ready, claim (= dequeue + assign + create), enter, finish,
+//! * ready, claim (= assign + dequeue + create), enter, finish,
 //! * a channel left, a connection gone: student vanishes, teacher vanishes.
 //!
-//! Each step runs its rule, one function of `domain::steps`, on the
-//! `Rosters` actor in one message and, because this actor handles nothing
-//! else until the step ends (`AtomicResponse`), no other step sees a
-//! half-done change. The rule answers what happened, the `user:status`
-//! snapshot after it and who must hear of it; the step here does the rest:
-//! transcripts, topics, metrics, and its frames, queued in the order
-//! PROTOCOL 5.4 and 7.3 give, so every teacher sees consistent snapshots in
-//! the true order.
+//! Each step runs its rule, one function of `domain::steps`, over the parts
+//! owned by `TeacherRoster`, `StudentRoster` and `ChatLog` (one round trip
+//! per part it touches) and, because this actor handles nothing else until
+//! the step ends (`AtomicResponse`), no other step sees a half-done change;
+//! the three actors take messages from this one only. The rule answers what
+//! happened, the `user:status` snapshot after it and who must hear of it;
+//! the step here does the rest: transcripts, topics, metrics, and its
+//! frames, queued in the order PROTOCOL 5.4 and 7.3 give, so every teacher
+//! sees consistent snapshots in the true order.
 //!
 //! It never touches the relay path: chat messages go session to session.
 //!
@@ -33,7 +34,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::gate::Gate;
-use super::rosters::{Rosters, Step};
+use super::parts::RosterParts;
 use crate::channels::{ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal};
 use crate::domain::{
     ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusNews, StatusSnapshot,
@@ -135,14 +136,14 @@ pub struct ChatLifetime {
 
 impl ChatLifetime {
     pub fn new(
-        rosters: Addr<Rosters>,
+        parts: RosterParts,
         topics: Arc<Topics>,
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
-                rosters,
+                tutoring: Tutoring::new(parts),
                 topics,
                 metrics,
                 transcripts,
@@ -251,7 +252,7 @@ impl Handler<SessionGone> for ChatLifetime {
 }
 
 /// What `ChatLifetime` knows and the rosters do not: which connection holds
-/// which channel, and the last snapshot the rosters answered.
+/// which channel, and the last snapshot a step answered.
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionId, Members>,
@@ -337,7 +338,8 @@ enum MemberKind {
 }
 
 struct Core {
-    rosters: Addr<Rosters>,
+    /// The steps, over the three part actors.
+    tutoring: Tutoring<RosterParts>,
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
     transcripts: Transcripts,
@@ -351,23 +353,6 @@ fn chat_topic(chat: ChatId) -> String {
 }
 
 impl Core {
-    /// Runs one step of the rules (`domain::steps`) on the rosters and waits
-    /// for its answer. `Rosters` lives as long as the server, so a failure
-    /// here is a bug worth a log line; the step then stops where it is
-    /// rather than guessing.
-    async fn step<R: Send + 'static>(
-        &self,
-        step: impl FnOnce(&mut Tutoring) -> R + Send + 'static,
-    ) -> Option<R> {
-        match self.rosters.send(Step(step)).await {
-            Ok(answer) => Some(answer),
-            Err(error) => {
-                tracing::error!(%error, "the rosters did not answer");
-                None
-            }
-        }
-    }
-
     /// Keeps the snapshot a step answered; its news is for `announce`, after
     /// the step's own frames.
     fn record<T>(&self, stepped: Stepped<T>) -> (T, StatusNews) {
@@ -456,7 +441,7 @@ impl Core {
         let (event, payload) = match kind {
             ChannelKind::Student { student } if msg.extensions.queue_position => {
                 let student = student.as_student();
-                let Some(notice) = self.step(|t| t.watch_position(student)).await else {
+                let Ok(notice) = self.tutoring.watch_position(student).await else {
                     return;
                 };
                 self.state.borrow_mut().position_watchers += 1;
@@ -476,8 +461,7 @@ impl Core {
         if let (MemberKind::Student(student), true) =
             (&membership.kind, membership.extensions.queue_position)
         {
-            let student = student.clone();
-            self.step(move |t| t.unwatch_position(&student)).await;
+            self.tutoring.unwatch_position(student).await.ok();
             let mut state = self.state.borrow_mut();
             state.position_watchers = state.position_watchers.saturating_sub(1);
         }
@@ -490,7 +474,7 @@ impl Core {
             state.round_scheduled = false;
             state.positions_moved = false;
         }
-        let Some(due) = self.step(|t| t.due_positions()).await else {
+        let Ok(due) = self.tutoring.due_positions().await else {
             return;
         };
         for (student, notice) in due {
@@ -529,7 +513,7 @@ impl Core {
                 user,
             } => {
                 let (chat, asking) = (*chat, user.clone());
-                let check = self.step(move |t| t.authorize_join(chat, asking)).await;
+                let check = self.tutoring.authorize_join(chat, asking).await.ok();
                 match (check, user) {
                     (Some(JoinCheck::Allowed), Some((role, _))) => Ok((
                         MemberKind::Chat(chat),
@@ -549,14 +533,14 @@ impl Core {
         match kind {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
-                if let Some(stepped) = self.step(|t| t.teacher_present(teacher)).await {
+                if let Ok(stepped) = self.tutoring.teacher_present(teacher).await {
                     let ((), news) = self.record(stepped);
                     self.announce(news);
                 }
             }
             ChannelKind::Student { student } => {
                 let student = student.clone();
-                self.step(|t| t.student_present(student)).await;
+                self.tutoring.student_present(student).await.ok();
             }
             ChannelKind::Chat { .. } => {}
         }
@@ -572,8 +556,7 @@ impl Core {
         match (r.command, &r.kind) {
             (Command::Ready, ChannelKind::Student { student }) => {
                 let student = student.as_student();
-                let key = student.clone();
-                if let Some(stepped) = self.step(move |t| t.ready(&key)).await {
+                if let Ok(stepped) = self.tutoring.ready(&student).await {
                     let (outcome, news) = self.record(stepped);
                     if matches!(outcome, ReadyOutcome::Queued(_)) {
                         let mut state = self.state.borrow_mut();
@@ -589,7 +572,7 @@ impl Core {
             }
             (Command::Entered(role), ChannelKind::Chat { chat, .. }) => {
                 let chat = *chat;
-                let entered = self.step(move |t| t.enter(chat, role)).await;
+                let entered = self.tutoring.enter(chat, role).await.ok();
                 match entered {
                     Some(EnterOutcome::Ready) => {
                         self.transcripts.chat_started(chat, SystemTime::now());
@@ -602,7 +585,7 @@ impl Core {
             }
             (Command::Terminate, ChannelKind::Chat { chat, role }) => {
                 let (chat, role) = (*chat, *role);
-                if let Some(stepped) = self.step(move |t| t.terminate(chat)).await {
+                if let Ok(stepped) = self.tutoring.terminate(chat).await {
                     let (ended, news) = self.record(stepped);
                     if ended.is_some() {
                         self.chat_finished(chat, EndReason::EndedBy(role)).await;
@@ -620,8 +603,7 @@ impl Core {
     async fn claim(&self, r: &Request, teacher_id: &UserId) -> Option<Arc<str>> {
         let teacher = teacher_id.as_teacher();
         let chat = ChatId::random(&mut rand::rng());
-        let claimer = teacher_id.clone();
-        let stepped = self.step(move |t| t.claim(&claimer, chat)).await?;
+        let stepped = self.tutoring.claim(teacher_id, chat).await.ok()?;
         let (claimed, news) = self.record(stepped);
         let claimed = claimed?;
         if let Some(since) = self.state.borrow_mut().ready_at.remove(&claimed.student) {
@@ -673,7 +655,7 @@ impl Core {
             audience: Audience::EndReason(true),
         });
         if self.topics.subscriber_count(&topic) == 0 {
-            self.step(move |t| t.discard(chat)).await;
+            self.tutoring.discard(chat).await.ok();
         }
     }
 
@@ -705,7 +687,7 @@ impl Core {
                 // Leaving a chat channel alone changes nothing about the chat;
                 // a finished chat with nobody left on it is forgotten.
                 if remaining == 0 {
-                    self.step(move |t| t.discard(chat)).await;
+                    self.tutoring.discard(chat).await.ok();
                 }
             }
         }
@@ -714,8 +696,7 @@ impl Core {
     /// PROTOCOL 6.1, when it was the student's last presence channel: a chat
     /// it was in finishes.
     async fn student_absent(&self, student: StudentKey) {
-        let key = student.clone();
-        let Some(stepped) = self.step(move |t| t.student_absent(&key)).await else {
+        let Ok(stepped) = self.tutoring.student_absent(&student).await else {
             return;
         };
         let (vanished, news) = self.record(stepped);
@@ -733,7 +714,7 @@ impl Core {
     /// chats are abandoned, their students requeued at the head, their
     /// channels closed with `phx_close`, and no `chat:terminated` is sent.
     async fn teacher_absent(&self, teacher: TeacherKey) {
-        let Some(stepped) = self.step(move |t| t.teacher_absent(&teacher)).await else {
+        let Ok(stepped) = self.tutoring.teacher_absent(&teacher).await else {
             return;
         };
         let (abandoned, news) = self.record(stepped);

@@ -2,14 +2,15 @@
 //! addresses with the topic registry. The hub is passed explicitly to every
 //! session (no global state), so one process can run many servers.
 //!
-//! * `Rosters`: thin owner of the domain state (`domain::Tutoring`: the
-//!   teacher and student rosters, the queue, the chat log), running one
-//!   `domain::steps` step per message.
-//! * `ChatLifetime`: its only caller; one atomic operation at a time.
+//! * `TeacherRoster`, `StudentRoster`, `ChatLog` (`parts`): thin owners of
+//!   the three parts of the tutoring state (teachers; students, queue and
+//!   position watch; chats), each running the closures the steps send it.
+//! * `ChatLifetime`: their only writer; one atomic step of `domain::steps`
+//!   at a time.
 
 pub mod chat_lifetime;
 mod gate;
-pub mod rosters;
+pub mod parts;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use actix::{Actor, Addr};
 use dashmap::DashMap;
 
 pub use chat_lifetime::ChatLifetime;
-pub use rosters::Rosters;
+pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
 use crate::metrics::Metrics;
 use crate::topics::Topics;
@@ -56,10 +57,9 @@ impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
     pub fn start(config: Config, transcripts: Transcripts) -> Hub {
         let topics = Arc::new(Topics::new());
-        let rosters = Rosters::default().start();
         let metrics = Arc::new(Metrics::new());
         let lifetime = ChatLifetime::new(
-            rosters,
+            RosterParts::start(),
             topics.clone(),
             metrics.clone(),
             transcripts.clone(),

@@ -1,5 +1,5 @@
 //! The tutoring rules as plain Rust (PROTOCOL sections 5 to 7): no actors, no sockets, no
-//! async, no clocks.
+//! clocks. Only the steps are `async`, to reach their parts through whatever holds them.
 //!
 //! * [`ids`]: user keys (`7` and `"7"` are one user), the separate teacher and student
 //!   namespaces, chat ids.
@@ -14,9 +14,11 @@
 //! * [`positions`]: who is told its place in the queue, and when (opt-in
 //!   `queue:position`), with the work per queue change bounded.
 //! * [`steps`]: the steps (join, ready, claim, enter, terminate, a student or a teacher
-//!   vanishing) over all of the above at once ([`Tutoring`]), each answering what
-//!   happened and which `user:status` it calls for. `ChatLifetime` runs these very
-//!   functions, and the invariant tests beside them drive them in random order.
+//!   vanishing) over the three parts above ([`Tutoring`]), each answering what happened
+//!   and which `user:status` it calls for. They reach the parts through
+//!   [`TutoringParts`]: in the server, one actor per part; in the invariant tests beside
+//!   them and the benchmarks, [`LocalParts`]. `ChatLifetime` runs these very functions,
+//!   and the invariant tests drive them in random order.
 //!
 //! The methods report what changed, so the caller knows which frames to send; they never
 //! send anything, never block, and never panic on any input: unknown keys and repeated
@@ -39,4 +41,7 @@ pub use rosters::{
     MAX_CHATS_PER_TEACHER,
 };
 pub use status::StatusSnapshot;
-pub use steps::{Abandoned, Claimed, StatusNews, Stepped, Tutoring, Vanished};
+pub use steps::{
+    Abandoned, Claimed, LocalParts, PartGone, StatusNews, Stepped, StudentPart, Tutoring,
+    TutoringParts, Vanished,
+};
