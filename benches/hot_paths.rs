@@ -2,17 +2,21 @@
 //!
 //! * the codec: decoding a relayed chat message and encoding its delivery,
 //!   in V1 and V2 framing (every relayed message pays one of each);
-//! * the tutoring rules: a student joining the queue, a claim (dequeue +
-//!   assign + create chat) and a finish, on a queue of 10,000 waiting students.
+//! * the tutoring rules: a student joining the queue, a claim (assign +
+//!   dequeue + create chat) and a finish, on a queue of 10,000 waiting
+//!   students: the very steps `ChatLifetime` runs, on `LocalParts` (the parts
+//!   held directly, so no mailbox round trips are timed; `pollster` polls the
+//!   steps, which answer at once).
 //!
 //! Run with `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use pollster::block_on;
 use serde_json::json;
 
-use tutor_queue::domain::{ChatId, Chats, StudentKey, Students, Teachers, UserId};
+use tutor_queue::domain::{ChatId, LocalParts, StudentKey, Tutoring, UserId};
 use tutor_queue::protocol::{self, Framing};
 
 const V1_SEND: &str = r#"{"topic":"chats:a17ffb00-ec45-4129-b076-775057324b7d","event":"teacher:send","payload":{"message":"Message from teacher: 17"},"ref":"42"}"#;
@@ -56,18 +60,19 @@ fn user(n: u64) -> UserId {
     UserId::from_json(&json!(n)).unwrap_or_else(|| unreachable!("integers are valid ids"))
 }
 
-/// A roster with `waiting` students in the queue and one present teacher.
-fn queue_of(waiting: u64) -> (Teachers, Students, Chats) {
-    let mut students = Students::new();
-    for n in 0..waiting {
-        let id = user(n);
-        let key = StudentKey(id.key.clone());
-        students.join(id);
-        students.ready(&key);
-    }
-    let mut teachers = Teachers::new();
-    teachers.join(user(1).as_teacher());
-    (teachers, students, Chats::new())
+/// `waiting` students in the queue and one present teacher.
+fn queue_of(waiting: u64) -> Tutoring<LocalParts> {
+    let tutoring = Tutoring::new(LocalParts::default());
+    block_on(async {
+        for n in 0..waiting {
+            let id = user(n);
+            let key = StudentKey(id.key.clone());
+            let _ = tutoring.student_present(id).await;
+            let _ = tutoring.ready(&key).await;
+        }
+        let _ = tutoring.teacher_present(user(1).as_teacher()).await;
+    });
+    tutoring
 }
 
 fn rules(c: &mut Criterion) {
@@ -76,35 +81,29 @@ fn rules(c: &mut Criterion) {
         // By reference, so dropping the 10k roster stays outside the timing.
         b.iter_batched_ref(
             || {
-                let (_, mut students, _) = queue_of(10_000);
+                let tutoring = queue_of(10_000);
                 let newcomer = user(1_000_000);
-                students.join(newcomer.clone());
-                (students, StudentKey(newcomer.key))
+                let _ = block_on(tutoring.student_present(newcomer.clone()));
+                (tutoring, StudentKey(newcomer.key))
             },
-            |(students, key)| students.ready(key),
+            |(tutoring, key)| block_on(tutoring.ready(key)).map(|s| s.outcome),
             BatchSize::LargeInput,
         )
     });
     group.bench_function("claim_and_finish_from_queue_of_10k", |b| {
-        let (mut teachers, mut students, mut chats) = queue_of(10_000);
+        let tutoring = queue_of(10_000);
         let teacher = user(1);
-        let teacher_key = teacher.as_teacher();
         let mut rng = rand::rng();
         b.iter(|| {
-            // claim: slot, head of the queue, chat ...
+            // The steps ChatLifetime runs: claim (slot, head of the queue, chat),
+            // terminate, the chat forgotten, and the student queues again at the tail.
             let chat = ChatId::random(&mut rng);
-            let slot = teachers.try_assign(&teacher_key, chat);
-            let assigned = students.dequeue(chat);
-            if let (Ok(()), Some(assigned)) = (slot, assigned) {
-                chats.create(chat, &teacher, &assigned.id);
-                // ... then finish, and the student queues again at the tail.
-                if let Some(ended) = chats.finish(chat) {
-                    teachers.release(&ended.teacher, chat);
-                    students.finish_chat(&ended.student, chat);
-                    students.ready(&ended.student);
-                }
-                chats.discard(chat);
-            }
+            block_on(async {
+                let claimed = tutoring.claim(&teacher, chat).await.ok()?.outcome?;
+                tutoring.terminate(chat).await.ok()?;
+                tutoring.discard(chat).await.ok()?;
+                tutoring.ready(&claimed.student).await.ok()
+            })
         })
     });
     group.finish();

@@ -3,15 +3,18 @@
 //! chats exist runs here, one at a time, as one atomic step:
 //!
 //! * join (presence or chat channel) and its D3 replacement,
-//! * ready, claim (= dequeue + assign + create), enter, finish,
+//! * ready, claim (= assign + dequeue + create), enter, finish,
 //! * a channel left, a connection gone: student vanishes, teacher vanishes.
 //!
-//! Each step asks `TeacherRoster`, `StudentRoster` and `ChatLog` what it needs
-//! and, because the actor handles nothing else until the step ends
-//! (`AtomicResponse`), no other step sees a half-done change. The step also
-//! computes the `user:status` snapshot from the counts the rosters answered
-//! and queues its frames itself, in the order PROTOCOL 5.4 and 7.3 give, so
-//! every teacher sees consistent snapshots in the true order.
+//! Each step runs its rule, one function of `domain::steps`, over the parts
+//! owned by `TeacherRoster`, `StudentRoster` and `ChatLog` (one round trip
+//! per part it touches) and, because this actor handles nothing else until
+//! the step ends (`AtomicResponse`), no other step sees a half-done change;
+//! the three actors take messages from this one only. The rule answers what
+//! happened, the `user:status` snapshot after it and who must hear of it;
+//! the step here does the rest: transcripts, topics, metrics, and its
+//! frames, queued in the order PROTOCOL 5.4 and 7.3 give, so every teacher
+//! sees consistent snapshots in the true order.
 //!
 //! It never touches the relay path: chat messages go session to session.
 //!
@@ -27,25 +30,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::chat_log::{
-    AbandonChat, AuthorizeJoin, ChatLog, CreateChat, DiscardChat, EnterChat, FinishChat,
-};
 use super::gate::Gate;
-use super::student_roster::{
-    DequeueStudent, DuePositions, FinishStudent, RequeueStudent, StudentAbsent, StudentPresent,
-    StudentReady, StudentRoster, UnwatchPosition, WatchPosition,
-};
-use super::teacher_roster::{
-    AssignSlot, ReleaseSlot, TeacherAbsent, TeacherPresent, TeacherRoster,
-};
+use super::parts::RosterParts;
 use crate::channels::{ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal};
 use crate::domain::{
-    ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusSnapshot, StudentCounts,
-    StudentKey, StudentState, TeacherKey, UserId,
+    ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusNews, StatusSnapshot,
+    Stepped, StudentKey, TeacherKey, Tutoring, UserId, Vanished,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
@@ -143,18 +136,14 @@ pub struct ChatLifetime {
 
 impl ChatLifetime {
     pub fn new(
-        teachers: Addr<TeacherRoster>,
-        students: Addr<StudentRoster>,
-        chats: Addr<ChatLog>,
+        parts: RosterParts,
         topics: Arc<Topics>,
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
-                teachers,
-                students,
-                chats,
+                tutoring: Tutoring::new(parts),
                 topics,
                 metrics,
                 transcripts,
@@ -263,12 +252,11 @@ impl Handler<SessionGone> for ChatLifetime {
 }
 
 /// What `ChatLifetime` knows and the rosters do not: which connection holds
-/// which channel, and the counts of the last snapshot.
+/// which channel, and the last snapshot a step answered.
 #[derive(Default)]
 struct State {
     sessions: HashMap<SessionId, Members>,
-    teachers_total: usize,
-    students: StudentCounts,
+    status: StatusSnapshot,
     evicted: Vec<SessionId>,
     /// Channels that asked for `queue:position`.
     position_watchers: usize,
@@ -350,9 +338,8 @@ enum MemberKind {
 }
 
 struct Core {
-    teachers: Addr<TeacherRoster>,
-    students: Addr<StudentRoster>,
-    chats: Addr<ChatLog>,
+    /// The steps, over the three part actors.
+    tutoring: Tutoring<RosterParts>,
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
     transcripts: Transcripts,
@@ -361,30 +348,34 @@ struct Core {
     state: RefCell<State>,
 }
 
-/// Asks an actor and waits for the answer. The rosters and the chat log live
-/// as long as the server, so a failure here is a bug worth a log line; the
-/// step then stops where it is rather than guessing.
-async fn ask<A, M>(addr: &Addr<A>, msg: M) -> Option<M::Result>
-where
-    A: Actor + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
-    M: Message + Send + 'static,
-    M::Result: Send,
-{
-    match addr.send(msg).await {
-        Ok(answer) => Some(answer),
-        Err(error) => {
-            tracing::error!(%error, "a roster actor did not answer");
-            None
-        }
-    }
-}
-
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
 }
 
 impl Core {
+    /// Keeps the snapshot a step answered; its news is for `announce`, after
+    /// the step's own frames.
+    fn record<T>(&self, stepped: Stepped<T>) -> (T, StatusNews) {
+        let mut state = self.state.borrow_mut();
+        if state.status.teachers != stepped.status.teachers {
+            state.positions_moved = true;
+        }
+        state.status = stepped.status;
+        self.metrics
+            .teachers_present
+            .set(stepped.status.teachers as i64);
+        (stepped.outcome, stepped.news)
+    }
+
+    /// The `user:status` a step called for.
+    fn announce(&self, news: StatusNews) {
+        match news {
+            StatusNews::None => {}
+            StatusNews::Teachers => self.broadcast_live_status(),
+            StatusNews::Students => self.broadcast_status(),
+        }
+    }
+
     // ----- joins -------------------------------------------------------
 
     async fn join(self: Rc<Self>, msg: Join) -> Result<ChannelKind, Refusal> {
@@ -449,10 +440,8 @@ impl Core {
     async fn greet(&self, msg: &Join, kind: &ChannelKind) {
         let (event, payload) = match kind {
             ChannelKind::Student { student } if msg.extensions.queue_position => {
-                let teachers = self.state.borrow().teachers_total;
                 let student = student.as_student();
-                let Some(notice) = ask(&self.students, WatchPosition { student, teachers }).await
-                else {
+                let Ok(notice) = self.tutoring.watch_position(student).await else {
                     return;
                 };
                 self.state.borrow_mut().position_watchers += 1;
@@ -472,8 +461,7 @@ impl Core {
         if let (MemberKind::Student(student), true) =
             (&membership.kind, membership.extensions.queue_position)
         {
-            let student = student.clone();
-            ask(&self.students, UnwatchPosition { student }).await;
+            self.tutoring.unwatch_position(student).await.ok();
             let mut state = self.state.borrow_mut();
             state.position_watchers = state.position_watchers.saturating_sub(1);
         }
@@ -481,13 +469,12 @@ impl Core {
 
     /// One round of `queue:position` notices (see `domain::positions`).
     async fn position_round(self: Rc<Self>) {
-        let teachers = {
+        {
             let mut state = self.state.borrow_mut();
             state.round_scheduled = false;
             state.positions_moved = false;
-            state.teachers_total
-        };
-        let Some(due) = ask(&self.students, DuePositions { teachers }).await else {
+        }
+        let Ok(due) = self.tutoring.due_positions().await else {
             return;
         };
         for (student, notice) in due {
@@ -525,21 +512,12 @@ impl Core {
                 chat: Some(chat),
                 user,
             } => {
-                let check = ask(
-                    &self.chats,
-                    AuthorizeJoin {
-                        chat: *chat,
-                        user: user.clone(),
-                    },
-                )
-                .await;
+                let (chat, asking) = (*chat, user.clone());
+                let check = self.tutoring.authorize_join(chat, asking).await.ok();
                 match (check, user) {
                     (Some(JoinCheck::Allowed), Some((role, _))) => Ok((
-                        MemberKind::Chat(*chat),
-                        ChannelKind::Chat {
-                            chat: *chat,
-                            role: *role,
-                        },
+                        MemberKind::Chat(chat),
+                        ChannelKind::Chat { chat, role: *role },
                         Some(*role),
                     )),
                     (Some(JoinCheck::UnknownChat), _) => Err(Refusal::UnknownChat),
@@ -555,15 +533,14 @@ impl Core {
         match kind {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
-                if let Some(total) = ask(&self.teachers, TeacherPresent { teacher }).await {
-                    if self.teachers_now(total) {
-                        self.broadcast_live_status();
-                    }
+                if let Ok(stepped) = self.tutoring.teacher_present(teacher).await {
+                    let ((), news) = self.record(stepped);
+                    self.announce(news);
                 }
             }
             ChannelKind::Student { student } => {
                 let student = student.clone();
-                ask(&self.students, StudentPresent { student }).await;
+                self.tutoring.student_present(student).await.ok();
             }
             ChannelKind::Chat { .. } => {}
         }
@@ -579,16 +556,13 @@ impl Core {
         match (r.command, &r.kind) {
             (Command::Ready, ChannelKind::Student { student }) => {
                 let student = student.as_student();
-                let student_key = student.clone();
-                if let Some((outcome, counts)) = ask(&self.students, StudentReady { student }).await
-                {
+                if let Ok(stepped) = self.tutoring.ready(&student).await {
+                    let (outcome, news) = self.record(stepped);
                     if matches!(outcome, ReadyOutcome::Queued(_)) {
                         let mut state = self.state.borrow_mut();
-                        state.students = counts;
-                        state.ready_at.insert(student_key.clone(), Instant::now());
-                        drop(state);
-                        self.broadcast_status();
+                        state.ready_at.insert(student, Instant::now());
                     }
+                    self.announce(news);
                 }
                 self.reply(&r, ReplyStatus::Ok, "{}");
             }
@@ -597,10 +571,11 @@ impl Core {
                 self.reply(&r, ReplyStatus::Ok, response.as_deref().unwrap_or("{}"));
             }
             (Command::Entered(role), ChannelKind::Chat { chat, .. }) => {
-                let entered = ask(&self.chats, EnterChat { chat: *chat, role }).await;
+                let chat = *chat;
+                let entered = self.tutoring.enter(chat, role).await.ok();
                 match entered {
                     Some(EnterOutcome::Ready) => {
-                        self.transcripts.chat_started(*chat, SystemTime::now());
+                        self.transcripts.chat_started(chat, SystemTime::now());
                         self.broadcast(&r.topic, "chat:ready", "{}");
                         self.reply(&r, ReplyStatus::Ok, "{}");
                     }
@@ -609,8 +584,13 @@ impl Core {
                 }
             }
             (Command::Terminate, ChannelKind::Chat { chat, role }) => {
-                if self.finish_chat(*chat, EndReason::EndedBy(*role)).await {
-                    self.broadcast_status();
+                let (chat, role) = (*chat, *role);
+                if let Ok(stepped) = self.tutoring.terminate(chat).await {
+                    let (ended, news) = self.record(stepped);
+                    if ended.is_some() {
+                        self.chat_finished(chat, EndReason::EndedBy(role)).await;
+                    }
+                    self.announce(news);
                 }
                 self.reply(&r, ReplyStatus::Ok, "{}");
             }
@@ -623,68 +603,34 @@ impl Core {
     async fn claim(&self, r: &Request, teacher_id: &UserId) -> Option<Arc<str>> {
         let teacher = teacher_id.as_teacher();
         let chat = ChatId::random(&mut rand::rng());
-        let slot = ask(
-            &self.teachers,
-            AssignSlot {
-                teacher: teacher.clone(),
-                chat,
-            },
-        )
-        .await;
-        if slot != Some(Ok(())) {
-            return None;
+        let stepped = self.tutoring.claim(teacher_id, chat).await.ok()?;
+        let (claimed, news) = self.record(stepped);
+        let claimed = claimed?;
+        if let Some(since) = self.state.borrow_mut().ready_at.remove(&claimed.student) {
+            self.metrics.observe_queue_wait(since.elapsed());
         }
-        let dequeued = ask(&self.students, DequeueStudent { chat }).await;
-        let Some((Some(assigned), counts)) = dequeued else {
-            ask(&self.teachers, ReleaseSlot { teacher, chat }).await;
-            return None;
-        };
-        {
-            let mut state = self.state.borrow_mut();
-            state.students = counts;
-            if let Some(since) = state.ready_at.remove(&assigned.student) {
-                self.metrics.observe_queue_wait(since.elapsed());
-            }
-        }
-        let created = CreateChat {
-            chat,
-            teacher: teacher_id.clone(),
-            student: assigned.id.clone(),
-        };
-        let chat_object = ask(&self.chats, created).await?;
         let now = SystemTime::now();
         self.transcripts
-            .chat_created(chat, &teacher, &assigned.student, now);
+            .chat_created(chat, &teacher, &claimed.student, now);
 
         let push = protocol::encode_push(
             r.session.framing(),
             &r.topic,
             &format!("new:chat:{}", teacher.0),
-            &chat_object,
+            &claimed.object,
         );
         self.deliver(&r.session, r.channel, push);
-        let student_topic = format!("presence:student:{}", assigned.student.0);
-        self.broadcast(&student_topic, "new:chat", &chat_object);
-        self.broadcast_status();
-        Some(chat_object)
+        let student_topic = format!("presence:student:{}", claimed.student.0);
+        self.broadcast(&student_topic, "new:chat", &claimed.object);
+        self.announce(news);
+        Some(claimed.object)
     }
 
-    /// PROTOCOL 7.2: finish an active chat exactly once. `chat:terminated`
-    /// goes to its channels (with the reason to those that asked); the caller
-    /// broadcasts the status. Returns false if the chat was not active.
-    async fn finish_chat(&self, chat: ChatId, reason: EndReason) -> bool {
-        let student_stays = reason != EndReason::StudentLeft;
-        let Some(Some(ended)) = ask(&self.chats, FinishChat { chat }).await else {
-            return false;
-        };
-        let teacher = ended.teacher;
-        ask(&self.teachers, ReleaseSlot { teacher, chat }).await;
-        if student_stays {
-            let student = ended.student;
-            if let Some(counts) = ask(&self.students, FinishStudent { student, chat }).await {
-                self.state.borrow_mut().students = counts;
-            }
-        }
+    /// PROTOCOL 7.2, once a step has finished an active chat (exactly once):
+    /// `chat:terminated` goes to its channels (with the reason to those that
+    /// asked) once the transcript has the finish; the caller announces the
+    /// status.
+    async fn chat_finished(&self, chat: ChatId, reason: EndReason) {
         self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
         // No relay gets in after this, so the finish record follows every
@@ -709,9 +655,8 @@ impl Core {
             audience: Audience::EndReason(true),
         });
         if self.topics.subscriber_count(&topic) == 0 {
-            ask(&self.chats, DiscardChat { chat }).await;
+            self.tutoring.discard(chat).await.ok();
         }
-        true
     }
 
     // ----- leaving ------------------------------------------------------
@@ -742,79 +687,51 @@ impl Core {
                 // Leaving a chat channel alone changes nothing about the chat;
                 // a finished chat with nobody left on it is forgotten.
                 if remaining == 0 {
-                    ask(&self.chats, DiscardChat { chat }).await;
+                    self.tutoring.discard(chat).await.ok();
                 }
             }
         }
     }
 
-    /// PROTOCOL 6.1, when it was the student's last presence channel.
+    /// PROTOCOL 6.1, when it was the student's last presence channel: a chat
+    /// it was in finishes.
     async fn student_absent(&self, student: StudentKey) {
-        let key = student.clone();
-        let Some((vanished, counts)) = ask(&self.students, StudentAbsent { student }).await else {
+        let Ok(stepped) = self.tutoring.student_absent(&student).await else {
             return;
         };
-        {
-            let mut state = self.state.borrow_mut();
-            state.students = counts;
-            if vanished.is_some() {
-                state.ready_at.remove(&key);
-            }
+        let (vanished, news) = self.record(stepped);
+        let Some(Vanished { finished, .. }) = vanished else {
+            return;
+        };
+        self.state.borrow_mut().ready_at.remove(&student);
+        if let Some(chat) = finished {
+            self.chat_finished(chat, EndReason::StudentLeft).await;
         }
-        match vanished {
-            // Still present elsewhere, or never sent student:ready: no change
-            // to the counts, so no broadcast (PROTOCOL 8 item 4).
-            None | Some(StudentState::Present) => {}
-            Some(StudentState::Chatting { chat, .. }) => {
-                self.finish_chat(chat, EndReason::StudentLeft).await;
-                self.broadcast_status();
-            }
-            Some(StudentState::Waiting(_)) | Some(StudentState::Finished) => {
-                self.broadcast_status()
-            }
-        }
+        self.announce(news);
     }
 
     /// PROTOCOL 6.2, when it was the teacher's last presence channel: its
     /// chats are abandoned, their students requeued at the head, their
     /// channels closed with `phx_close`, and no `chat:terminated` is sent.
     async fn teacher_absent(&self, teacher: TeacherKey) {
-        let Some(absence) = ask(&self.teachers, TeacherAbsent { teacher }).await else {
+        let Ok(stepped) = self.tutoring.teacher_absent(&teacher).await else {
             return;
         };
-        let fewer_teachers = self.teachers_now(absence.total);
-        let Some(chats) = absence.vanished_with else {
-            if fewer_teachers {
-                self.broadcast_live_status();
+        let (abandoned, news) = self.record(stepped);
+        for abandoned in abandoned.unwrap_or_default() {
+            if let Some(student) = abandoned.requeued {
+                self.state
+                    .borrow_mut()
+                    .ready_at
+                    .insert(student, Instant::now());
             }
-            return;
-        };
-        let mut requeued = false;
-        for chat in chats {
-            if let Some(Some(student)) = ask(&self.chats, AbandonChat { chat }).await {
-                let key = student.clone();
-                if let Some((back, counts)) =
-                    ask(&self.students, RequeueStudent { student, chat }).await
-                {
-                    requeued |= back;
-                    let mut state = self.state.borrow_mut();
-                    state.students = counts;
-                    if back {
-                        state.ready_at.insert(key, Instant::now());
-                    }
-                }
-            }
+            let chat = abandoned.chat;
             let now = SystemTime::now();
             let how = transcripts::EndReason::TeacherLeft;
             self.transcripts.chat_finished(chat, how, now, || {});
             self.close_chat_channels(chat);
-            ask(&self.chats, DiscardChat { chat }).await;
         }
-        if requeued {
-            self.broadcast_status();
-        } else if fewer_teachers {
-            self.broadcast_live_status();
-        }
+        self.announce(news);
     }
 
     /// Server-side close of every channel joined to an abandoned chat.
@@ -846,21 +763,7 @@ impl Core {
     }
 
     fn snapshot(&self) -> StatusSnapshot {
-        let state = self.state.borrow();
-        StatusSnapshot {
-            teachers: state.teachers_total,
-            students: state.students,
-        }
-    }
-
-    /// Records the teacher count; true if it changed.
-    fn teachers_now(&self, total: usize) -> bool {
-        let mut state = self.state.borrow_mut();
-        let changed = state.teachers_total != total;
-        state.teachers_total = total;
-        self.metrics.teachers_present.set(total as i64);
-        state.positions_moved |= changed;
-        changed
+        self.state.borrow().status
     }
 
     /// Every change to the student counts: `user:status` to every teacher

@@ -2,18 +2,18 @@
 //! addresses with the topic registry. The hub is passed explicitly to every
 //! session (no global state), so one process can run many servers.
 //!
-//! * `TeacherRoster`, `StudentRoster`, `ChatLog`: thin owners of the domain
-//!   structs of the same meaning.
-//! * `ChatLifetime`: their only writer; one atomic operation at a time.
+//! * `TeacherRoster`, `StudentRoster`, `ChatLog` (`parts`): thin owners of
+//!   the three parts of the tutoring state (teachers; students, queue and
+//!   position watch; chats), each running the closures the steps send it.
+//! * `ChatLifetime`: their only writer; one atomic step of `domain::steps`
+//!   at a time.
 //! * `Admission`: the caps on open WebSocket connections, in all and per
 //!   client.
 
 mod admission;
 pub mod chat_lifetime;
-pub mod chat_log;
 mod gate;
-pub mod student_roster;
-pub mod teacher_roster;
+pub mod parts;
 
 use std::sync::Arc;
 
@@ -22,9 +22,7 @@ use dashmap::DashMap;
 
 pub use admission::{Admission, ClientKey, ConnectionSlot, Refused};
 pub use chat_lifetime::ChatLifetime;
-pub use chat_log::ChatLog;
-pub use student_roster::StudentRoster;
-pub use teacher_roster::TeacherRoster;
+pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
 use crate::metrics::Metrics;
 use crate::topics::Topics;
@@ -52,14 +50,9 @@ impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
     pub fn start(config: Config, transcripts: Transcripts) -> Hub {
         let topics = Arc::new(Topics::new());
-        let teachers = TeacherRoster::default().start();
-        let students = StudentRoster::default().start();
-        let chats = ChatLog::default().start();
         let metrics = Arc::new(Metrics::new());
         let lifetime = ChatLifetime::new(
-            teachers,
-            students,
-            chats,
+            RosterParts::start(),
             topics.clone(),
             metrics.clone(),
             transcripts.clone(),

@@ -151,7 +151,7 @@ impl fmt::Display for StudentKey {
 }
 
 /// Server-generated UUID v4 chat id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ChatId(Uuid);
 
 impl ChatId {

@@ -366,7 +366,7 @@ impl Students {
     }
 }
 
-/// Invariant checks shared with the cross-module simulation in `domain::tests`.
+/// Invariant checks shared with the invariant tests of `domain::steps`.
 #[cfg(test)]
 pub(crate) mod check {
     use super::*;

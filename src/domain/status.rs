@@ -10,7 +10,7 @@
 use super::rosters::StudentCounts;
 
 /// The user:status snapshot (PROTOCOL 5.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatusSnapshot {
     pub teachers: usize,
     pub students: StudentCounts,
