@@ -12,6 +12,11 @@ use crate::transcripts::StoreOptions;
 pub struct Config {
     /// A connection that sends no frame for this long is closed (PROTOCOL 1.5).
     pub idle_timeout: Duration,
+    /// How long data written to a connection may stay unacknowledged (or
+    /// unsent behind a zero window) before the kernel drops the connection
+    /// (`TCP_USER_TIMEOUT`): what frees a client that stopped reading for
+    /// good, whose close frame cannot be written either.
+    pub send_timeout: Duration,
     /// Largest inbound WebSocket message, in bytes; larger ones close with 1009.
     pub max_frame_bytes: usize,
     /// Channels one connection may have joined at once.
@@ -62,6 +67,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
             max_frame_bytes: 64 * 1024,
             max_channels: 100,
             outbound_limit: 8192,

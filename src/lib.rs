@@ -137,6 +137,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     };
     let hub = Hub::start(config, transcripts.clone());
     let app_hub = hub.clone();
+    let send_timeout = hub.config.send_timeout;
     let http = HttpServer::new(move || {
         App::new()
             .app_data(actix_web::web::Data::new(app_hub.clone()))
@@ -158,6 +159,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     // Chat frames are small and each waits for the other side's answer:
     // with Nagle on, a frame can sit behind a delayed ACK for ~40 ms.
     .tcp_nodelay(true)
+    .on_connect(move |connection, _| set_send_timeout(connection, send_timeout))
     .listen(listener)?
     .run();
     let stopper = Stopper {
@@ -169,6 +171,23 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
         stopper,
         local_addr,
     })
+}
+
+/// Bounds how long a connection's written data may go unacknowledged
+/// (`TCP_USER_TIMEOUT`). A client that stops reading for good stalls its
+/// connection's writer: the session is evicted but not even its close frame
+/// can be written, so without this the kernel would keep the connection (its
+/// descriptor and its place under `max_connections`) for as long as the
+/// client keeps acknowledging zero-window probes, which can be forever.
+fn set_send_timeout(connection: &dyn std::any::Any, timeout: std::time::Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+    let _ = (connection, timeout);
 }
 
 /// Serves the tutoring queue on `listener` until the server stops.

@@ -53,6 +53,10 @@ struct Args {
     /// Seconds without a frame before a connection is closed.
     #[arg(long, env = "IDLE_TIMEOUT_S", default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout_s: u64,
+    /// Seconds data written to a connection may stay unacknowledged before the
+    /// kernel drops the connection (TCP_USER_TIMEOUT; frees clients that stopped reading).
+    #[arg(long, env = "SEND_TIMEOUT_S", default_value_t = Config::default().send_timeout.as_secs())]
+    send_timeout_s: u64,
     /// Directory of the transcript database (created if missing).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         outbound_limit: args.outbound_limit,
         outbound_bytes: args.outbound_bytes,
         idle_timeout: Duration::from_secs(args.idle_timeout_s.max(1)),
+        send_timeout: Duration::from_secs(args.send_timeout_s.max(1)),
         data_dir: args.data_dir.clone(),
         transcripts: !args.no_transcripts,
         ..Config::default()

@@ -457,6 +457,75 @@ async fn slow_consumer_is_bounded_by_bytes(framing: Framing) {
     .await;
 }
 
+/// A client that stops reading for good does not keep its connection slot: once it is
+/// evicted, the server cannot even write its close frame, so the kernel gives up on the
+/// connection after `send_timeout` of unacknowledged data (`TCP_USER_TIMEOUT`) and the
+/// slot frees. Here `max_connections` is 2: while the stalled student holds a slot, a
+/// third client gets 503; once the timeout passes, it is admitted.
+async fn a_stalled_reader_frees_its_connection_slot(framing: Framing) {
+    let srv = start(Config {
+        max_connections: 2,
+        outbound_bytes: 256 * 1024,
+        send_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let mut s =
+        match handshake_with(srv.port, framing.default_path(), framing, None, Some(4096)).await {
+            Handshake::Ok(c, _) => c.named("stalled student 7"),
+            Handshake::Refused(st) => panic!("upgrade refused: {st}"),
+        };
+    let sid = json!(7);
+    s.join_ok(&student_topic(&sid), student_params(&sid)).await;
+    s.ready(&sid).await;
+    let mut t = teacher(&srv, framing, 1).await;
+    let cid = t.claim_expect(&json!(1), &sid).await;
+    t.join_chat(&cid, "teacher", &json!(1)).await;
+    s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
+    s.join_chat(&cid, "student", &sid).await;
+    let topic = chat_topic(&cid);
+
+    // The student reads nothing from here on (and is kept open until the end).
+    let chunk = "m".repeat(60_000);
+    let mut sent = 0usize;
+    while t
+        .try_wait_match(
+            |f| f.is(&topic, "chat:terminated"),
+            Duration::from_millis(20),
+        )
+        .await
+        .is_none()
+    {
+        for _ in 0..5 {
+            t.push(&topic, "teacher:send", json!({"message": chunk, "n": sent}))
+                .await;
+            sent += 1;
+        }
+        assert!(sent < 300, "the stalled student was never evicted");
+    }
+    // Right after the eviction the stalled connection still holds its slot.
+    match handshake(srv.port, framing.default_path(), framing, None).await {
+        Handshake::Refused(status) => assert_eq!(status, 503),
+        Handshake::Ok(..) => panic!("a third connection admitted while two are open"),
+    }
+    // Then the kernel gives up on it and the slot frees, although the client never
+    // reads nor closes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match handshake(srv.port, framing.default_path(), framing, None).await {
+            Handshake::Ok(..) => break,
+            Handshake::Refused(status) => {
+                assert_eq!(status, 503);
+                assert!(
+                    Instant::now() < deadline,
+                    "the stalled student still holds its connection slot after 20 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    drop(s);
+}
+
 /// Garbage on one connection (and its reconnects) while two others complete a chat and
 /// the queue keeps its order. Close codes are checked by the dedicated tests; here any
 /// close of the garbage connection is fine, as long as the others never notice.
@@ -607,5 +676,6 @@ crate::both!(
     idle_timer_reset_by_any_frame,
     slow_consumer_is_dropped,
     slow_consumer_is_bounded_by_bytes,
+    a_stalled_reader_frees_its_connection_slot,
     garbage_does_not_affect_others,
 );
