@@ -36,7 +36,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 struct UpgradeParams {
     /// `vsn` (PROTOCOL 1.3).
     vsn: Option<String>,
-    /// `token` (PROTOCOL 1.6); an empty value counts as none.
+    /// `token` (PROTOCOL 1.7); an empty value counts as none.
     token: Option<String>,
 }
 

@@ -1,4 +1,4 @@
-//! Tokens at the WebSocket upgrade (PROTOCOL 1.6): a valid token upgrades, a bad one
+//! Tokens at the WebSocket upgrade (PROTOCOL 1.7): a valid token upgrades, a bad one
 //! gets 401 before any connection slot is taken, `--require-token` refuses tokenless
 //! upgrades, tokenless clients are otherwise unchanged; the `token` subcommand and the
 //! data-directory secret of the real binary.

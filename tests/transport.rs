@@ -34,7 +34,7 @@ async fn upgrade_paths_choose_framing_by_vsn() {
         ("/ws/websocket?vsn=2.0.3", Framing::V2),
         ("/ws/websocket", Framing::V1),
         // Client B puts its params in the query string; only vsn counts
-        // here (a `token` is checked, PROTOCOL 1.6: tests/identity.rs).
+        // here (a `token` is checked, PROTOCOL 1.7: tests/identity.rs).
         ("/socket/websocket?name=abc&vsn=2.0.0&userId=3", Framing::V2),
         ("/ws?foo=bar", Framing::V1),
     ];

@@ -1,7 +1,7 @@
 //! `--token-secret`: the tokens the simulated users connect with.
 //!
 //! Owns minting one HS256 JWT per connection (`jsonwebtoken`), with the claims the
-//! server reads (docs/PROTOCOL.md 1.6): `sub` (the user's id as text, the same id it
+//! server reads (docs/PROTOCOL.md 1.7): `sub` (the user's id as text, the same id it
 //! joins with), `role` (`student` or `teacher`), `name`, `exp` (an hour from now) and
 //! `iat`, and adding it to the endpoint as the `token` query parameter. Deliberately its
 //! own code, not the server's: a shared implementation would hide a bug common to both.
