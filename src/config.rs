@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::TokenKeys;
 use crate::transcripts::StoreOptions;
 
 /// Runtime limits and timeouts of one server instance.
@@ -61,6 +62,13 @@ pub struct Config {
     /// transcript writer has no room for its message; past it the message
     /// is refused with `transcript backlog`.
     pub transcript_wait: Duration,
+    /// The secret `token`s of the WebSocket upgrade are verified with. None
+    /// (the library's default): every upgrade that brings a token is refused
+    /// with 401, as nothing can verify it. The binary always sets it, from
+    /// `--token-secret` or `<data_dir>/token-secret`.
+    pub tokens: Option<TokenKeys>,
+    /// Refuse (401) every upgrade that brings no token.
+    pub require_token: bool,
 }
 
 impl Default for Config {
@@ -84,6 +92,8 @@ impl Default for Config {
             transcripts: true,
             transcript_store: StoreOptions::default(),
             transcript_wait: Duration::from_secs(5),
+            tokens: None,
+            require_token: false,
         }
     }
 }

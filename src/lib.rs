@@ -16,6 +16,7 @@ pub mod channels;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod protocol;
 pub mod topics;

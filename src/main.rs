@@ -1,5 +1,6 @@
 //! The `tutor-queue` binary: command line → `Config` → serve until Ctrl-C or
-//! SIGTERM, then close every client with 1001 and exit 0.
+//! SIGTERM, then close every client with 1001 and exit 0. `tutor-queue token`
+//! prints a token signed with the secret the server would use.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -7,14 +8,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tutor_queue::identity::{Claims, Role, TokenKeys};
 use tutor_queue::Config;
 
 /// A real-time tutoring queue chat server speaking Phoenix Channels.
+///
+/// Without a subcommand it serves.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Port to listen on (0 picks a free port and logs it).
     #[arg(long, env = "PORT", default_value_t = 4000)]
     port: u16,
@@ -57,12 +63,54 @@ struct Args {
     /// kernel drops the connection (TCP_USER_TIMEOUT; frees clients that stopped reading).
     #[arg(long, env = "SEND_TIMEOUT_S", default_value_t = Config::default().send_timeout.as_secs())]
     send_timeout_s: u64,
-    /// Directory of the transcript database (created if missing).
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    /// Directory of the transcript database and of the generated token secret
+    /// (`token-secret`), created if missing.
+    #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
     /// Record no transcripts (benchmarks): nothing is written, the API reads empty.
     #[arg(long)]
     no_transcripts: bool,
+    /// Secret (at least 32 bytes) that tokens are signed and verified with (HS256).
+    /// Without it: the one in <data-dir>/token-secret, generated at the first start.
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true, global = true)]
+    token_secret: Option<String>,
+    /// Refuse (HTTP 401) every WebSocket upgrade that brings no valid token.
+    #[arg(long, env = "REQUIRE_TOKEN")]
+    require_token: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a token signed with the server's secret (--token-secret, or the
+    /// one in --data-dir).
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// student, teacher or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The display name.
+        #[arg(long)]
+        name: String,
+        /// How long the token is valid: 30m, 12h, 7d...
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+        .map_err(|_| "expected student, teacher or admin".to_owned())
+}
+
+/// The secret of `--token-secret`, else the one kept in the data directory.
+fn token_keys(args: &Args) -> anyhow::Result<TokenKeys> {
+    match &args.token_secret {
+        Some(secret) => TokenKeys::from_secret(secret.as_bytes()).context("--token-secret"),
+        None => TokenKeys::load_or_create(&args.data_dir)
+            .context("cannot load or create the token secret"),
+    }
 }
 
 #[actix_web::main]
@@ -75,6 +123,21 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    if let Some(Command::Token {
+        sub,
+        role,
+        name,
+        ttl,
+    }) = &args.command
+    {
+        let keys = token_keys(&args)?;
+        let token = keys
+            .mint(&Claims::new(sub.as_str(), *role, name.as_str(), *ttl))
+            .context("cannot mint")?;
+        println!("{token}");
+        return Ok(());
+    }
+    let tokens = token_keys(&args)?;
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let mut config = Config {
@@ -91,6 +154,8 @@ async fn main() -> anyhow::Result<()> {
         send_timeout: Duration::from_secs(args.send_timeout_s.max(1)),
         data_dir: args.data_dir.clone(),
         transcripts: !args.no_transcripts,
+        tokens: Some(tokens),
+        require_token: args.require_token,
         ..Config::default()
     };
     fit_to_open_files(&mut config);
@@ -101,6 +166,18 @@ async fn main() -> anyhow::Result<()> {
             format!("cannot start (transcripts in {})", args.data_dir.display())
         }
     })?;
+    tracing::info!(
+        require_token = args.require_token,
+        "token secret from {}",
+        if args.token_secret.is_some() {
+            "--token-secret".to_owned()
+        } else {
+            args.data_dir
+                .join(tutor_queue::identity::SECRET_FILE)
+                .display()
+                .to_string()
+        }
+    );
     tracing::info!("listening on {}", server.local_addr());
     match server.transcripts().path() {
         Some(path) => tracing::info!("transcripts in {}", path.display()),

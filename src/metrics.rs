@@ -44,6 +44,11 @@ pub enum Rejection {
     ConnectionLimit,
     /// An upgrade past one client's connection limit (HTTP 429).
     ClientConnectionLimit,
+    /// An upgrade with a `token` that is malformed, forged, expired or
+    /// names bad claims (HTTP 401).
+    BadToken,
+    /// An upgrade without a token while tokens are required (HTTP 401).
+    TokenRequired,
     /// A connection that stopped reading, closed when its outbound queue
     /// passed `outbound_limit` frames or `outbound_bytes` bytes (close 1008).
     SlowConsumer,
@@ -62,6 +67,8 @@ impl Rejection {
             Rejection::RateLimited => "rate_limited",
             Rejection::ConnectionLimit => "connection_limit",
             Rejection::ClientConnectionLimit => "client_connection_limit",
+            Rejection::BadToken => "bad_token",
+            Rejection::TokenRequired => "token_required",
             Rejection::SlowConsumer => "slow_consumer",
             Rejection::Refused(refusal) => match refusal {
                 Refusal::UnmatchedTopic => "unmatched_topic",

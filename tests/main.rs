@@ -10,6 +10,7 @@ mod browser;
 mod channels;
 mod chat;
 mod extensions;
+mod identity;
 mod limits;
 mod operations;
 mod phoenix_js;

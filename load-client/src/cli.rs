@@ -51,6 +51,10 @@ pub struct Args {
     /// 1 leaves the other cores to it.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Connect every user with an HS256 token signed with this secret (the server's
+    /// --token-secret): sub = its id, role student/teacher, valid for an hour.
+    #[arg(long)]
+    pub token_secret: Option<String>,
 }
 
 impl Args {
@@ -75,6 +79,7 @@ impl Args {
             hold: self.hold,
             claim_interval: Duration::from_millis(self.claim_interval_ms),
             progress,
+            token_secret: self.token_secret,
             ..Config::default()
         })
     }

@@ -25,7 +25,7 @@ pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
 }
 
 async fn hold(shared: &Shared, id: u64, open: &mut bool) {
-    let Some(mut conn) = shared.connect().await else {
+    let Some(mut conn) = shared.connect(crate::token::Role::Student, id).await else {
         return;
     };
     let topic = format!("presence:student:{id}");

@@ -9,6 +9,7 @@
 //!
 //! * [`codec`]: its own V1/V2 Phoenix frame codec and payload shapes;
 //! * [`conn`]: one user's WebSocket (endpoint rules, refs, join refs);
+//! * [`token`]: the tokens users connect with under `--token-secret`;
 //! * [`student`], [`teacher`], [`hold`]: the simulated users;
 //! * [`checks`]: the violation checker, pure state machines fed with observed events;
 //! * [`stats`]: live counters (atomics), latency histograms, the [`Report`];
@@ -26,6 +27,7 @@ mod hold;
 pub mod stats;
 mod student;
 mod teacher;
+pub mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,6 +70,9 @@ pub struct Config {
     pub teacher_grace: Duration,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// `--token-secret`: every user connects with a token signed with it
+    /// (`token` query parameter); None: tokenless, as the 2015 client.
+    pub token_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(30),
             teacher_grace: Duration::from_secs(5),
             progress: false,
+            token_secret: None,
         }
     }
 }
@@ -105,6 +111,7 @@ pub(crate) struct Shared {
     events: mpsc::UnboundedSender<Event>,
     stop: watch::Receiver<bool>,
     connecting: Semaphore,
+    minter: Option<token::Minter>,
 }
 
 impl Shared {
@@ -159,12 +166,23 @@ impl Shared {
         let _ = stop.wait_for(|s| *s).await;
     }
 
-    /// Connects (a few attempts), counting a final failure as an error.
-    pub async fn connect(&self) -> Option<Conn> {
+    /// Connects user `id` of `role` (a few attempts), counting a final failure as an
+    /// error. With `--token-secret`, with a token for that user.
+    pub async fn connect(&self, role: token::Role, id: u64) -> Option<Conn> {
+        let url = match &self.minter {
+            None => std::borrow::Cow::Borrowed(self.url.as_str()),
+            Some(minter) => match minter.mint(role, id) {
+                Ok(token) => std::borrow::Cow::Owned(token::with_token(&self.url, &token)),
+                Err(_) => {
+                    self.error(ErrorKind::Connect);
+                    return None;
+                }
+            },
+        };
         for attempt in 1..=CONNECT_ATTEMPTS {
             let result = {
                 let _permit = self.connecting.acquire().await.ok()?;
-                Conn::connect(&self.url, self.config.framing, CONNECT_TIMEOUT).await
+                Conn::connect(&url, self.config.framing, CONNECT_TIMEOUT).await
             };
             match result {
                 Ok(conn) => return Some(conn),
@@ -212,6 +230,11 @@ pub async fn run_until(
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Report> {
     let url = conn::endpoint(&config.url, config.framing)?;
+    let minter = config
+        .token_secret
+        .as_deref()
+        .map(token::Minter::new)
+        .transpose()?;
     let counters = Arc::new(Counters::default());
     counters.students_pending.store(config.students, Relaxed);
     counters.teachers_running.store(config.teachers, Relaxed);
@@ -226,6 +249,7 @@ pub async fn run_until(
         events: events_tx,
         stop: stop_rx,
         connecting: Semaphore::new(MAX_CONNECTING),
+        minter,
     });
     let collector = tokio::spawn(collect(events_rx, counters.clone()));
     let progress = config
@@ -320,6 +344,7 @@ pub async fn run_until(
     let mut report = Report {
         mode: if config.hold > 0 { "hold" } else { "run" },
         url,
+        tokens: config.token_secret.is_some(),
         vsn: match config.framing {
             Framing::V1 => 1,
             Framing::V2 => 2,

@@ -102,6 +102,8 @@ pub struct Report {
     /// `run` or `hold`.
     pub mode: &'static str,
     pub url: String,
+    /// Users connected with tokens (`--token-secret`).
+    pub tokens: bool,
     pub vsn: u8,
     pub students: u64,
     pub students_finished: u64,

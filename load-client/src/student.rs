@@ -95,7 +95,11 @@ pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
 
 impl Student {
     async fn live(&mut self) {
-        let Some(mut conn) = self.shared.connect().await else {
+        let Some(mut conn) = self
+            .shared
+            .connect(crate::token::Role::Student, self.id)
+            .await
+        else {
             self.give_up();
             return;
         };

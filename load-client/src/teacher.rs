@@ -114,7 +114,11 @@ pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
 impl Teacher {
     /// Returns true when the teacher stopped by itself (the client A rule).
     async fn live(&mut self) -> bool {
-        let Some(mut conn) = self.shared.connect().await else {
+        let Some(mut conn) = self
+            .shared
+            .connect(crate::token::Role::Teacher, self.id)
+            .await
+        else {
             return false;
         };
         match self.converse(&mut conn).await {

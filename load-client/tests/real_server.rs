@@ -8,13 +8,19 @@ use load_client::{Config, Framing, Report};
 /// The server records transcripts in a temporary directory (never `./data`
 /// in the repository); the caller holds it for the test's length.
 fn start_server() -> (u16, tempfile::TempDir) {
+    start_server_with(|_| {})
+}
+
+/// `start_server`, with the config changed by `change` first.
+fn start_server_with(change: impl FnOnce(&mut tutor_queue::Config)) -> (u16, tempfile::TempDir) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local addr").port();
     let data = tempfile::tempdir().expect("temp data dir");
-    let config = tutor_queue::Config {
+    let mut config = tutor_queue::Config {
         data_dir: data.path().to_owned(),
         ..tutor_queue::Config::default()
     };
+    change(&mut config);
     std::thread::Builder::new()
         .name(format!("tutor-queue-{port}"))
         .spawn(move || {
@@ -106,4 +112,40 @@ async fn hold_keeps_idle_users_open() {
     assert_eq!(report.held_open, 50, "{}", report.summary());
     assert_eq!(report.errors, 0, "{}", report.summary());
     assert!(report.success());
+}
+
+const SECRET: &str = "the load-client test secret, 32+ bytes";
+
+/// Tokens are required by the server, so every user of a clean run connected with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_secret_against_a_server_that_requires_tokens() {
+    let (port, _data) = start_server_with(|config| {
+        config.tokens =
+            Some(tutor_queue::identity::TokenKeys::from_secret(SECRET.as_bytes()).expect("keys"));
+        config.require_token = true;
+    });
+    for (url, framing) in [
+        (format!("ws://127.0.0.1:{port}/ws"), Framing::V1),
+        (format!("ws://127.0.0.1:{port}"), Framing::V2),
+    ] {
+        let mut c = config(url, framing);
+        c.token_secret = Some(SECRET.to_owned());
+        let report = load_client::run(c).await.expect("run");
+        assert!(report.tokens);
+        assert_clean(&report);
+    }
+    // Another secret: every upgrade is refused.
+    let mut c = config(format!("ws://127.0.0.1:{port}/ws"), Framing::V1);
+    c.students = 2;
+    c.teachers = 1;
+    c.timeout = Duration::from_secs(5);
+    c.token_secret = Some("not the server's secret, 32+ bytes".to_owned());
+    let report = load_client::run(c).await.expect("run");
+    assert_eq!(report.students_finished, 0, "{}", report.summary());
+    assert!(
+        report.errors_by_kind.contains_key("connect"),
+        "{}",
+        report.summary()
+    );
+    assert!(!report.success());
 }

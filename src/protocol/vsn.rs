@@ -47,6 +47,16 @@ pub fn framing_from_query(query: &str) -> Result<Framing, UnsupportedVsn> {
     Ok(Framing::V1)
 }
 
+/// PROTOCOL 1.3 from a `vsn` value already form-decoded (None: absent), for
+/// a caller that parses the query string itself; same rules as
+/// [`framing_from_query`].
+pub fn framing_from_vsn(vsn: Option<&[u8]>) -> Result<Framing, UnsupportedVsn> {
+    match vsn {
+        None => Ok(Framing::V1),
+        Some(vsn) => parse_vsn(vsn),
+    }
+}
+
 fn parse_vsn(vsn: &[u8]) -> Result<Framing, UnsupportedVsn> {
     let (framing, patch) = if let Some(patch) = vsn.strip_prefix(b"1.0.") {
         (Framing::V1, patch)

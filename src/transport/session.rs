@@ -26,6 +26,7 @@ use crate::channels::{
     Command, Extensions, JsonRef, Refusal,
 };
 use crate::domain::{ChatId, Role};
+use crate::identity::Identity;
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
 use crate::topics::RelayRefused;
@@ -121,6 +122,9 @@ pub struct Session {
     closing: bool,
     /// The connection has left the hub (`depart`).
     departed: bool,
+    /// Who the upgrade's token proved this connection is (None: tokenless).
+    /// Carried only, not yet consulted by any rule.
+    identity: Option<Identity>,
 }
 
 /// The inbound frame rate of one connection: `per_sec` sustained, `burst`
@@ -131,7 +135,12 @@ fn inbound_limiter(per_sec: u32, burst: u32) -> Option<DefaultDirectRateLimiter>
 }
 
 impl Session {
-    pub fn new(hub: Hub, framing: Framing, slot: ConnectionSlot) -> Self {
+    pub fn new(
+        hub: Hub,
+        framing: Framing,
+        slot: ConnectionSlot,
+        identity: Option<Identity>,
+    ) -> Self {
         let max_channels = hub.config.max_channels;
         let inbound = inbound_limiter(hub.config.max_frames_per_sec, hub.config.frame_burst);
         Session {
@@ -147,7 +156,13 @@ impl Session {
             refusals: Refusals::default(),
             closing: false,
             departed: false,
+            identity,
         }
+    }
+
+    /// Who the upgrade's token proved this connection is (None: tokenless).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
     }
 
     /// Takes the refusals of the frame guard in front of this connection.
@@ -587,6 +602,13 @@ impl Actor for Session {
         self.hub.sessions.insert(self.id, handle.clone());
         self.hub.metrics.connections(self.framing).inc();
         self.handle = Some(handle);
+        if let Some(identity) = &self.identity {
+            tracing::debug!(
+                user = %identity.user().key,
+                role = %identity.role(),
+                "connection with a token"
+            );
+        }
         self.watch_idle(ctx, self.hub.config.idle_timeout);
     }
 

@@ -40,6 +40,8 @@ const SETTINGS: &[&str] = &[
     "OUTBOUND_BYTES",
     "IDLE_TIMEOUT_S",
     "DATA_DIR",
+    "TOKEN_SECRET",
+    "REQUIRE_TOKEN",
 ];
 
 /// How the binary is started; see [`RealServer::builder`].
