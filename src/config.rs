@@ -37,9 +37,14 @@ pub struct Config {
     /// the listen backlog (actix's `HttpServer::max_connections`). Set from
     /// the open-file limit so the accept loop never meets `EMFILE`.
     pub accept_per_worker: usize,
-    /// Open WebSocket connections from one client (today: one peer IP
-    /// address); upgrades past it get HTTP 429. 0 turns the cap off.
+    /// Open WebSocket connections without a token from one peer IP address
+    /// (an IPv6 peer: its /64); upgrades past it get HTTP 429. 0 turns the
+    /// cap off.
     pub max_connections_per_ip: usize,
+    /// WebSocket connections one signed-in user (a token's role and `sub`)
+    /// may have open at once, over all its tabs and devices; past it the
+    /// upgrade gets HTTP 429. 0 turns the cap off.
+    pub max_connections_per_user: usize,
     /// Sustained inbound frames per second one connection may send.
     pub max_frames_per_sec: u32,
     /// Frames one connection may send in a burst above that rate; past it
@@ -84,6 +89,7 @@ impl Default for Config {
             // actix's own default.
             accept_per_worker: 25_000,
             max_connections_per_ip: 0,
+            max_connections_per_user: 16,
             max_frames_per_sec: 10_000,
             frame_burst: 10_000,
             shutdown_grace: Duration::from_secs(2),

@@ -98,7 +98,11 @@ async fn upgrade(
                 .body(format!("{why}\n")));
         }
     };
-    let client = req.peer_addr().map(|peer| ClientKey::peer(peer.ip()));
+    let per_user = identity.is_some();
+    let client = match &identity {
+        Some(identity) => Some(ClientKey::user(identity)),
+        None => req.peer_addr().map(|peer| ClientKey::peer(peer.ip())),
+    };
     match hub.admit_connection(client) {
         Ok(slot) => transport::accept(&req, body, hub.get_ref().clone(), framing, slot, identity),
         Err(Refused::ServerFull) => {
@@ -111,7 +115,11 @@ async fn upgrade(
             hub.metrics.rejected(Rejection::ClientConnectionLimit);
             Ok(HttpResponse::TooManyRequests()
                 .insert_header(("Retry-After", "5"))
-                .body("too many connections from this address"))
+                .body(if per_user {
+                    "too many connections of this user"
+                } else {
+                    "too many connections from this address"
+                }))
         }
     }
 }

@@ -38,6 +38,9 @@ struct Args {
     /// Behind a reverse proxy every client has the proxy's address: leave it at 0 there.
     #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
+    /// Open WebSocket connections per signed-in user (token role and sub), over all its tabs and devices; more get HTTP 429 (0 = no cap).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = Config::default().max_connections_per_user)]
+    max_connections_per_user: usize,
     /// Largest inbound WebSocket message in bytes (larger: close 1009).
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = Config::default().max_frame_bytes)]
     max_frame_bytes: usize,
@@ -144,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         workers: args.workers,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
+        max_connections_per_user: args.max_connections_per_user,
         max_frame_bytes: args.max_frame_bytes,
         max_channels: args.max_channels,
         max_frames_per_sec: args.max_frames_per_sec,

@@ -86,6 +86,61 @@ async fn a_valid_token_upgrades_and_tokenless_clients_are_unchanged(framing: Fra
 
 both!(a_valid_token_upgrades_and_tokenless_clients_are_unchanged);
 
+/// One signed-in user's tabs and devices share `max_connections_per_user`, whatever
+/// address they come from: past it, 429; the same id under another role, another user,
+/// and tokenless clients (counted per address, here uncapped) are not affected; a closed
+/// tab frees its place.
+#[tokio::test]
+async fn one_user_gets_at_most_its_cap_of_connections() {
+    let srv = start(Config {
+        max_connections_per_user: 2,
+        ..with_tokens()
+    });
+    let ana = path_with_token(Framing::V2, &token("ana", Role::Teacher));
+    let mut first = connect_path(srv.port, &ana, Framing::V2).await;
+    let second = connect_path(srv.port, &ana, Framing::V2).await;
+    assert_eq!(refused_with(srv.port, &ana, Framing::V2).await, 429);
+    let refused = http_get(srv.port, &ana).await;
+    assert_eq!(refused.header("retry-after"), "5");
+    assert!(refused.text().contains("this user"), "{}", refused.text());
+    let as_student = path_with_token(Framing::V2, &token("ana", Role::Student));
+    let mut other_role = connect_path(srv.port, &as_student, Framing::V2).await;
+    let bo = path_with_token(Framing::V1, &token("bo", Role::Teacher));
+    let mut other_user = connect_path(srv.port, &bo, Framing::V1).await;
+    let mut tokenless = Vec::new();
+    for _ in 0..3 {
+        tokenless.push(connect(&srv, Framing::V1).await);
+    }
+    other_role.heartbeat().await;
+    other_user.heartbeat().await;
+    for c in &mut tokenless {
+        c.heartbeat().await;
+    }
+    // A closed tab is a place to take.
+    second.vanish();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut third = loop {
+        match handshake(srv.port, &ana, Framing::V2, None).await {
+            Handshake::Ok(c, _) => break *c,
+            Handshake::Refused(429) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Handshake::Refused(status) => panic!("still refused ({status}) after a close"),
+        }
+    };
+    third.heartbeat().await;
+    first.heartbeat().await;
+    let metrics = http_get(srv.port, "/metrics").await.text();
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"tutor_queue_frames_rejected_total{reason="client_connection_limit"}"#
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn bad_tokens_get_401_with_the_reason_before_a_connection_slot() {
     // One connection slot, taken: a bad token must be told 401, not 503.

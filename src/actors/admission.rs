@@ -1,6 +1,7 @@
 //! Admission of WebSocket connections: the server-wide cap (`max_connections`,
-//! lowered at startup to what the open-file limit allows) and the cap per
-//! client (`max_connections_per_ip`). A connection holds a `ConnectionSlot`
+//! lowered at startup to what the open-file limit allows) and the caps per
+//! client: per signed-in user (`max_connections_per_user`) for connections
+//! with a token, per peer address (`max_connections_per_ip`) for the others. A connection holds a `ConnectionSlot`
 //! for its whole life; dropping it gives both places back, whether the
 //! session ran or the handshake failed.
 //!
@@ -15,16 +16,18 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-/// Who a connection is counted against under the per-client cap.
-///
-/// Today a connection has no identity before its first join, so the only
-/// key is its peer address. Signed tokens at connect will add a user key
-/// (and a cap per user id) as another variant.
+use crate::domain::UserKey;
+use crate::identity::{Identity, Role};
+
+/// Who a connection is counted against under the per-client caps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     /// A tokenless connection, by the IP address of its TCP peer (behind a
     /// reverse proxy: the proxy's). See `ClientKey::peer`.
     Ip(IpAddr),
+    /// A connection with a token, by the user it proves (its role and `sub`):
+    /// all of one user's tabs and devices, wherever they connect from.
+    User(Role, UserKey),
 }
 
 impl ClientKey {
@@ -41,6 +44,11 @@ impl ClientKey {
             v4 => ClientKey::Ip(v4),
         }
     }
+
+    /// The key of a connection whose token proved `identity`.
+    pub fn user(identity: &Identity) -> ClientKey {
+        ClientKey::User(identity.role(), identity.user().key.clone())
+    }
 }
 
 /// Why an upgrade was not admitted.
@@ -56,7 +64,8 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct Admission {
     max_connections: usize,
-    max_per_client: usize,
+    max_per_ip: usize,
+    max_per_user: usize,
     admitted: AtomicUsize,
     per_client: DashMap<ClientKey, usize>,
 }
@@ -78,11 +87,12 @@ impl Drop for ConnectionSlot {
 }
 
 impl Admission {
-    /// `max_per_client` 0 turns the per-client cap off.
-    pub fn new(max_connections: usize, max_per_client: usize) -> Admission {
+    /// A per-client cap of 0 turns that cap off.
+    pub fn new(max_connections: usize, max_per_ip: usize, max_per_user: usize) -> Admission {
         Admission {
             max_connections,
-            max_per_client,
+            max_per_ip,
+            max_per_user,
             admitted: AtomicUsize::new(0),
             per_client: DashMap::new(),
         }
@@ -93,7 +103,7 @@ impl Admission {
     /// server is full too.
     pub fn admit(self: &Arc<Self>, client: Option<ClientKey>) -> Result<ConnectionSlot, Refused> {
         let client = match client {
-            Some(key) if self.max_per_client > 0 => {
+            Some(key) if self.cap_of(&key) > 0 => {
                 self.take_client(key.clone())?;
                 Some(key)
             }
@@ -117,9 +127,17 @@ impl Admission {
         self.per_client.get(client).map_or(0, |n| *n)
     }
 
+    fn cap_of(&self, client: &ClientKey) -> usize {
+        match client {
+            ClientKey::Ip(_) => self.max_per_ip,
+            ClientKey::User(..) => self.max_per_user,
+        }
+    }
+
     fn take_client(&self, key: ClientKey) -> Result<(), Refused> {
+        let cap = self.cap_of(&key);
         let mut open = self.per_client.entry(key).or_insert(0);
-        if *open >= self.max_per_client {
+        if *open >= cap {
             return Err(Refused::ClientFull);
         }
         *open += 1;
@@ -146,7 +164,7 @@ mod tests {
 
     #[test]
     fn each_client_gets_its_cap_and_a_freed_slot_is_reusable() {
-        let admission = Arc::new(Admission::new(100, 2));
+        let admission = Arc::new(Admission::new(100, 2, 0));
         let a1 = admission.admit(ip(1)).expect("first");
         let _a2 = admission.admit(ip(1)).expect("second");
         assert_eq!(admission.admit(ip(1)).err(), Some(Refused::ClientFull));
@@ -161,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_refusal_takes_nothing() {
-        let admission = Arc::new(Admission::new(1, 5));
+        let admission = Arc::new(Admission::new(1, 5, 5));
         let _only = admission.admit(ip(1)).expect("first");
         assert_eq!(admission.admit(ip(2)).err(), Some(Refused::ServerFull));
         assert_eq!(
@@ -188,8 +206,32 @@ mod tests {
     }
 
     #[test]
+    fn a_user_is_counted_by_role_and_id_under_its_own_cap() {
+        let admission = Arc::new(Admission::new(100, 1, 2));
+        let user =
+            |role, id: &str| Some(ClientKey::User(role, UserKey::new(id).expect("valid id")));
+        let _t1 = admission
+            .admit(user(Role::Teacher, "ana"))
+            .expect("first tab");
+        let _t2 = admission
+            .admit(user(Role::Teacher, "ana"))
+            .expect("second tab");
+        assert_eq!(
+            admission.admit(user(Role::Teacher, "ana")).err(),
+            Some(Refused::ClientFull)
+        );
+        // Another role or another user is another client; the IP cap is its own.
+        let _s = admission
+            .admit(user(Role::Student, "ana"))
+            .expect("a student ana");
+        let _b = admission.admit(user(Role::Teacher, "bo")).expect("bo");
+        let _ip = admission.admit(ip(1)).expect("tokenless");
+        assert_eq!(admission.admit(ip(1)).err(), Some(Refused::ClientFull));
+    }
+
+    #[test]
     fn zero_turns_the_per_client_cap_off() {
-        let admission = Arc::new(Admission::new(10, 0));
+        let admission = Arc::new(Admission::new(10, 0, 0));
         let slots: Vec<_> = (0..10).map(|_| admission.admit(ip(1))).collect();
         assert!(slots.iter().all(Result::is_ok));
         assert!(admission.per_client.is_empty());

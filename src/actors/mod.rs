@@ -42,7 +42,7 @@ pub struct Hub {
     /// The durable record of chats and relayed messages.
     pub transcripts: Transcripts,
     /// Connections admitted and not yet closed (the `max_connections` and
-    /// `max_connections_per_ip` bounds).
+    /// per-client bounds).
     admission: Arc<Admission>,
 }
 
@@ -66,6 +66,7 @@ impl Hub {
             admission: Arc::new(Admission::new(
                 config.max_connections,
                 config.max_connections_per_ip,
+                config.max_connections_per_user,
             )),
             config: Arc::new(config),
             transcripts,
