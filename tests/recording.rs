@@ -81,16 +81,23 @@ async fn how_a_chat_ended_is_recorded(framing: Framing) {
     let (t, mut s, cid) = start_chat(&srv, framing, 2, 8).await;
     t.vanish();
     s.wait_for(&chat_topic(&cid), "phx_close", WAIT).await;
-    // Nothing waits on an abandoned chat's record: poll until the writer has it.
+    // Nothing waits on an abandoned chat's record: poll until the writer has it
+    // (until its first commit, even the chat's creation may not be readable: 404).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (chat, _) = transcript_of(running.port, &cid).await;
-        if chat["ended_by"] == "teacher_left" {
-            break;
+        let response = http_get(running.port, &format!("/api/chats/{cid}/transcript")).await;
+        let body = response.text();
+        if response.status == 200 {
+            let record: Value = serde_json::from_str(&body).expect("transcript JSON");
+            if record["chat"]["ended_by"] == "teacher_left" {
+                break;
+            }
+        } else {
+            assert_eq!(response.status, 404, "{body}");
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not recorded as teacher_left: {chat}"
+            "not recorded as teacher_left: {body}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
