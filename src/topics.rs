@@ -217,6 +217,13 @@ impl Topics {
     }
 
     /// Channels joined to `topic` now.
+    /// The channels joined to `topic` now.
+    pub fn subscribers(&self, topic: &str) -> Vec<Subscriber> {
+        self.map
+            .get(topic)
+            .map_or_else(Vec::new, |t| t.subscribers.clone())
+    }
+
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.map.get(topic).map_or(0, |t| t.subscribers.len())
     }

@@ -11,6 +11,7 @@ mod channels;
 mod chat;
 mod extensions;
 mod identity;
+mod identity_binding;
 mod limits;
 mod operations;
 mod phoenix_js;

@@ -35,7 +35,10 @@ use bytestring::ByteString;
 
 use super::gate::Gate;
 use super::parts::RosterParts;
-use crate::channels::{ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal};
+use crate::channels::{
+    student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal,
+    StudentTopic,
+};
 use crate::domain::{
     ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusNews, StatusSnapshot,
     Stepped, StudentKey, TeacherKey, Tutoring, UserId, Vanished,
@@ -381,7 +384,13 @@ impl Core {
     async fn join(self: Rc<Self>, msg: Join) -> Result<ChannelKind, Refusal> {
         let session = msg.session.id();
         let old = msg.replaces.and_then(|c| self.take_membership(session, c));
-        let admitted = self.admit(&msg.target).await;
+        let admitted = match self.admit(&msg.target).await {
+            Ok(admitted) => self
+                .hold_topic(&msg.topic, &admitted.0)
+                .await
+                .map(|()| admitted),
+            Err(refusal) => Err(refusal),
+        };
         let (member, kind, role) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -432,6 +441,59 @@ impl Core {
             });
         self.greet(&msg, &kind).await;
         Ok(kind)
+    }
+
+    /// PROTOCOL 1.7: `presence:student:<sid>` is held by token users or by
+    /// tokenless clients, never both (`channels::student_topic`). A token
+    /// user closes tokenless holders out; a tokenless client is refused.
+    async fn hold_topic(&self, topic: &Arc<str>, member: &MemberKind) -> Result<(), Refusal> {
+        let MemberKind::Student(joiner) = member else {
+            return Ok(());
+        };
+        let holders: Vec<(Subscriber, StudentKey)> = {
+            let state = self.state.borrow();
+            self.topics
+                .subscribers(topic)
+                .into_iter()
+                .filter_map(|subscriber| {
+                    let members = state.sessions.get(&subscriber.session.id())?;
+                    let held = members
+                        .channels
+                        .iter()
+                        .find(|m| m.channel == subscriber.channel)?;
+                    match &held.kind {
+                        MemberKind::Student(key) => Some((subscriber, key.clone())),
+                        _ => None,
+                    }
+                })
+                .collect()
+        };
+        match student_topic(&joiner.0, holders.iter().map(|(_, key)| &key.0)) {
+            StudentTopic::Join => Ok(()),
+            StudentTopic::Refuse => Err(Refusal::Unauthorized),
+            StudentTopic::CloseOthers => {
+                let mut closed = Vec::new();
+                let mut subscribers = Vec::new();
+                for (subscriber, key) in holders {
+                    if key.0.is_signed() {
+                        continue;
+                    }
+                    let session = subscriber.session.id();
+                    if let Some(membership) = self.take_membership(session, subscriber.channel) {
+                        closed.push(membership);
+                        subscribers.push(subscriber);
+                    }
+                }
+                self.emit(Out::Close {
+                    topic: topic.to_string(),
+                    subscribers,
+                });
+                for membership in closed {
+                    self.leave_effects(membership).await;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The first frames of a channel that asked for an extension: a student

@@ -15,7 +15,8 @@ mod table;
 pub use dispatch::{dispatch, Action};
 pub use extensions::Extensions;
 pub use routes::{
-    check_join_refs, command_for, route_join, Command, JoinTarget, MAX_REF_BYTES, MAX_TOPIC_BYTES,
+    bind_join, check_join_refs, command_for, route_join, student_topic, Command, JoinTarget,
+    StudentTopic, MAX_REF_BYTES, MAX_TOPIC_BYTES,
 };
 pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef};
 

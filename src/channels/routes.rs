@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::table::ChannelKind;
 use super::Refusal;
 use crate::domain::{check_id_text, BadId, ChatId, Role, UserId, UserKey, MAX_ID_BYTES};
+use crate::identity::{self, Identity};
 use crate::protocol::is_object;
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
@@ -95,6 +96,72 @@ pub fn route_join(topic: &str, params: &RawValue) -> Result<JoinTarget, Refusal>
         });
     }
     Err(Refusal::UnmatchedTopic)
+}
+
+/// PROTOCOL 1.7: on a connection whose token proved `identity`, a join acts as
+/// that user. The params must name the token's own id (`sub`) and role, else
+/// `unauthorized`; an `admin` token is neither teacher nor student, so it may
+/// join nothing. The ids of an accepted join are marked signed (their own
+/// namespace, see `UserKey`). A chat join naming someone else is routed with
+/// no user, so it is `unknown chat` or `unauthorized` in PROTOCOL 5.2's order.
+/// Without a token the join is as routed (open mode, PROTOCOL 5 unchanged).
+pub fn bind_join(target: JoinTarget, identity: Option<&Identity>) -> Result<JoinTarget, Refusal> {
+    let Some(identity) = identity else {
+        return Ok(target);
+    };
+    let proven = |role: Role, id: &UserKey| {
+        let token_role = match role {
+            Role::Teacher => identity::Role::Teacher,
+            Role::Student => identity::Role::Student,
+        };
+        identity.role() == token_role && id.as_str() == identity.user().key.as_str()
+    };
+    match target {
+        JoinTarget::Teachers(id) if proven(Role::Teacher, &id.key) => {
+            Ok(JoinTarget::Teachers(id.signed()))
+        }
+        JoinTarget::Student(id) if proven(Role::Student, &id.key) => {
+            Ok(JoinTarget::Student(id.signed()))
+        }
+        JoinTarget::Teachers(_) | JoinTarget::Student(_) => Err(Refusal::Unauthorized),
+        JoinTarget::Chat { chat, user } => Ok(JoinTarget::Chat {
+            chat,
+            user: user
+                .filter(|(role, key)| proven(*role, key))
+                .map(|(role, _)| (role, identity.user().clone().signed().key)),
+        }),
+    }
+}
+
+/// What a student join does to the channels already joined to its
+/// `presence:student:<sid>` topic (PROTOCOL 1.7). The topic is one wire name
+/// for two people when a token user and a tokenless client share the text of
+/// an id, and it carries `new:chat`: so it is held by one namespace at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudentTopic {
+    /// Nobody of the other namespace holds it: join as usual.
+    Join,
+    /// A token user joins a topic tokenless clients hold: they are closed
+    /// out (`phx_close`, and they vanish as students), since the token user
+    /// proved the id and they did not.
+    CloseOthers,
+    /// A tokenless client asks for a topic a token user holds: `unauthorized`.
+    Refuse,
+}
+
+/// Decides `StudentTopic` for `joiner` given the keys holding the topic now.
+pub fn student_topic<'a>(
+    joiner: &UserKey,
+    holders: impl IntoIterator<Item = &'a UserKey>,
+) -> StudentTopic {
+    let other = holders
+        .into_iter()
+        .any(|held| held.is_signed() != joiner.is_signed());
+    match (other, joiner.is_signed()) {
+        (false, _) => StudentTopic::Join,
+        (true, true) => StudentTopic::CloseOthers,
+        (true, false) => StudentTopic::Refuse,
+    }
 }
 
 /// Reads `{"userId": id, "role": "teacher"|"student"}`: None if anything is
@@ -199,7 +266,9 @@ fn check_claimed_id(payload: &RawValue, field: &str, own: &UserKey) -> Result<()
     match value.get(field) {
         None => Ok(()),
         Some(claimed) => match UserId::parse(claimed) {
-            Ok(id) if &id.key == own => Ok(()),
+            // By text: the channel's key may be signed (its namespace comes
+            // from the connection), the payload's never is.
+            Ok(id) if id.key.as_str() == own.as_str() => Ok(()),
             Ok(_) => Err(Refusal::Unauthorized),
             Err(bad) => Err(refusal_for(bad)),
         },
@@ -448,6 +517,18 @@ mod tests {
             command_for(&student, "student:ready", &raw(r#"{"userId":8}"#)),
             Err(Refusal::Unauthorized)
         );
+        // A token user's channel holds a signed key; the payload names it by text.
+        let signed = ChannelKind::Student {
+            student: id(serde_json::json!(7)).signed(),
+        };
+        assert_eq!(
+            command_for(&signed, "student:ready", &raw(r#"{"userId":7}"#)),
+            Ok(Command::Ready)
+        );
+        assert_eq!(
+            command_for(&signed, "student:ready", &raw(r#"{"userId":8}"#)),
+            Err(Refusal::Unauthorized)
+        );
         assert_eq!(
             command_for(&teacher, "claim:student", &raw(r#"{"teacherId":2}"#)),
             Err(Refusal::Unauthorized)
@@ -455,6 +536,126 @@ mod tests {
         assert_eq!(
             command_for(&teacher, "claim:student", &raw(r#"{"teacherId":null}"#)),
             Err(Refusal::Unauthorized)
+        );
+    }
+
+    fn token(sub: &str, role: identity::Role) -> Identity {
+        identity::Claims::new(sub, role, "Name", std::time::Duration::from_secs(60))
+            .identity()
+            .expect("valid claims")
+    }
+
+    fn bound(topic: &str, params: &str, who: &Identity) -> Result<JoinTarget, Refusal> {
+        route_join(topic, &raw(params)).and_then(|t| bind_join(t, Some(who)))
+    }
+
+    #[test]
+    fn a_token_binds_joins_to_its_own_id_and_role() {
+        let carol = token("carol", identity::Role::Student);
+        let ok = bound(
+            "presence:student:carol",
+            r#"{"userId":"carol","role":"student"}"#,
+            &carol,
+        );
+        let Ok(JoinTarget::Student(id)) = ok else {
+            panic!("carol joins her own topic: {ok:?}");
+        };
+        assert!(id.key.is_signed(), "a proven id is in the signed namespace");
+        // Someone else's topic, her own topic as a teacher, the teachers' topic.
+        for (topic, params) in [
+            (
+                "presence:student:dave",
+                r#"{"userId":"dave","role":"student"}"#,
+            ),
+            (
+                "presence:student:carol",
+                r#"{"userId":"carol","role":"teacher"}"#,
+            ),
+            (
+                "presence:teachers",
+                r#"{"userId":"carol","role":"teacher"}"#,
+            ),
+            ("presence:teachers", r#"{"userId":"t1","role":"teacher"}"#),
+        ] {
+            assert_eq!(
+                bound(topic, params, &carol),
+                Err(Refusal::Unauthorized),
+                "{topic} {params}"
+            );
+        }
+        // A teacher token joins as itself only, and never a student topic.
+        let t7 = token("7", identity::Role::Teacher);
+        let ok = bound("presence:teachers", r#"{"userId":7,"role":"teacher"}"#, &t7);
+        assert!(
+            matches!(ok, Ok(JoinTarget::Teachers(ref id)) if id.key.is_signed() && &*id.json == "7")
+        );
+        assert_eq!(
+            bound(
+                "presence:student:7",
+                r#"{"userId":7,"role":"student"}"#,
+                &t7
+            ),
+            Err(Refusal::Unauthorized)
+        );
+        // An admin token is neither.
+        let admin = token("7", identity::Role::Admin);
+        for (topic, role) in [
+            ("presence:teachers", "teacher"),
+            ("presence:student:7", "student"),
+        ] {
+            let params = format!(r#"{{"userId":"7","role":"{role}"}}"#);
+            assert_eq!(bound(topic, &params, &admin), Err(Refusal::Unauthorized));
+        }
+        // Without a token, nothing changes and the id is not signed.
+        let open = route_join(
+            "presence:student:7",
+            &raw(r#"{"userId":7,"role":"student"}"#),
+        )
+        .and_then(|t| bind_join(t, None));
+        assert!(matches!(open, Ok(JoinTarget::Student(ref id)) if !id.key.is_signed()));
+    }
+
+    #[test]
+    fn a_token_chat_join_names_only_its_own_user() {
+        let chat = ChatId::random(&mut rand::rng());
+        let topic = format!("chats:{chat}");
+        let carol = token("carol", identity::Role::Student);
+        let own = bound(&topic, r#"{"userId":"carol","role":"student"}"#, &carol);
+        let Ok(JoinTarget::Chat {
+            user: Some((Role::Student, key)),
+            ..
+        }) = own
+        else {
+            panic!("her own side: {own:?}");
+        };
+        assert!(key.is_signed());
+        for params in [
+            r#"{"userId":"dave","role":"student"}"#,
+            r#"{"userId":"carol","role":"teacher"}"#,
+        ] {
+            assert_eq!(
+                bound(&topic, params, &carol),
+                Ok(JoinTarget::Chat {
+                    chat: Some(chat),
+                    user: None
+                }),
+                "{params}: no user, so unknown chat or unauthorized"
+            );
+        }
+    }
+
+    #[test]
+    fn a_student_topic_is_held_by_one_namespace() {
+        let open = id(serde_json::json!("7")).key;
+        let signed = id(serde_json::json!("7")).signed().key;
+        assert_ne!(open, signed, "the same text, two people");
+        assert_eq!(student_topic(&open, []), StudentTopic::Join);
+        assert_eq!(student_topic(&open, [&open]), StudentTopic::Join);
+        assert_eq!(student_topic(&signed, [&signed]), StudentTopic::Join);
+        assert_eq!(student_topic(&open, [&signed]), StudentTopic::Refuse);
+        assert_eq!(
+            student_topic(&signed, [&open, &open]),
+            StudentTopic::CloseOthers
         );
     }
 }

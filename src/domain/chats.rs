@@ -346,6 +346,32 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_of_signed_in_users_admits_only_them() {
+        let mut chats = Chats::new();
+        let id = ChatId::random(&mut StdRng::seed_from_u64(5));
+        let (teacher, student) = (user(json!("t1")).signed(), user(json!("carol")).signed());
+        chats.create(id, &teacher, &student);
+        assert_eq!(
+            chats.authorize_join(id, Role::Student, &student.key),
+            JoinCheck::Allowed
+        );
+        // The same ids asserted without a token are other people (PROTOCOL 1.7).
+        for (role, text) in [(Role::Student, "carol"), (Role::Teacher, "t1")] {
+            assert_eq!(
+                chats.authorize_join(id, role, &key(text)),
+                JoinCheck::Unauthorized
+            );
+        }
+        // And the other way round: a token user is not the tokenless 1 or 7.
+        let (open, id) = one_chat(6);
+        let signed_one = user(json!(1)).signed().key;
+        assert_eq!(
+            open.authorize_join(id, Role::Teacher, &signed_one),
+            JoinCheck::Unauthorized
+        );
+    }
+
+    #[test]
     fn join_checks_come_in_protocol_order() {
         let (mut chats, id) = one_chat(1);
         let stranger = ChatId::random(&mut StdRng::seed_from_u64(99));

@@ -19,8 +19,16 @@ use uuid::Uuid;
 
 /// Canonical key of a user id (PROTOCOL 5.1): decimal text of a JSON integer (7 -> "7"),
 /// or a non-empty JSON string as is. 7 and "7" are the same user.
+///
+/// A key is also in one of two namespaces (PROTOCOL 1.7): the ids of connections
+/// whose token proved them (`signed`), and the ids tokenless clients assert. The
+/// same text in the two is two different people, so a tokenless client can never
+/// be found in a roster or a chat as a user who proved who they are.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub struct UserKey(Arc<str>);
+pub struct UserKey {
+    text: Arc<str>,
+    signed: bool,
+}
 
 impl UserKey {
     /// A key from text already in canonical form, such as the `<sid>` of
@@ -29,18 +37,26 @@ impl UserKey {
         if text.is_empty() {
             None
         } else {
-            Some(UserKey(Arc::from(text)))
+            Some(UserKey {
+                text: Arc::from(text),
+                signed: false,
+            })
         }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// True for the id of a connection whose token proved it.
+    pub fn is_signed(&self) -> bool {
+        self.signed
     }
 }
 
 impl fmt::Display for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -102,7 +118,10 @@ impl UserId {
                 };
                 let json: Arc<str> = Arc::from(text.as_str());
                 Ok(UserId {
-                    key: UserKey(Arc::from(text)),
+                    key: UserKey {
+                        text: Arc::from(text),
+                        signed: false,
+                    },
                     json,
                 })
             }
@@ -111,12 +130,22 @@ impl UserId {
                 // Re-encoding a string cannot fail; the error arm keeps this path panic-free.
                 let json = serde_json::to_string(s).map_err(|_| BadId::NotAnId)?;
                 Ok(UserId {
-                    key: UserKey(Arc::from(s.as_str())),
+                    key: UserKey {
+                        text: Arc::from(s.as_str()),
+                        signed: false,
+                    },
                     json: Arc::from(json),
                 })
             }
             _ => Err(BadId::NotAnId),
         }
+    }
+
+    /// This id in the namespace of token-proven users (see [`UserKey`]): only
+    /// for an id a connection's token proved.
+    pub fn signed(mut self) -> UserId {
+        self.key.signed = true;
+        self
     }
 
     /// This user seen as a teacher.

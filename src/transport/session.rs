@@ -22,8 +22,8 @@ use super::handle::{OutboundBound, SessionHandle, SessionId};
 use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
-    check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId, ChannelKind,
-    Command, Extensions, JsonRef, Refusal,
+    bind_join, check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId,
+    ChannelKind, Command, Extensions, JsonRef, Refusal,
 };
 use crate::domain::{ChatId, Role};
 use crate::identity::Identity;
@@ -360,7 +360,8 @@ impl Session {
             );
         }
         let routed = check_join_refs(request_join_ref.as_deref(), msg_ref.as_deref())
-            .and_then(|()| route_join(&message.topic, message.payload));
+            .and_then(|()| route_join(&message.topic, message.payload))
+            .and_then(|target| bind_join(target, self.identity.as_ref()));
         let target = match routed {
             Ok(target) => target,
             Err(refusal) => {
