@@ -52,6 +52,14 @@ impl UserKey {
     pub fn is_signed(&self) -> bool {
         self.signed
     }
+
+    /// This key in the namespace of token-proven users (`signed`) or of
+    /// tokenless ids: for records read back from storage, which keep the
+    /// namespace beside the text.
+    pub fn in_namespace(mut self, signed: bool) -> UserKey {
+        self.signed = signed;
+        self
+    }
 }
 
 impl fmt::Display for UserKey {

@@ -65,6 +65,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0002_chat_numbers.sql")),
         M::up(include_str!("../../migrations/0003_message_log.sql")),
         M::up(include_str!("../../migrations/0004_interrupted.sql")),
+        M::up(include_str!("../../migrations/0005_signed_users.sql")),
     ])
 }
 
@@ -307,14 +308,17 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
         } => {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO chats (id, teacher, student, created_at) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO chats (id, teacher, student, created_at, teacher_signed, student_signed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (id) DO NOTHING",
                 )?
                 .execute(params![
                     chat.to_string(),
                     teacher.0.as_str(),
                     student.0.as_str(),
-                    at
+                    at,
+                    teacher.0.is_signed(),
+                    student.0.is_signed(),
                 ])?;
             if inserted == 1 {
                 let num = tx.last_insert_rowid();
@@ -428,7 +432,8 @@ impl Readers {
     }
 }
 
-const CHAT_COLUMNS: &str = "id, teacher, student, created_at, started_at, finished_at, ended_by";
+const CHAT_COLUMNS: &str = "id, teacher, student, created_at, started_at, finished_at, ended_by, \
+     teacher_signed, student_signed";
 
 /// Newest first by (created_at, id); `before` is exclusive. The WHERE clause
 /// is built from the filters present (rather than `?1 IS NULL OR …`) so the
@@ -438,12 +443,14 @@ fn list_chats(conn: &Connection, query: &ChatQuery) -> Result<ChatPage, StoreErr
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     if let Some(teacher) = &query.teacher {
-        conditions.push("teacher = ?");
+        conditions.push("teacher = ? AND teacher_signed = ?");
         values.push(SqlValue::Text(teacher.0.as_str().to_owned()));
+        values.push(SqlValue::Integer(teacher.0.is_signed().into()));
     }
     if let Some(student) = &query.student {
-        conditions.push("student = ?");
+        conditions.push("student = ? AND student_signed = ?");
         values.push(SqlValue::Text(student.0.as_str().to_owned()));
+        values.push(SqlValue::Integer(student.0.is_signed().into()));
     }
     if let Some(before) = &query.before {
         conditions.push("(created_at, id) < (?, ?)");
@@ -492,7 +499,7 @@ fn transcript(
         .prepare_cached(&format!(
             "SELECT {CHAT_COLUMNS}, num FROM chats WHERE id = ?1"
         ))?
-        .query_row([&id], |row| Ok((chat_from_row(row), row.get::<_, i64>(7)?)))
+        .query_row([&id], |row| Ok((chat_from_row(row), row.get::<_, i64>(9)?)))
         .optional()?;
     let Some((record, num)) = record else {
         return Ok(None);
@@ -547,10 +554,15 @@ fn chat_from_row(row: &rusqlite::Row<'_>) -> Result<ChatRecord, StoreError> {
     let teacher: String = row.get(1)?;
     let student: String = row.get(2)?;
     let ended: Option<String> = row.get(6)?;
+    let key = |text: &str, signed: bool, what| {
+        UserKey::new(text)
+            .map(|key| key.in_namespace(signed))
+            .ok_or_else(|| corrupt(what, &id))
+    };
     Ok(ChatRecord {
         id: ChatId::parse(&id).ok_or_else(|| corrupt("chat id", &id))?,
-        teacher: TeacherKey(UserKey::new(&teacher).ok_or_else(|| corrupt("teacher", &id))?),
-        student: StudentKey(UserKey::new(&student).ok_or_else(|| corrupt("student", &id))?),
+        teacher: TeacherKey(key(&teacher, row.get(7)?, "teacher")?),
+        student: StudentKey(key(&student, row.get(8)?, "student")?),
         created_at: from_unix_ms(row.get(3)?),
         started_at: row.get::<_, Option<i64>>(4)?.map(from_unix_ms),
         finished_at: row.get::<_, Option<i64>>(5)?.map(from_unix_ms),
@@ -985,7 +997,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         let mut writer = Writer::new(conn, 1000).expect("writer");
         assert_eq!(
             page(&writer.conn, chat, 0, 100),

@@ -350,7 +350,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
@@ -533,6 +533,47 @@ fn list_filters_by_teacher_and_by_student() {
     assert_eq!(count(Some("nobody"), None), 0);
     // Namespaces: teacher "x" is not student "x".
     assert_eq!(count(Some("x"), None), 0);
+}
+
+/// A signed-in user and a tokenless client with the same id text are two people
+/// (PROTOCOL 1.7): the record keeps which is which, and a filter by one never lists
+/// the other's chats.
+#[test]
+fn signed_in_and_tokenless_users_of_the_same_id_are_listed_apart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let signed = |key: &str| UserKey::new(key).expect("key").in_namespace(true);
+    let (open_chat, signed_chat) = (new_chat(), new_chat());
+    store.chat_created(open_chat, &teacher("t"), &student("carol"), at(1_000));
+    store.chat_created(
+        signed_chat,
+        &TeacherKey(signed("t")),
+        &StudentKey(signed("carol")),
+        at(2_000),
+    );
+    store.flush();
+    let listed = |query: ChatQuery| -> Vec<ChatId> {
+        let page = store.list_chats(&query).expect("read");
+        page.chats.iter().map(|c| c.id).collect()
+    };
+    let by_student = |key: StudentKey| ChatQuery {
+        student: Some(key),
+        ..ChatQuery::default()
+    };
+    assert_eq!(
+        listed(by_student(StudentKey(signed("carol")))),
+        [signed_chat]
+    );
+    assert_eq!(listed(by_student(student("carol"))), [open_chat]);
+    let by_teacher = ChatQuery {
+        teacher: Some(TeacherKey(signed("t"))),
+        ..ChatQuery::default()
+    };
+    assert_eq!(listed(by_teacher), [signed_chat]);
+    // Read back, each record keeps its namespace.
+    let record = transcript(&store, signed_chat).chat;
+    assert!(record.teacher.0.is_signed() && record.student.0.is_signed());
+    assert!(!transcript(&store, open_chat).chat.student.0.is_signed());
 }
 
 #[test]
