@@ -3,7 +3,8 @@
 //!
 //! * `POST /api/session` with `{"name": "…", "role": "student"|"teacher"}`
 //!   → `{"token": "…", "user": {"id","name","role"}, "expires_at": s}`: a
-//!   guest token for a new random id (a UUID), valid for
+//!   guest token for a new user id, `<name>·<32 hex digits of a random
+//!   UUID>` (the name cut at 40 characters: the pages show it), valid for
 //!   `Config::guest_token_ttl`. 403 if the role is not in
 //!   `Config::guest_roles` (never `admin`) or the server has no secret; 400
 //!   for a body that is not that JSON or a name that is empty after
@@ -111,10 +112,8 @@ async fn sign_in(hub: web::Data<Hub>, body: web::Bytes) -> HttpResponse {
             &format!("guest sign-in is not open to the {role} role"),
         );
     }
-    let id = uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string();
     let name = request.name.trim();
+    let id = guest_id(name);
     let claims = Claims::new(id.as_str(), role, name, hub.config.guest_token_ttl);
     match keys.mint(&claims) {
         Ok(token) => HttpResponse::Ok().json(SessionBody {
@@ -132,6 +131,19 @@ async fn sign_in(hub: web::Data<Hub>, body: web::Bytes) -> HttpResponse {
             error(HttpResponse::InternalServerError(), "cannot sign a token")
         }
     }
+}
+
+/// Longest name prefix of a guest id, in characters (the pages cut names
+/// they show at 40 too).
+const GUEST_ID_NAME_CHARS: usize = 40;
+
+/// A new guest user id: `<name>·<32 hex digits of a random UUID>`. The
+/// random part makes it new; the name prefix (at most 40 characters) is what
+/// the pages show for a user, as chat objects carry ids and no names.
+fn guest_id(name: &str) -> String {
+    let prefix: String = name.chars().take(GUEST_ID_NAME_CHARS).collect();
+    let random = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    format!("{}·{}", prefix.trim_end(), random.simple())
 }
 
 /// The identity of the request's `Authorization: Bearer` token, or the 401
