@@ -254,3 +254,26 @@ async fn guest_roles_say_who_may_sign_in_and_empty_turns_it_off() {
     }
     srv.stopper.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_binary_takes_guest_roles_from_its_flag_and_never_admin() {
+    let refused = crate::support::binary::RealServer::builder()
+        .arg("--guest-roles")
+        .arg("student,admin")
+        .output();
+    assert!(!refused.status.success(), "admin guests refused at start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("admin"), "{stderr}");
+
+    let closed = crate::support::binary::RealServer::builder()
+        .arg("--guest-roles")
+        .arg("")
+        .spawn();
+    for role in ["student", "teacher"] {
+        let response = sign_in(closed.port(), &json!({"name": "Ada", "role": role})).await;
+        assert_eq!(response.status, 403, "{role}: {}", response.text());
+    }
+    let open = crate::support::binary::RealServer::builder().spawn();
+    let response = sign_in(open.port(), &json!({"name": "Ada", "role": "teacher"})).await;
+    assert_eq!(response.status, 200, "open by default: {}", response.text());
+}
