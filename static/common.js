@@ -29,13 +29,6 @@ export function randomName(){
   return `${pick(ADJECTIVES)} ${pick(ANIMALS)}`
 }
 
-/** The name given in `?name=`, tidied, or a random one. */
-export function nameFromQuery(){
-  const raw = new URLSearchParams(location.search).get("name") || ""
-  const name = raw.replace(/\s+/g, " ").trim().slice(0, MAX_NAME)
-  return name || randomName()
-}
-
 /** The name part of a user id (ids from other clients are shown as they are). */
 export function displayName(id){
   return String(id ?? "").replace(ID_SUFFIX, "") || "someone"
