@@ -1,5 +1,15 @@
-//! The HTTP read API of the transcript store (issue 6):
+//! The HTTP API: guest sign-in and the read API of the transcript store
+//! (issues 6 and 11).
 //!
+//! * `POST /api/session` with `{"name": "…", "role": "student"|"teacher"}`
+//!   → `{"token": "…", "user": {"id","name","role"}, "expires_at": s}`: a
+//!   guest token for a new user id, `<name>·<32 hex digits of a random
+//!   UUID>` (the name cut at 40 characters: the pages show it), valid for
+//!   `Config::guest_token_ttl`. 403 if the role is not in
+//!   `Config::guest_roles` (never `admin`) or the server has no secret; 400
+//!   for a body that is not that JSON or a name that is empty after
+//!   trimming, longer than 100 characters or has control characters. The
+//!   body is bounded ([`MAX_SESSION_BODY`] bytes; more: 413).
 //! * `GET /api/chats?teacher=&student=&limit=&before=` →
 //!   `{"chats":[chat…],"next":cursor|null}`, newest first; `limit` 1..=500
 //!   (default 50); `next` is the `before` of the following page.
@@ -8,38 +18,228 @@
 //!   messages in relay order; `limit` 1..=10000 (default 1000); `next` is
 //!   the `after` of the following page.
 //!
+//! Both reads need `Authorization: Bearer <token>` (a token of
+//! `crate::identity`): none, or one that does not verify → 401 with
+//! `WWW-Authenticate: Bearer`. An admin reads every chat; a teacher only the
+//! chats where it is the teacher (its `sub` as a teacher id), a student only
+//! those where it is the student. A list filter naming another user in the
+//! caller's own role (`?student=` for a student, `?teacher=` for a teacher)
+//! is refused with 403; the other filter narrows within the caller's chats.
+//! A transcript of a chat that is not the caller's answers 404 exactly as an
+//! unknown chat does (existence is not revealed).
+//!
 //! A chat is `{"id","teacher","student","created_at","started_at",
 //! "finished_at","ended_by"}`; times are unix milliseconds (or null),
 //! `ended_by` is `terminated`, `student_left`, `teacher_left` or null.
 //! Payloads are emitted exactly as stored (raw JSON, never re-encoded).
-//! Errors are JSON `{"error": "…"}`: 400 for a bad parameter, 404 for an
-//! unknown chat, 500 if the store cannot be read. An empty parameter counts
-//! as absent; unknown parameters are ignored.
+//! Errors are JSON `{"error": "…"}`: 400 for a bad parameter, 401/403 as
+//! above, 404 for an unknown chat, 500 if the store cannot be read. An empty
+//! parameter counts as absent; unknown parameters are ignored.
 //!
-//! Owns query parsing and the JSON shapes. Must never read the store on an
-//! async thread (every read goes through `web::block`), never panic on a
-//! parameter or an id, and never answer an unbounded body (reads are paged).
+//! Owns query parsing, the access rules of the reads and the JSON shapes.
+//! Must never read the store on an async thread (every read goes through
+//! `web::block`), never panic on a parameter, an id, a header or a body,
+//! and never answer an unbounded body (reads are paged).
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::actors::Hub;
 use crate::domain::{ChatId, StudentKey, TeacherKey, UserKey};
+use crate::identity::{Claims, Identity, MintError, Role};
 use crate::transcripts::{
     unix_ms, ChatCursor, ChatQuery, ChatRecord, StoreError, Transcript, TranscriptQuery,
     Transcripts, MAX_CHAT_PAGE, MAX_TRANSCRIPT_PAGE,
 };
 
-/// Registers the API routes; needs `web::Data<Transcripts>` in the app.
+/// Largest `POST /api/session` body, in bytes.
+pub const MAX_SESSION_BODY: usize = 4096;
+
+/// Registers the API routes; needs `web::Data<Transcripts>` and
+/// `web::Data<Hub>` in the app.
 pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource("/api/session")
+            .app_data(web::PayloadConfig::new(MAX_SESSION_BODY))
+            .route(web::post().to(sign_in)),
+    );
     config.route("/api/chats", web::get().to(list_chats));
     config.route("/api/chats/{id}/transcript", web::get().to(transcript));
 }
 
-async fn list_chats(req: HttpRequest, store: web::Data<Transcripts>) -> HttpResponse {
+#[derive(Deserialize)]
+struct SessionRequest {
+    name: String,
+    role: String,
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    token: String,
+    user: SessionUser<'a>,
+    expires_at: u64,
+}
+
+#[derive(Serialize)]
+struct SessionUser<'a> {
+    id: &'a str,
+    name: &'a str,
+    role: Role,
+}
+
+/// `POST /api/session`: a guest token for a new random id.
+async fn sign_in(hub: web::Data<Hub>, body: web::Bytes) -> HttpResponse {
+    let Ok(request) = serde_json::from_slice::<SessionRequest>(&body) else {
+        return error(
+            HttpResponse::BadRequest(),
+            "expected {\"name\": \"…\", \"role\": \"student\"|\"teacher\"}",
+        );
+    };
+    let Ok(role) = request.role.parse::<Role>() else {
+        return error(
+            HttpResponse::BadRequest(),
+            "role must be student or teacher",
+        );
+    };
+    let Some(keys) = &hub.config.tokens else {
+        return error(HttpResponse::Forbidden(), "this server issues no tokens");
+    };
+    if role == Role::Admin || !hub.config.guest_roles.contains(&role) {
+        return error(
+            HttpResponse::Forbidden(),
+            &format!("guest sign-in is not open to the {role} role"),
+        );
+    }
+    let name = request.name.trim();
+    let id = guest_id(name);
+    let claims = Claims::new(id.as_str(), role, name, hub.config.guest_token_ttl);
+    match keys.mint(&claims) {
+        Ok(token) => HttpResponse::Ok().json(SessionBody {
+            token,
+            user: SessionUser {
+                id: &id,
+                name,
+                role,
+            },
+            expires_at: claims.exp,
+        }),
+        Err(MintError::Claims(bad)) => error(HttpResponse::BadRequest(), &bad.to_string()),
+        Err(MintError::Sign(failure)) => {
+            tracing::error!(error = %failure, "cannot sign a guest token");
+            error(HttpResponse::InternalServerError(), "cannot sign a token")
+        }
+    }
+}
+
+/// Longest name prefix of a guest id, in characters (the pages cut names
+/// they show at 40 too).
+const GUEST_ID_NAME_CHARS: usize = 40;
+
+/// A new guest user id: `<name>·<32 hex digits of a random UUID>`. The
+/// random part makes it new; the name prefix (at most 40 characters) is what
+/// the pages show for a user, as chat objects carry ids and no names.
+fn guest_id(name: &str) -> String {
+    let prefix: String = name.chars().take(GUEST_ID_NAME_CHARS).collect();
+    let random = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    format!("{}·{}", prefix.trim_end(), random.simple())
+}
+
+/// The identity of the request's `Authorization: Bearer` token, or the 401
+/// to answer.
+fn caller(req: &HttpRequest, hub: &Hub) -> Result<Identity, Box<HttpResponse>> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Err(Box::new(unauthorized("a bearer token is required", None)));
+    };
+    let Some(keys) = &hub.config.tokens else {
+        return Err(Box::new(unauthorized(
+            "this server accepts no tokens",
+            Some("invalid_token"),
+        )));
+    };
+    keys.verify(token)
+        .map_err(|failure| Box::new(unauthorized(&failure.to_string(), Some("invalid_token"))))
+}
+
+fn unauthorized(message: &str, code: Option<&str>) -> HttpResponse {
+    let challenge = match code {
+        Some(code) => format!("Bearer error=\"{code}\""),
+        None => "Bearer".to_owned(),
+    };
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, challenge))
+        .json(serde_json::json!({ "error": message }))
+}
+
+fn signed_key(text: &str) -> Option<UserKey> {
+    UserKey::new(text).map(|key| key.in_namespace(true))
+}
+
+/// `query` narrowed to the chats `caller` may read, or the 403 for a filter
+/// naming another user in the caller's own role.
+fn scope(mut query: ChatQuery, caller: &Identity) -> Result<ChatQuery, Box<HttpResponse>> {
+    let refused = || {
+        error(
+            HttpResponse::Forbidden(),
+            "you may list only your own chats",
+        )
+    };
+    match caller.role() {
+        // An admin's filters find the id among signed-in users and tokenless
+        // clients alike.
+        Role::Admin => query.any_namespace = true,
+        Role::Teacher => {
+            let me = caller.user().as_teacher();
+            if query.teacher.as_ref().is_some_and(|asked| *asked != me) {
+                return Err(Box::new(refused()));
+            }
+            query.teacher = Some(me);
+        }
+        Role::Student => {
+            let me = caller.user().as_student();
+            if query.student.as_ref().is_some_and(|asked| *asked != me) {
+                return Err(Box::new(refused()));
+            }
+            query.student = Some(me);
+        }
+    }
+    Ok(query)
+}
+
+/// Whether `caller` may read `chat`.
+fn may_read(caller: &Identity, chat: &ChatRecord) -> bool {
+    match caller.role() {
+        Role::Admin => true,
+        Role::Teacher => chat.teacher == caller.user().as_teacher(),
+        Role::Student => chat.student == caller.user().as_student(),
+    }
+}
+
+async fn list_chats(
+    req: HttpRequest,
+    hub: web::Data<Hub>,
+    store: web::Data<Transcripts>,
+) -> HttpResponse {
+    let caller = match caller(&req, &hub) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
     let query = match parse_chat_query(req.query_string()) {
         Ok(query) => query,
         Err(message) => return error(HttpResponse::BadRequest(), &message),
+    };
+    let query = match scope(query, &caller) {
+        Ok(query) => query,
+        Err(response) => return *response,
     };
     let store = store.get_ref().clone();
     match web::block(move || store.list_chats(&query)).await {
@@ -55,7 +255,15 @@ async fn list_chats(req: HttpRequest, store: web::Data<Transcripts>) -> HttpResp
     }
 }
 
-async fn transcript(req: HttpRequest, store: web::Data<Transcripts>) -> HttpResponse {
+async fn transcript(
+    req: HttpRequest,
+    hub: web::Data<Hub>,
+    store: web::Data<Transcripts>,
+) -> HttpResponse {
+    let caller = match caller(&req, &hub) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
     let Some(chat) = ChatId::parse(req.match_info().query("id")) else {
         return error(HttpResponse::NotFound(), "unknown chat");
     };
@@ -65,8 +273,11 @@ async fn transcript(req: HttpRequest, store: web::Data<Transcripts>) -> HttpResp
     };
     let store = store.get_ref().clone();
     match web::block(move || store.transcript(chat, &query)).await {
-        Ok(Ok(Some(transcript))) => HttpResponse::Ok().json(TranscriptBody::from(&transcript)),
-        Ok(Ok(None)) => error(HttpResponse::NotFound(), "unknown chat"),
+        Ok(Ok(Some(transcript))) if may_read(&caller, &transcript.chat) => {
+            HttpResponse::Ok().json(TranscriptBody::from(&transcript))
+        }
+        // Not the caller's: answered exactly as an unknown chat.
+        Ok(Ok(_)) => error(HttpResponse::NotFound(), "unknown chat"),
         Ok(Err(failure)) => unavailable(&failure),
         Err(_) => error(
             HttpResponse::InternalServerError(),
@@ -113,8 +324,10 @@ fn parse_chat_query(query: &str) -> Result<ChatQuery, String> {
     let mut parsed = ChatQuery::default();
     for (name, value) in params(query)? {
         match name.as_str() {
-            "teacher" => parsed.teacher = UserKey::new(&value).map(TeacherKey),
-            "student" => parsed.student = UserKey::new(&value).map(StudentKey),
+            // Filters name signed-in users: the API is read with tokens, and
+            // a tokenless id of the same text is someone else.
+            "teacher" => parsed.teacher = signed_key(&value).map(TeacherKey),
+            "student" => parsed.student = signed_key(&value).map(StudentKey),
             "limit" => parsed.limit = parse_limit(&value, MAX_CHAT_PAGE)?,
             "before" => {
                 let cursor = value.parse::<ChatCursor>();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::TokenKeys;
+use crate::identity::{Role, TokenKeys};
 use crate::transcripts::StoreOptions;
 
 /// Runtime limits and timeouts of one server instance.
@@ -74,6 +74,12 @@ pub struct Config {
     pub tokens: Option<TokenKeys>,
     /// Refuse (401) every upgrade that brings no token.
     pub require_token: bool,
+    /// The roles `POST /api/session` (guest sign-in) may hand out; empty
+    /// turns guest sign-in off (403). Admin is never handed out, even if
+    /// listed.
+    pub guest_roles: Vec<Role>,
+    /// How long a guest token is valid.
+    pub guest_token_ttl: Duration,
 }
 
 impl Default for Config {
@@ -100,6 +106,8 @@ impl Default for Config {
             transcript_wait: Duration::from_secs(5),
             tokens: None,
             require_token: false,
+            guest_roles: vec![Role::Student, Role::Teacher],
+            guest_token_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }

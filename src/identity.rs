@@ -114,7 +114,8 @@ impl Claims {
         let user = UserId::parse(&Value::String(self.sub.clone())).map_err(BadClaim::Sub)?;
         check_name(&self.name)?;
         Ok(Identity {
-            user,
+            // Proven by the token: the namespace of signed-in users.
+            user: user.signed(),
             role: self.role,
             name: Arc::from(self.name.as_str()),
             expires_at: self.exp,
@@ -159,7 +160,8 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The user id (`sub`), as a key like every other id the server keeps.
+    /// The user id (`sub`), as a key like every other id the server keeps, in
+    /// the namespace of signed-in users (`UserKey::is_signed`).
     pub fn user(&self) -> &UserId {
         &self.user
     }

@@ -80,6 +80,13 @@ struct Args {
     /// Refuse (HTTP 401) every WebSocket upgrade that brings no valid token.
     #[arg(long, env = "REQUIRE_TOKEN")]
     require_token: bool,
+    /// Roles anyone may sign in as with `POST /api/session` (guest tokens), comma
+    /// separated: student, teacher. Empty turns guest sign-in off (403); admin is refused.
+    #[arg(long, env = "GUEST_ROLES", default_value = "student,teacher")]
+    guest_roles: String,
+    /// How long a guest token is valid: 30m, 12h, 7d...
+    #[arg(long, env = "GUEST_TOKEN_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    guest_token_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +107,19 @@ enum Command {
         #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+}
+
+/// `--guest-roles`: student and teacher, comma separated; empty is none.
+fn parse_guest_roles(text: &str) -> anyhow::Result<Vec<Role>> {
+    let mut roles = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<Role>() {
+            Ok(Role::Admin) => anyhow::bail!("--guest-roles: admin cannot sign in as a guest"),
+            Ok(role) => roles.push(role),
+            Err(_) => anyhow::bail!("--guest-roles: {part:?} is not student or teacher"),
+        }
+    }
+    Ok(roles)
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -141,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let tokens = token_keys(&args)?;
+    let guest_roles = parse_guest_roles(&args.guest_roles)?;
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let mut config = Config {
@@ -160,6 +181,8 @@ async fn main() -> anyhow::Result<()> {
         transcripts: !args.no_transcripts,
         tokens: Some(tokens),
         require_token: args.require_token,
+        guest_roles,
+        guest_token_ttl: args.guest_token_ttl,
         ..Config::default()
     };
     fit_to_open_files(&mut config);

@@ -9,7 +9,7 @@
 // answer becomes a short message beside the list or the transcript.
 // Everything a client sent (payloads) is shown as text, never as HTML.
 
-import {displayName} from "./common.js"
+import {apiFetch, displayName} from "./common.js"
 
 const PAGE = 20             // chats per request
 const MAX_PAGE = 500        // the API's largest page (a refresh reloads what is shown)
@@ -20,6 +20,8 @@ const $ = (id) => document.getElementById(id)
 
 class ApiError extends Error {}
 
+let session = null          // the teacher signed in ({token, id, name, role}): the API needs its token
+
 /** GET `url` (relative) as JSON; an `ApiError` with a short, readable message otherwise. */
 async function getJson(url){
   const abort = new AbortController()
@@ -27,7 +29,7 @@ async function getJson(url){
   try {
     let response
     try {
-      response = await fetch(url, {headers: {accept: "application/json"}, cache: "no-store", signal: abort.signal})
+      response = await apiFetch(session, url, {cache: "no-store", signal: abort.signal})
     } catch {
       throw new ApiError(abort.signal.aborted ? "The server did not answer in time." : "Could not reach the server.")
     }
@@ -35,7 +37,9 @@ async function getJson(url){
     try { body = await response.json() } catch {}
     if(!response.ok){
       const detail = typeof body?.error === "string" ? `: ${body.error.slice(0, 120)}` : ""
-      throw new ApiError(response.status === 404 ? "It was not found." : `The server answered ${response.status}${detail}.`)
+      throw new ApiError(response.status === 404 ? "It was not found."
+        : response.status === 401 ? "Your sign-in has expired; signing in again…"
+        : `The server answered ${response.status}${detail}.`)
     }
     if(!body || typeof body !== "object") throw new ApiError("The server's answer could not be read.")
     return body
@@ -89,13 +93,16 @@ export function endingText(endedBy, partner, knownReason){
 }
 
 /**
- * Wires the "Past chats" section of the teacher page. `teacherId` is the id
- * the page joined with (its canonical key), `teacherName` the name shown;
+ * Wires the "Past chats" section of the teacher page. `me` is the signed-in
+ * teacher (`{token, id, name, role}`: the API is read with its token and
+ * lists only its chats), `teacherName` the name shown;
  * `reasonOf(chatId)` the live end reason the page saw, if any. Returns
  * `refresh()`, which reloads the list (calls while one runs are folded into
  * one more run after it).
  */
-export function pastChats({teacherId, teacherName, reasonOf = () => undefined}){
+export function pastChats({me, teacherName, reasonOf = () => undefined}){
+  session = me
+  const teacherId = me.id
   const list = $("past-list")
   const status = $("past-status")
   const more = $("past-more")

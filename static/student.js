@@ -7,14 +7,22 @@
 // server closes the chat channel and puts this student back at the head of
 // the line: chatting → waiting, until the next `new:chat`.
 
-import {appendMessage, appendNote, connect, displayName, makeUserId, messagePayload, nameFromQuery, onCompose} from "./common.js"
+import {appendMessage, appendNote, connect, displayName, messagePayload, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
 
 const $ = (id) => document.getElementById(id)
-const name = nameFromQuery()
-const me = makeUserId(name)
+// Who this page is: a stored token, one from #token=, or a guest sign-in.
+// Without one the page says why and goes no further.
+const session = await signIn("student").catch((error) => {
+  showSignInProblem($("connection"), error)
+  return null
+})
+if(!session) await new Promise(() => {})
+const name = session.name
+const me = session.id
 $("me").textContent = name
+signOutButton($("sign-out"), session)
 
-const socket = connect($("connection"))
+const socket = connect($("connection"), session)
 const log = $("messages")
 
 let state = "connecting"

@@ -4,18 +4,26 @@
 // that the student left; "Close" then removes it. Below them, "Past chats"
 // (past-chats.js) lists this teacher's finished chats and their transcripts.
 
-import {appendMessage, appendNote, connect, displayName, makeUserId, messagePayload, nameFromQuery, onCompose} from "./common.js"
+import {appendMessage, appendNote, connect, displayName, messagePayload, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
 import {pastChats} from "./past-chats.js"
 
 const MAX_CHATS = 5
 
 const $ = (id) => document.getElementById(id)
-const name = nameFromQuery()
-const me = makeUserId(name)
+// Who this page is: a stored token, one from #token=, or a guest sign-in.
+// Without one the page says why and goes no further.
+const session = await signIn("teacher").catch((error) => {
+  showSignInProblem($("connection"), error)
+  return null
+})
+if(!session) await new Promise(() => {})
+const name = session.name
+const me = session.id
 $("me").textContent = name
+signOutButton($("sign-out"), session)
 document.title = `${name} (teacher) · tutor-queue`
 
-const socket = connect($("connection"))
+const socket = connect($("connection"), session)
 const panes = $("panes")
 const take = $("take")
 
@@ -29,7 +37,7 @@ const endReasons = new Map() // chat id → the `chat:terminated` reason seen he
 
 // The store has committed a chat before `chat:terminated` is sent, so a
 // refresh then lists it.
-const past = pastChats({teacherId: me, teacherName: name, reasonOf: (id) => endReasons.get(id)})
+const past = pastChats({me: session, teacherName: name, reasonOf: (id) => endReasons.get(id)})
 
 const activeChats = () => [...chats.values()].filter((c) => c.active).length
 

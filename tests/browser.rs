@@ -5,7 +5,10 @@
 //! "End chat", a student closing the page, the five-chat limit, and a teacher
 //! closing the page; and the teacher's "Past chats" (the transcript store
 //! read back through its HTTP API: the server records transcripts into a
-//! temporary directory). Screenshots of both pages mid-chat, and of the
+//! temporary directory). Sign-in: each page signs in as a guest and keeps
+//! its token, so a reloaded teacher page is the same teacher with the same
+//! Past chats; "Sign out" makes a new one; a token handed in `#token=`
+//! (minted here with the server's secret) signs the page in as its user. Screenshots of both pages mid-chat, and of the
 //! teacher's page with a transcript open, are written to
 //! `target/screenshots/`.
 //!
@@ -16,6 +19,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tutor_queue::identity::{Claims, Role};
+
+use crate::support::auth::test_keys;
 use crate::support::{self, node};
 
 fn chromium() -> PathBuf {
@@ -37,8 +43,19 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
     let server = support::start(support::Config {
         data_dir: data.path().to_owned(),
         transcripts: true,
+        tokens: Some(test_keys()),
         ..support::Config::default()
     });
+    // What an organisation hands its teacher in `#token=`: minted with the
+    // server's secret, for an id and name of its own.
+    let org_token = test_keys()
+        .mint(&Claims::new(
+            "org-teacher-42",
+            Role::Teacher,
+            "Dr Org",
+            Duration::from_secs(3600),
+        ))
+        .expect("mint");
     let base = format!("http://127.0.0.1:{}", server.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     const SHOTS: [&str; 3] = ["student.png", "teacher.png", "teacher-past-chats.png"];
@@ -50,7 +67,10 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         "browser test",
         "browser_pages.mjs",
         &[base.as_ref(), screenshots.as_os_str()],
-        &[("CHROMIUM", chromium.as_ref())],
+        &[
+            ("CHROMIUM", chromium.as_ref()),
+            ("ORG_TOKEN", org_token.as_ref()),
+        ],
         Duration::from_secs(120),
     )
     .await;

@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod api_access;
 mod bad_input;
 mod browser;
 mod channels;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tutor_queue::transcripts::StoreOptions;
 use tutor_queue::Config;
 
+use crate::support::auth::*;
 use crate::support::*;
 use crate::transcripts::{start_server, with_data_dir, Running};
 
@@ -61,7 +62,7 @@ async fn chat_terminated_waits_for_the_transcript_commit(framing: Framing) {
     t.reply(&topic, &r).await.assert_ok_empty();
     s.wait_for(&topic, "chat:terminated", WAIT).await;
     // Heard it: the transcript is complete, right now.
-    let (chat, stored) = transcript_of(running.port, &cid).await;
+    let (chat, stored) = transcript_as(running.port, &cid, &admin_token()).await;
     assert_eq!(stored, sent);
     assert_eq!(chat["ended_by"], "terminated");
     assert!(chat["finished_at"].is_u64(), "{chat}");
@@ -75,7 +76,7 @@ async fn how_a_chat_ended_is_recorded(framing: Framing) {
     let (mut t, s, cid) = start_chat(&srv, framing, 1, 7).await;
     s.vanish();
     t.wait_for(&chat_topic(&cid), "chat:terminated", WAIT).await;
-    let (chat, _) = transcript_of(running.port, &cid).await;
+    let (chat, _) = transcript_as(running.port, &cid, &admin_token()).await;
     assert_eq!(chat["ended_by"], "student_left");
 
     let (t, mut s, cid) = start_chat(&srv, framing, 2, 8).await;
@@ -85,7 +86,12 @@ async fn how_a_chat_ended_is_recorded(framing: Framing) {
     // (until its first commit, even the chat's creation may not be readable: 404).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let response = http_get(running.port, &format!("/api/chats/{cid}/transcript")).await;
+        let response = http_get_as(
+            running.port,
+            &format!("/api/chats/{cid}/transcript"),
+            &admin_token(),
+        )
+        .await;
         let body = response.text();
         if response.status == 200 {
             let record: Value = serde_json::from_str(&body).expect("transcript JSON");
@@ -149,7 +155,7 @@ async fn a_backlog_holds_the_sender_and_loses_nothing(framing: Framing) {
         .await
         .assert_ok_empty();
     s.wait_for(&topic, "chat:terminated", WAIT).await;
-    let (_, stored) = transcript_of(running.port, &cid).await;
+    let (_, stored) = transcript_as(running.port, &cid, &admin_token()).await;
     let expected: Vec<(String, Value)> = [
         json!({"message": 0}),
         json!({"message": 1}),
@@ -184,7 +190,7 @@ async fn a_backlog_that_lasts_refuses_the_message_and_loses_none(framing: Framin
     assert_eq!(got.payload, json!({"message": "again"}));
     t.push(&topic, "chat:terminate", json!({})).await;
     s.wait_for(&topic, "chat:terminated", WAIT).await;
-    let (_, stored) = transcript_of(running.port, &cid).await;
+    let (_, stored) = transcript_as(running.port, &cid, &admin_token()).await;
     let payloads: Vec<Value> = stored.into_iter().map(|(_, p)| p).collect();
     assert_eq!(
         payloads,
@@ -318,6 +324,7 @@ async fn a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
         // Long enough to see the sender held, well past SILENCE.
         transcript_wait: Duration::from_secs(1),
         data_dir: data_dir.to_owned(),
+        tokens: Some(test_keys()),
         ..Config::default()
     });
     let port = running.port;
@@ -376,7 +383,7 @@ async fn a_failing_store_holds_senders_and_chat_terminated_until_space_returns(
     t.reply(&topic, &end).await.assert_ok_empty();
     s.wait_for(&topic, "chat:terminated", WAIT).await;
     assert_eq!(healthz(port).await, (200, "ok\n".to_owned()));
-    let (chat, stored) = transcript_of(port, &cid).await;
+    let (chat, stored) = transcript_as(port, &cid, &admin_token()).await;
     assert_eq!(chat["ended_by"], "terminated");
     assert_eq!(stored, relayed, "exactly the relayed messages");
     let metrics = http_get(port, "/metrics").await.text();

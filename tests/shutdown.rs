@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::auth::*;
 use crate::support::binary::{RealServer, Signal};
 use crate::support::*;
 
@@ -84,8 +85,12 @@ async fn a_finished_chat_survives_sigkill_of_the_server() {
     let status = bin.sigkill().await;
     assert!(!status.success(), "killed, not exited: {status:?}");
 
-    let again = RealServer::builder().data_dir(bin.data_dir()).spawn();
-    let (chat, stored) = transcript_of(again.port(), &cid).await;
+    let again = RealServer::builder()
+        .data_dir(bin.data_dir())
+        .arg("--token-secret")
+        .arg(TEST_SECRET)
+        .spawn();
+    let (chat, stored) = transcript_as(again.port(), &cid, &admin_token()).await;
     assert_eq!(
         stored, sent,
         "every relayed message, in order, byte for byte"
@@ -108,8 +113,12 @@ async fn a_graceful_restart_loses_no_relayed_message() {
     let status = bin.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
 
-    let again = RealServer::builder().data_dir(bin.data_dir()).spawn();
-    let (chat, stored) = transcript_of(again.port(), &cid).await;
+    let again = RealServer::builder()
+        .data_dir(bin.data_dir())
+        .arg("--token-secret")
+        .arg(TEST_SECRET)
+        .spawn();
+    let (chat, stored) = transcript_as(again.port(), &cid, &admin_token()).await;
     assert_eq!(stored, sent);
     // Shutting down closed both connections: no session resumption, so the chat
     // ended there, by whichever side's connection went first.

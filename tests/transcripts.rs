@@ -14,10 +14,9 @@ use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
 use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
 use tutor_queue::{Stopper, Transcripts};
 
+use crate::support::auth::{admin_token, http_get_as, test_keys, transcript_as, TEST_SECRET};
 use crate::support::binary::RealServer;
-use crate::support::{
-    chat_topic, http_get, start_chat, transcript_of, Config, Framing, Server, WAIT,
-};
+use crate::support::{chat_topic, start_chat, Config, Framing, Server, WAIT};
 
 /// A server on port 0 with the handles a test needs.
 pub(crate) struct Running {
@@ -60,13 +59,14 @@ pub(crate) fn start_server(config: Config) -> Running {
 pub(crate) fn with_data_dir(dir: &tempfile::TempDir) -> Config {
     Config {
         data_dir: dir.path().to_owned(),
+        tokens: Some(test_keys()),
         ..Config::default()
     }
 }
 
-/// `GET path`; returns the status and the body, which must be JSON.
+/// `GET path` as an admin; returns the status and the body, which must be JSON.
 async fn get(port: u16, path: &str) -> (u16, String) {
-    let response = http_get(port, path).await;
+    let response = http_get_as(port, path, &admin_token()).await;
     let kind = response.header("content-type").to_ascii_lowercase();
     assert!(
         kind.contains("application/json"),
@@ -307,7 +307,11 @@ fn a_lock_file_that_cannot_be_opened_is_named_in_the_error() {
 #[tokio::test]
 async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut first = RealServer::builder().data_dir(dir.path()).spawn();
+    let mut first = RealServer::builder()
+        .data_dir(dir.path())
+        .arg("--token-secret")
+        .arg(TEST_SECRET)
+        .spawn();
     let srv = Server { port: first.port() };
     let (mut t, mut s, cid) = start_chat(&srv, Framing::V2, 1, 7).await;
     let topic = chat_topic(&cid);
@@ -333,8 +337,12 @@ async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
     let status = first.sigkill().await;
     assert!(!status.success(), "killed, not exited: {status:?}");
 
-    let second = RealServer::builder().data_dir(dir.path()).spawn();
-    let (chat, stored) = transcript_of(second.port(), &cid).await;
+    let second = RealServer::builder()
+        .data_dir(dir.path())
+        .arg("--token-secret")
+        .arg(TEST_SECRET)
+        .spawn();
+    let (chat, stored) = transcript_as(second.port(), &cid, &admin_token()).await;
     assert_eq!(chat["ended_by"], "interrupted", "{chat}");
     assert_eq!(chat["finished_at"], last_at, "its last recorded message");
     assert_eq!(stored, sent, "what was committed");

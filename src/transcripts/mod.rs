@@ -306,6 +306,10 @@ impl FromStr for ChatCursor {
 pub struct ChatQuery {
     pub teacher: Option<TeacherKey>,
     pub student: Option<StudentKey>,
+    /// Let the `teacher`/`student` filters match their id text in both
+    /// namespaces (signed-in users and tokenless ids), not only their own:
+    /// for an admin looking a user up by id.
+    pub any_namespace: bool,
     pub limit: usize,
     /// Only chats older than this cursor (the `next` of the previous page).
     pub before: Option<ChatCursor>,
@@ -316,6 +320,7 @@ impl Default for ChatQuery {
         ChatQuery {
             teacher: None,
             student: None,
+            any_namespace: false,
             limit: DEFAULT_CHAT_PAGE,
             before: None,
         }

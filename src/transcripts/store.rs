@@ -443,14 +443,20 @@ fn list_chats(conn: &Connection, query: &ChatQuery) -> Result<ChatPage, StoreErr
     let mut conditions = Vec::new();
     let mut values = Vec::new();
     if let Some(teacher) = &query.teacher {
-        conditions.push("teacher = ? AND teacher_signed = ?");
+        conditions.push("teacher = ?");
         values.push(SqlValue::Text(teacher.0.as_str().to_owned()));
-        values.push(SqlValue::Integer(teacher.0.is_signed().into()));
+        if !query.any_namespace {
+            conditions.push("teacher_signed = ?");
+            values.push(SqlValue::Integer(teacher.0.is_signed().into()));
+        }
     }
     if let Some(student) = &query.student {
-        conditions.push("student = ? AND student_signed = ?");
+        conditions.push("student = ?");
         values.push(SqlValue::Text(student.0.as_str().to_owned()));
-        values.push(SqlValue::Integer(student.0.is_signed().into()));
+        if !query.any_namespace {
+            conditions.push("student_signed = ?");
+            values.push(SqlValue::Integer(student.0.is_signed().into()));
+        }
     }
     if let Some(before) = &query.before {
         conditions.push("(created_at, id) < (?, ?)");

@@ -18,7 +18,12 @@
 // API, so the server must record transcripts) lists each ended chat, newest
 // first, with the student's name and how it ended; "View" shows exactly the
 // messages sent, in order, with sender and time; "Load more" pages through;
-// an API error shows a message and leaves the live chat working.
+// an API error shows a message and leaves the live chat working. Sign-in:
+// a reloaded teacher page is the same teacher (same name, same Past chats);
+// "Sign out" returns to the start page and signing in again is a new teacher
+// (no Past chats); a token handed in #token= (ORG_TOKEN, minted by the test
+// with the server's secret) signs the page in as its user and leaves the
+// address bar.
 //
 // Every wait is bounded; the first failed expectation, page error or console
 // error fails the run with a message. Prints PASS at the end and exits 0.
@@ -35,6 +40,7 @@ if(!base || !shotDir){
   process.exit(2)
 }
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium"
+const ORG_TOKEN = process.env.ORG_TOKEN
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 const OVERALL_TIMEOUT_MS = 90000
@@ -441,6 +447,35 @@ async function main(){
   ok("\"End chat\" on the student's page ends it on both pages")
   await expectPastChats(teacher2, [["Alice", "Ended by Alice"]], "after Alice ended the chat")
   await expectTranscript(teacher2, "Alice", [], "a chat without messages")
+
+  step("13", "a reloaded teacher page is the same teacher: its Past chats are still there")
+  await teacher2.page.reload()
+  await waitText(teacher2.page.locator("#me"), "Mr Okafor", "teacher's name after a reload")
+  await waitText(teacher2.page.locator("#connection"), "Connected", "teacher: connection status after a reload")
+  // Who pressed "End chat" was seen live only; the store knows how it ended.
+  await expectPastChats(teacher2, [["Alice", "Ended with “End chat”"]], "after a reload")
+  ok("same identity after a reload: the chat with Alice is still in Past chats")
+
+  step("14", "\"Sign out\" forgets the token: signing in again is a new teacher")
+  await teacher2.page.getByRole("button", {name: "Sign out"}).click()
+  await teacher2.page.waitForURL(new URL("/", base).href)
+  await teacher2.page.getByLabel("Your name").fill("Mr Okafor")
+  await teacher2.page.getByRole("button", {name: "I'm a teacher"}).click()
+  await teacher2.page.waitForURL(/\/teacher\?name=Mr\+Okafor$/)
+  await waitText(teacher2.page.locator("#me"), "Mr Okafor", "teacher's name after signing in again")
+  await waitText(teacher2.page.locator("#past-status"), "No finished chats yet.", "Past chats of the new teacher")
+  ok("after Sign out, the same name is a new teacher with no Past chats")
+
+  step("15", "a token handed in #token= signs the page in as its user")
+  if(!ORG_TOKEN) await fail("ORG_TOKEN is not set")
+  const org = await openPage(`/teacher#token=${ORG_TOKEN}`, LAPTOP, "org teacher")
+  await waitText(org.page.locator("#me"), "Dr Org", "the name of the handed token")
+  await waitText(org.page.locator("#connection"), "Connected", "org teacher: connection status")
+  await waitVisible(org.page.locator('body[data-state="ready"]'), "the org teacher joined the teachers")
+  if(new URL(org.page.url()).hash !== "") await fail(`the token stayed in the address bar: ${org.page.url()}`)
+  await org.page.reload()
+  await waitText(org.page.locator("#me"), "Dr Org", "the handed token is kept across a reload")
+  ok("#token= signs in as Dr Org, leaves the address bar, and is kept")
 
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")

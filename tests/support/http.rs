@@ -43,6 +43,12 @@ pub async fn http_request(port: u16, method: &str, target: &str, extra: &str) ->
     let raw = tokio::time::timeout(WAIT, fut)
         .await
         .unwrap_or_else(|_| panic!("{method} {target}: no response within {WAIT:?}"));
+    parse_response(&raw, method, target)
+}
+
+/// A whole raw HTTP/1.1 response parsed (chunked bodies decoded); panics,
+/// naming `method target`, if it is not one.
+pub fn parse_response(raw: &[u8], method: &str, target: &str) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -91,7 +97,8 @@ pub async fn http_get(port: u16, path: &str) -> HttpResponse {
     http_request(port, "GET", path, "").await
 }
 
-/// What `GET /api/chats/<cid>/transcript` holds: the chat record, and each
+/// What `GET /api/chats/<cid>/transcript` holds (without a token: the API
+/// answers 401, see `auth::transcript_as`): the chat record, and each
 /// message as (sender, payload) in relay order.
 pub async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
     let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;

@@ -61,3 +61,6 @@ macro_rules! both {
 
 /// The real `tutor-queue` binary as a child process (`RealServer`).
 pub mod binary;
+
+/// Tokens of a known test secret and requests that carry them (`auth`).
+pub mod auth;
