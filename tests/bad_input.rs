@@ -385,6 +385,57 @@ async fn slow_consumer_is_dropped(framing: Framing) {
     drop(slow);
 }
 
+/// A chat whose student reads nothing once it has joined: a tiny receive buffer, so
+/// the kernel absorbs little of what the server writes. The teacher, the student and
+/// the chat topic.
+async fn chat_with_a_stalled_student(srv: &Server, framing: Framing) -> (Client, Client, String) {
+    let mut s =
+        match handshake_with(srv.port, framing.default_path(), framing, None, Some(4096)).await {
+            Handshake::Ok(c, _) => c.named("stalled student 7"),
+            Handshake::Refused(st) => panic!("upgrade refused: {st}"),
+        };
+    let sid = json!(7);
+    s.join_ok(&student_topic(&sid), student_params(&sid)).await;
+    s.ready(&sid).await;
+    let mut t = teacher(srv, framing, 1).await;
+    let cid = t.claim_expect(&json!(1), &sid).await;
+    t.join_chat(&cid, "teacher", &json!(1)).await;
+    s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
+    s.join_chat(&cid, "student", &sid).await;
+    (t, s, chat_topic(&cid))
+}
+
+/// The teacher sends 60 kB messages until its chat ends (the student evicted);
+/// how many it sent.
+async fn send_until_evicted(t: &mut Client, topic: &str) -> usize {
+    let chunk = "m".repeat(60_000);
+    let mut sent = 0usize;
+    loop {
+        for _ in 0..5 {
+            t.push(topic, "teacher:send", json!({"message": chunk, "n": sent}))
+                .await;
+            sent += 1;
+        }
+        if t.try_wait_match(
+            |f| f.is(topic, "chat:terminated"),
+            Duration::from_millis(20),
+        )
+        .await
+        .is_some()
+        {
+            return sent;
+        }
+        // Kernel buffers on both sides hold a few MB at most; the frame bound alone
+        // would need 8,192 messages here.
+        assert!(
+            sent < 300,
+            "after {sent} messages of 60 kB (~{} MB) to a student that reads nothing, \
+             the server had not evicted it (outbound_bytes 256 KiB)",
+            sent * 60_000 / 1_000_000
+        );
+    }
+}
+
 /// 1.6, bounded by bytes: a student that stops reading while its teacher sends 60 kB
 /// messages is evicted once about `outbound_bytes` (here 256 KiB) are queued to it, long
 /// before the frame bound (8,192 frames, ~0.5 GB of such messages) would act. The
@@ -396,49 +447,10 @@ async fn slow_consumer_is_bounded_by_bytes(framing: Framing) {
         ..Config::default()
     });
     assert_eq!(Config::default().outbound_limit, 8192);
-    // A tiny receive buffer, so the kernel absorbs little of what the server writes.
-    let mut s =
-        match handshake_with(srv.port, framing.default_path(), framing, None, Some(4096)).await {
-            Handshake::Ok(c, _) => c.named("stalled student 7"),
-            Handshake::Refused(st) => panic!("upgrade refused: {st}"),
-        };
-    let sid = json!(7);
-    s.join_ok(&student_topic(&sid), student_params(&sid)).await;
-    s.ready(&sid).await;
-    let mut t = teacher(&srv, framing, 1).await;
-    let cid = t.claim_expect(&json!(1), &sid).await;
-    t.join_chat(&cid, "teacher", &json!(1)).await;
-    s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
-    s.join_chat(&cid, "student", &sid).await;
-    let topic = chat_topic(&cid);
+    let (mut t, mut s, topic) = chat_with_a_stalled_student(&srv, framing).await;
 
     // From now on the student reads nothing; the teacher sends 60 kB messages.
-    let chunk = "m".repeat(60_000);
-    let mut sent = 0usize;
-    loop {
-        for _ in 0..5 {
-            t.push(&topic, "teacher:send", json!({"message": chunk, "n": sent}))
-                .await;
-            sent += 1;
-        }
-        if t.try_wait_match(
-            |f| f.is(&topic, "chat:terminated"),
-            Duration::from_millis(20),
-        )
-        .await
-        .is_some()
-        {
-            break;
-        }
-        // Kernel buffers on both sides hold a few MB at most; the frame bound alone
-        // would need 8,192 messages here.
-        assert!(
-            sent < 300,
-            "after {sent} messages of 60 kB (~{} MB) to a student that reads nothing, \
-             the server had not evicted it (outbound_bytes 256 KiB)",
-            sent * 60_000 / 1_000_000
-        );
-    }
+    let sent = send_until_evicted(&mut t, &topic).await;
     eprintln!("stalled student evicted after {sent} messages of 60 kB");
     let metrics = http_get(srv.port, "/metrics").await.text();
     assert!(
@@ -469,39 +481,10 @@ async fn a_stalled_reader_frees_its_connection_slot(framing: Framing) {
         send_timeout: Duration::from_secs(1),
         ..Config::default()
     });
-    let mut s =
-        match handshake_with(srv.port, framing.default_path(), framing, None, Some(4096)).await {
-            Handshake::Ok(c, _) => c.named("stalled student 7"),
-            Handshake::Refused(st) => panic!("upgrade refused: {st}"),
-        };
-    let sid = json!(7);
-    s.join_ok(&student_topic(&sid), student_params(&sid)).await;
-    s.ready(&sid).await;
-    let mut t = teacher(&srv, framing, 1).await;
-    let cid = t.claim_expect(&json!(1), &sid).await;
-    t.join_chat(&cid, "teacher", &json!(1)).await;
-    s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
-    s.join_chat(&cid, "student", &sid).await;
-    let topic = chat_topic(&cid);
+    let (mut t, s, topic) = chat_with_a_stalled_student(&srv, framing).await;
 
     // The student reads nothing from here on (and is kept open until the end).
-    let chunk = "m".repeat(60_000);
-    let mut sent = 0usize;
-    while t
-        .try_wait_match(
-            |f| f.is(&topic, "chat:terminated"),
-            Duration::from_millis(20),
-        )
-        .await
-        .is_none()
-    {
-        for _ in 0..5 {
-            t.push(&topic, "teacher:send", json!({"message": chunk, "n": sent}))
-                .await;
-            sent += 1;
-        }
-        assert!(sent < 300, "the stalled student was never evicted");
-    }
+    send_until_evicted(&mut t, &topic).await;
     // Right after the eviction the stalled connection still holds its slot.
     match handshake(srv.port, framing.default_path(), framing, None).await {
         Handshake::Refused(status) => assert_eq!(status, 503),

@@ -118,16 +118,7 @@ async fn one_user_gets_at_most_its_cap_of_connections() {
     }
     // A closed tab is a place to take.
     second.vanish();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut third = loop {
-        match handshake(srv.port, &ana, Framing::V2, None).await {
-            Handshake::Ok(c, _) => break *c,
-            Handshake::Refused(429) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Handshake::Refused(status) => panic!("still refused ({status}) after a close"),
-        }
-    };
+    let mut third = handshake_once_freed(srv.port, &ana, Framing::V2, 429).await;
     third.heartbeat().await;
     first.heartbeat().await;
     let metrics = http_get(srv.port, "/metrics").await.text();

@@ -2,8 +2,6 @@
 //! join refs are bounded and refused with a clear `error` reason, V1 and V2; connections
 //! are capped per IP address (429) and by the open-file limit (503, never a hang).
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use tutor_queue::Config;
 
@@ -195,16 +193,7 @@ async fn upgrades_past_the_per_ip_cap_get_429() {
     );
     // A place freed is a place to take.
     second.vanish();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut third = loop {
-        match handshake(srv.port, "/ws", Framing::V1, None).await {
-            Handshake::Ok(c, _) => break *c,
-            Handshake::Refused(429) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Handshake::Refused(status) => panic!("still refused ({status}) after a close"),
-        }
-    };
+    let mut third = handshake_once_freed(srv.port, "/ws", Framing::V1, 429).await;
     third.heartbeat().await;
     first.heartbeat().await;
 }

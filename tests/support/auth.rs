@@ -43,8 +43,8 @@ pub async fn http_get_as(port: u16, path: &str, token: &str) -> HttpResponse {
     .await
 }
 
-/// `transcript_of` read with `token`: the chat record, and each message as
-/// (sender, payload) in relay order.
+/// What `GET /api/chats/<cid>/transcript` holds for `token`: the chat record,
+/// and each message as (sender, payload) in relay order.
 pub async fn transcript_as(port: u16, cid: &str, token: &str) -> (Value, Vec<(String, Value)>) {
     let response = http_get_as(port, &format!("/api/chats/{cid}/transcript"), token).await;
     let body = response.text();

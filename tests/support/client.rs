@@ -67,6 +67,23 @@ pub(super) async fn tcp(port: u16, recv_buffer: Option<u32>) -> TcpStream {
         .unwrap_or_else(|e| panic!("TCP connect to port {port} failed: {e}"))
 }
 
+/// Upgrades on `path` once a place is free: while the server answers `status`
+/// (e.g. 429 at a client's cap) it tries again, for up to `WAIT`.
+pub async fn handshake_once_freed(port: u16, path: &str, framing: Framing, status: u16) -> Client {
+    let deadline = tokio::time::Instant::now() + super::WAIT;
+    loop {
+        match handshake(port, path, framing, None).await {
+            Handshake::Ok(c, _) => return *c,
+            Handshake::Refused(refused)
+                if refused == status && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Handshake::Refused(refused) => panic!("still refused ({refused}) after a close"),
+        }
+    }
+}
+
 /// Opens a WebSocket on `path`; returns the handshake outcome (HTTP status on refusal).
 pub async fn handshake(
     port: u16,

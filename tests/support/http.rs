@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::client::tcp;
 use super::WAIT;
 
@@ -95,24 +93,4 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 /// `GET path`.
 pub async fn http_get(port: u16, path: &str) -> HttpResponse {
     http_request(port, "GET", path, "").await
-}
-
-/// What `GET /api/chats/<cid>/transcript` holds (without a token: the API
-/// answers 401, see `auth::transcript_as`): the chat record, and each
-/// message as (sender, payload) in relay order.
-pub async fn transcript_of(port: u16, cid: &str) -> (Value, Vec<(String, Value)>) {
-    let response = http_get(port, &format!("/api/chats/{cid}/transcript")).await;
-    let body = response.text();
-    assert_eq!(response.status, 200, "transcript of {cid}: {body}");
-    let body: Value = serde_json::from_str(&body).expect("transcript JSON");
-    let messages = body["messages"]
-        .as_array()
-        .expect("messages array")
-        .iter()
-        .map(|m| {
-            let sender = m["sender"].as_str().unwrap_or("?").to_owned();
-            (sender, m["payload"].clone())
-        })
-        .collect();
-    (body["chat"].clone(), messages)
 }
