@@ -42,13 +42,6 @@ fn path_with_token(framing: Framing, token: &str) -> String {
     format!("{path}{sep}token={token}")
 }
 
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
-}
-
 async fn refused_with(port: u16, path: &str, framing: Framing) -> u16 {
     match handshake(port, path, framing, None).await {
         Handshake::Refused(status) => status,

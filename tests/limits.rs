@@ -8,14 +8,6 @@ use tutor_queue::Config;
 use crate::support::binary::RealServer;
 use crate::support::*;
 
-/// The value of one sample line (`name{labels} value`) of a Prometheus exposition.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
-}
-
 /// Sends a `phx_join` with the given refs (V2: `join_ref == ref`) and returns its reply.
 async fn join_with_ref(c: &mut Client, r: &Value, topic: &str, params: Value) -> Frame {
     c.send_msg(r, r, topic, "phx_join", &params).await;

@@ -8,14 +8,6 @@ use tutor_queue::Config;
 
 use crate::support::*;
 
-/// The value of one sample line (`name{labels} value`) of a Prometheus exposition.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name, value) = line.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
-}
-
 async fn scrape(port: u16) -> String {
     let response = http_get(port, "/metrics").await;
     assert_eq!(response.status, 200);

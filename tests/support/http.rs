@@ -94,3 +94,11 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 pub async fn http_get(port: u16, path: &str) -> HttpResponse {
     http_request(port, "GET", path, "").await
 }
+
+/// The value of one series (`name{labels}`) in a `/metrics` text, if present.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
