@@ -160,13 +160,8 @@ fn caller(req: &HttpRequest, hub: &Hub) -> Result<Identity, Box<HttpResponse>> {
     let Some(token) = token else {
         return Err(Box::new(unauthorized("a bearer token is required", None)));
     };
-    let Some(keys) = &hub.config.tokens else {
-        return Err(Box::new(unauthorized(
-            "this server accepts no tokens",
-            Some("invalid_token"),
-        )));
-    };
-    keys.verify(token)
+    hub.config
+        .verify_token(token)
         .map_err(|failure| Box::new(unauthorized(&failure.to_string(), Some("invalid_token"))))
 }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::{Role, TokenKeys};
+use crate::identity::{Identity, Role, TokenError, TokenKeys};
 use crate::transcripts::StoreOptions;
 
 /// Runtime limits and timeouts of one server instance.
@@ -113,6 +113,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Who `token` says its holder is, checked with `tokens`; every token is
+    /// refused when there are none. The one check behind the WebSocket
+    /// upgrade and the HTTP API.
+    pub fn verify_token(&self, token: &str) -> Result<Identity, TokenError> {
+        self.tokens
+            .as_ref()
+            .ok_or(TokenError::NotAccepted)?
+            .verify(token)
+    }
+
     /// Worker threads the server runs: `workers`, or one per core at 0.
     pub fn worker_threads(&self) -> usize {
         match self.workers {

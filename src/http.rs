@@ -63,17 +63,14 @@ impl UpgradeParams {
 /// The identity the upgrade's token proves (None: no token, allowed), or why
 /// the upgrade is refused with 401.
 fn check_token(hub: &Hub, token: Option<&str>) -> Result<Option<Identity>, (Rejection, String)> {
-    match (token, &hub.config.tokens) {
-        (None, _) if hub.config.require_token => {
+    match token {
+        None if hub.config.require_token => {
             Err((Rejection::TokenRequired, "a token is required".to_owned()))
         }
-        (None, _) => Ok(None),
-        (Some(_), None) => Err((
-            Rejection::BadToken,
-            "this server accepts no tokens".to_owned(),
-        )),
-        (Some(token), Some(keys)) => keys
-            .verify(token)
+        None => Ok(None),
+        Some(token) => hub
+            .config
+            .verify_token(token)
             .map(Some)
             .map_err(|error| (Rejection::BadToken, error.to_string())),
     }

@@ -201,6 +201,10 @@ pub enum TokenError {
     /// Signed and current, but the claims are missing or out of bounds.
     #[error("bad token claims: {0}")]
     BadClaims(String),
+    /// The server has no secret to check tokens with (a library server
+    /// started without `Config::tokens`).
+    #[error("this server accepts no tokens")]
+    NotAccepted,
 }
 
 impl From<jsonwebtoken::errors::Error> for TokenError {

@@ -122,8 +122,8 @@ pub struct Session {
     closing: bool,
     /// The connection has left the hub (`depart`).
     departed: bool,
-    /// Who the upgrade's token proved this connection is (None: tokenless).
-    /// Carried only, not yet consulted by any rule.
+    /// Who the upgrade's token proved this connection is (None: tokenless);
+    /// every join is bound to it (`bind_join`).
     identity: Option<Identity>,
 }
 
