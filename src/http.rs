@@ -30,36 +30,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.default_service(web::to(not_found));
 }
 
-/// The parameters of the upgrade URL the server reads, from one pass over
-/// its form-urlencoded query string; the first of each counts.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct UpgradeParams {
-    /// `vsn` (PROTOCOL 1.3).
-    vsn: Option<String>,
-    /// `token` (PROTOCOL 1.7); an empty value counts as none.
-    token: Option<String>,
-}
-
-impl UpgradeParams {
-    fn parse(query: &str) -> UpgradeParams {
-        let mut params = UpgradeParams::default();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let slot = match key.as_ref() {
-                "vsn" => &mut params.vsn,
-                "token" => &mut params.token,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value.into_owned());
-            }
-        }
-        if params.token.as_deref() == Some("") {
-            params.token = None;
-        }
-        params
-    }
-}
-
 /// The identity the upgrade's token proves (None: no token, allowed), or why
 /// the upgrade is refused with 401.
 fn check_token(hub: &Hub, token: Option<&str>) -> Result<Option<Identity>, (Rejection, String)> {
@@ -81,8 +51,8 @@ async fn upgrade(
     body: web::Payload,
     hub: web::Data<Hub>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let params = UpgradeParams::parse(req.query_string());
-    let framing = match protocol::framing_from_vsn(params.vsn.as_deref().map(str::as_bytes)) {
+    let params = protocol::HandshakeParams::parse(req.query_string());
+    let framing = match params.framing() {
         Ok(framing) => framing,
         Err(error) => return Ok(HttpResponse::Forbidden().body(error.to_string())),
     };
@@ -156,36 +126,4 @@ async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().body("not found")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::UpgradeParams;
-
-    fn params(vsn: Option<&str>, token: Option<&str>) -> UpgradeParams {
-        UpgradeParams {
-            vsn: vsn.map(str::to_owned),
-            token: token.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn one_pass_finds_the_first_vsn_and_token_decoded() {
-        assert_eq!(UpgradeParams::parse(""), params(None, None));
-        assert_eq!(
-            UpgradeParams::parse("vsn=2.0.0"),
-            params(Some("2.0.0"), None)
-        );
-        assert_eq!(UpgradeParams::parse("token="), params(None, None));
-        assert_eq!(
-            UpgradeParams::parse("token=a.b%2Dc&vsn=2.0.0&token=second&vsn=1.0.0"),
-            params(Some("2.0.0"), Some("a.b-c"))
-        );
-        assert_eq!(
-            UpgradeParams::parse("%74oken=x+y&v%73n=1.0.0&userId=3"),
-            params(Some("1.0.0"), Some("x y"))
-        );
-        // A bare key is an empty value, as in framing_from_query.
-        assert_eq!(UpgradeParams::parse("vsn"), params(Some(""), None));
-    }
 }

@@ -17,7 +17,7 @@ pub use encode::{
     encode_channel_error, encode_close, encode_message, encode_push, encode_reply, error_response,
     ReplyStatus,
 };
-pub use vsn::{framing_from_query, framing_from_vsn, UnsupportedVsn};
+pub use vsn::{HandshakeParams, UnsupportedVsn};
 
 /// Wire framing of one connection, fixed at handshake time (PROTOCOL 1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

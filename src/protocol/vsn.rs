@@ -1,18 +1,18 @@
-//! Framing negotiation from the handshake URL's query string (PROTOCOL 1.3).
+//! The handshake URL's query string: the parameters the server reads from it,
+//! `vsn` (framing negotiation, PROTOCOL 1.3) and `token` (1.7).
 //!
-//! Owns: finding the first `vsn` parameter (form-urlencoded, so `%XX` and `+`
-//! are decoded in keys and values) and mapping it to a [`Framing`].
+//! Owns: one pass over the form-urlencoded query (`%XX` and `+` decoded in
+//! keys and values, by `form_urlencoded`), the first of each parameter, and
+//! mapping `vsn` to a [`Framing`].
 //!
-//! Must never: look at the path or any other parameter, allocate when the
-//! query has nothing to decode, or panic on a hostile query string.
+//! Must never: look at the path or any other parameter, or panic on a
+//! hostile query string.
 //!
 //! Accepted values are strict semver `1.0.<patch>` / `2.0.<patch>` where
 //! `<patch>` is a non-negative integer without leading zeros (semver forbids
 //! them, and Phoenix's `Version` parser rejects them too): `2.0.01`,
 //! `02.0.0`, `2.0.0x`, `2.0.0-rc.1`, `2.0.0+b` (the `+` decodes to a space)
 //! and anything with surrounding spaces are refused.
-
-use std::borrow::Cow;
 
 use super::Framing;
 
@@ -28,32 +28,46 @@ pub struct UnsupportedVsn(pub String);
 /// How much of a refused `vsn` value is kept in [`UnsupportedVsn`].
 const MAX_REPORTED_CHARS: usize = 64;
 
-/// PROTOCOL 1.3: from the raw URL query string (without the leading `?`;
-/// e.g. `"vsn=2.0.0&token=x"`, may be empty, may be percent-encoded).
-///
-/// `vsn` absent -> V1; `1.0.x` -> V1; `2.0.x` -> V2; anything else
-/// (including `2.0`, `3.0.0`, an empty value, or a bare `vsn` without `=`)
-/// -> Err. Other parameters are ignored; if `vsn` appears more than once,
-/// the first one counts.
-pub fn framing_from_query(query: &str) -> Result<Framing, UnsupportedVsn> {
-    for pair in query.split('&') {
-        // A bare key ("vsn" without '=') means an empty value, as in
-        // application/x-www-form-urlencoded parsing.
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if form_decode(key).as_ref() == b"vsn" {
-            return parse_vsn(&form_decode(value));
-        }
-    }
-    Ok(Framing::V1)
+/// The parameters of a handshake's query string the server reads; the first
+/// of each counts, and a bare key (`vsn` without `=`) is an empty value, as in
+/// form-urlencoded parsing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HandshakeParams {
+    /// `vsn` (PROTOCOL 1.3), decoded (invalid UTF-8 replaced).
+    pub vsn: Option<String>,
+    /// `token` (PROTOCOL 1.7); an empty value counts as none.
+    pub token: Option<String>,
 }
 
-/// PROTOCOL 1.3 from a `vsn` value already form-decoded (None: absent), for
-/// a caller that parses the query string itself; same rules as
-/// [`framing_from_query`].
-pub fn framing_from_vsn(vsn: Option<&[u8]>) -> Result<Framing, UnsupportedVsn> {
-    match vsn {
-        None => Ok(Framing::V1),
-        Some(vsn) => parse_vsn(vsn),
+impl HandshakeParams {
+    /// From the raw URL query string (without the leading `?`; e.g.
+    /// `"vsn=2.0.0&token=x"`, may be empty, may be percent-encoded).
+    pub fn parse(query: &str) -> HandshakeParams {
+        let mut params = HandshakeParams::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "vsn" => &mut params.vsn,
+                "token" => &mut params.token,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.into_owned());
+            }
+        }
+        if params.token.as_deref() == Some("") {
+            params.token = None;
+        }
+        params
+    }
+
+    /// PROTOCOL 1.3: `vsn` absent -> V1; `1.0.x` -> V1; `2.0.x` -> V2;
+    /// anything else (including `2.0`, `3.0.0`, an empty value, or a bare
+    /// `vsn` without `=`) -> Err.
+    pub fn framing(&self) -> Result<Framing, UnsupportedVsn> {
+        match &self.vsn {
+            None => Ok(Framing::V1),
+            Some(vsn) => parse_vsn(vsn.as_bytes()),
+        }
     }
 }
 
@@ -91,46 +105,41 @@ fn refused(vsn: &[u8]) -> UnsupportedVsn {
     )
 }
 
-/// application/x-www-form-urlencoded decoding of one key or value: `+` is a
-/// space, `%XX` is a byte; a `%` not followed by two hex digits stays literal
-/// (as browsers and Plug do) instead of being an error.
-fn form_decode(s: &str) -> Cow<'_, [u8]> {
-    let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(bytes);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let [first, tail @ ..] = rest {
-        match (first, tail) {
-            (b'%', [hi, lo, after @ ..]) => {
-                if let (Some(hi), Some(lo)) = (hex_value(*hi), hex_value(*lo)) {
-                    out.push(hi << 4 | lo);
-                    rest = after;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            (b'+', _) => out.push(b' '),
-            _ => out.push(*first),
-        }
-        rest = tail;
-    }
-    Cow::Owned(out)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The framing the server picks for a handshake's query string.
+    fn framing_from_query(query: &str) -> Result<Framing, UnsupportedVsn> {
+        HandshakeParams::parse(query).framing()
+    }
+
+    fn params(vsn: Option<&str>, token: Option<&str>) -> HandshakeParams {
+        HandshakeParams {
+            vsn: vsn.map(str::to_owned),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn one_pass_finds_the_first_vsn_and_token_decoded() {
+        assert_eq!(HandshakeParams::parse(""), params(None, None));
+        assert_eq!(
+            HandshakeParams::parse("vsn=2.0.0"),
+            params(Some("2.0.0"), None)
+        );
+        assert_eq!(HandshakeParams::parse("token="), params(None, None));
+        assert_eq!(
+            HandshakeParams::parse("token=a.b%2Dc&vsn=2.0.0&token=second&vsn=1.0.0"),
+            params(Some("2.0.0"), Some("a.b-c"))
+        );
+        assert_eq!(
+            HandshakeParams::parse("%74oken=x+y&v%73n=1.0.0&userId=3"),
+            params(Some("1.0.0"), Some("x y"))
+        );
+        // A bare key is an empty value.
+        assert_eq!(HandshakeParams::parse("vsn"), params(Some(""), None));
+    }
 
     fn err(v: &str) -> Result<Framing, UnsupportedVsn> {
         Err(UnsupportedVsn(v.to_owned()))
