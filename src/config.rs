@@ -80,6 +80,15 @@ pub struct Config {
     pub guest_roles: Vec<Role>,
     /// How long a guest token is valid.
     pub guest_token_ttl: Duration,
+    /// How long a token user whose connection went stays *away* (keeps its
+    /// place in the queue and its chats) before it vanishes (PROTOCOL 6.3).
+    /// Zero: it vanishes at once, as tokenless users do.
+    pub reconnect_grace: Duration,
+    /// Messages held for one away side of one chat; past it the sender gets
+    /// `recipient away`.
+    pub held_messages: usize,
+    /// Payload bytes held for one away side of one chat (same consequence).
+    pub held_bytes: usize,
 }
 
 impl Default for Config {
@@ -108,6 +117,9 @@ impl Default for Config {
             require_token: false,
             guest_roles: vec![Role::Student, Role::Teacher],
             guest_token_ttl: Duration::from_secs(12 * 3600),
+            reconnect_grace: Duration::from_secs(60),
+            held_messages: 100,
+            held_bytes: 64 * 1024,
         }
     }
 }

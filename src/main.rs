@@ -66,6 +66,16 @@ struct Args {
     /// kernel drops the connection (TCP_USER_TIMEOUT; frees clients that stopped reading).
     #[arg(long, env = "SEND_TIMEOUT_S", default_value_t = Config::default().send_timeout.as_secs())]
     send_timeout_s: u64,
+    /// Seconds a token user whose connection dropped keeps its place and its
+    /// chats (away) before it is gone; 0: gone at once, as tokenless users.
+    #[arg(long, env = "RECONNECT_GRACE_S", default_value_t = Config::default().reconnect_grace.as_secs())]
+    reconnect_grace_s: u64,
+    /// Messages held per chat for a side that is away; past it: `recipient away`.
+    #[arg(long, env = "HELD_MESSAGES", default_value_t = Config::default().held_messages)]
+    held_messages: usize,
+    /// Payload bytes held per chat for a side that is away; past it: `recipient away`.
+    #[arg(long, env = "HELD_BYTES", default_value_t = Config::default().held_bytes)]
+    held_bytes: usize,
     /// Directory of the transcript database and of the generated token secret
     /// (`token-secret`), created if missing.
     #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
@@ -183,6 +193,9 @@ async fn main() -> anyhow::Result<()> {
         require_token: args.require_token,
         guest_roles,
         guest_token_ttl: args.guest_token_ttl,
+        reconnect_grace: Duration::from_secs(args.reconnect_grace_s),
+        held_messages: args.held_messages,
+        held_bytes: args.held_bytes,
         ..Config::default()
     };
     fit_to_open_files(&mut config);
