@@ -28,7 +28,7 @@ use std::sync::Arc;
 use super::chats::{Chats, Ended, EnterOutcome, JoinCheck, Role};
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
 use super::positions::{PositionNotice, PositionWatch};
-use super::rosters::{ReadyOutcome, StudentState, Students, Teachers};
+use super::rosters::{AwaySpell, ReadyOutcome, StudentState, Students, Teachers};
 use super::status::StatusSnapshot;
 
 /// The students' part of the state: who is present, where each one stands, the FIFO
@@ -138,6 +138,14 @@ pub struct Claimed {
     pub object: Arc<str>,
 }
 
+/// A student that joined its presence topic: whether it was away and is back
+/// (PROTOCOL 6.3), and where it stands.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StudentReturn {
+    pub back: bool,
+    pub state: StudentState,
+}
+
 /// A student that vanished with its last presence channel (PROTOCOL 6.1).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Vanished {
@@ -225,21 +233,92 @@ impl<P: TutoringParts> Tutoring<P> {
     // ----- joins --------------------------------------------------------
 
     /// A teacher joined `presence:teachers` on one more channel (PROTOCOL 5.2). A
-    /// teacher new to the roster changes the count of teachers only.
-    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<()> {
-        let ((), changed) = self.change_teachers(move |t| t.join(teacher)).await?;
+    /// teacher new to the roster changes the count of teachers only. Answers whether it
+    /// was away and is back (PROTOCOL 6.3); a teacher away was still counted.
+    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<bool> {
+        let (back, changed) = self.change_teachers(move |t| t.join(teacher)).await?;
         let news = if changed {
             StatusNews::Teachers
         } else {
             StatusNews::None
         };
-        Ok(self.stepped((), news))
+        Ok(self.stepped(back, news))
     }
 
     /// A student joined its presence topic on one more channel; not queued yet, so no
-    /// count changes (PROTOCOL 5.2, 7.3).
-    pub async fn student_present(&self, student: UserId) -> Result<(), PartGone> {
-        self.parts.students(move |s| s.students.join(student)).await
+    /// count changes (PROTOCOL 5.2, 7.3). If it was away it is back where it stood
+    /// (PROTOCOL 6.3): a student back in the queue can be served again, which teachers
+    /// hear of by a `user:status` with the same counts.
+    pub async fn student_present(&self, student: UserId) -> Step<StudentReturn> {
+        let (back, state) = self
+            .change_students(move |s| {
+                let key = student.as_student();
+                let back = s.join(student);
+                (
+                    back,
+                    s.state(&key).cloned().unwrap_or(StudentState::Present),
+                )
+            })
+            .await?;
+        let news = match state {
+            StudentState::Waiting(_) if back => StatusNews::Students,
+            _ => StatusNews::None,
+        };
+        Ok(self.stepped(StudentReturn { back, state }, news))
+    }
+
+    /// Where a student stands, and its chat's object if it is in one, for its join
+    /// reply (PROTOCOL 6.3). None if it is not present.
+    pub async fn standing(
+        &self,
+        student: &StudentKey,
+    ) -> Result<Option<(StudentState, Option<Arc<str>>)>, PartGone> {
+        let student = student.clone();
+        let Some(state) = self
+            .parts
+            .students(move |s| s.students.state(&student).cloned())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let chat = match state {
+            StudentState::Chatting { chat, .. } => {
+                self.parts.chats(move |c| c.object(chat)).await?
+            }
+            _ => None,
+        };
+        Ok(Some((state, chat)))
+    }
+
+    /// The active chats of a teacher, with their chat objects, for its join reply
+    /// (PROTOCOL 6.3).
+    pub async fn chats_of(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Result<Vec<(ChatId, Arc<str>)>, PartGone> {
+        let teacher = teacher.clone();
+        let chats = self
+            .parts
+            .teachers(move |t| t.chats_of(&teacher).to_vec())
+            .await?;
+        self.parts
+            .chats(move |c| {
+                chats
+                    .into_iter()
+                    .filter_map(|chat| Some((chat, c.object(chat)?)))
+                    .collect()
+            })
+            .await
+    }
+
+    /// The teacher and the student of a chat the log still knows.
+    pub async fn sides(&self, chat: ChatId) -> Result<Option<(TeacherKey, StudentKey)>, PartGone> {
+        self.parts
+            .chats(move |c| {
+                c.participants(chat)
+                    .map(|(teacher, student)| (teacher.clone(), student.clone()))
+            })
+            .await
     }
 
     /// May this user join `chats:<chat>` (PROTOCOL 5.2)? `user` is None when the join
@@ -338,7 +417,41 @@ impl<P: TutoringParts> Tutoring<P> {
     /// it only if it was in the roster (had sent `student:ready`, PROTOCOL 8.4).
     pub async fn student_absent(&self, student: &StudentKey) -> Step<Option<Vanished>> {
         let student = student.clone();
-        let was = self.change_students(move |s| s.leave(&student)).await?;
+        self.student_gone(move |s| s.leave(&student)).await
+    }
+
+    /// A student lost one presence channel with its connection (PROTOCOL 6.3). On its
+    /// last one it is away: it stays where it stands, nothing a teacher sees changes.
+    /// Answers the spell and where it stands.
+    pub async fn student_away(
+        &self,
+        student: &StudentKey,
+    ) -> Step<Option<(AwaySpell, StudentState)>> {
+        let student = student.clone();
+        let away = self
+            .parts
+            .students(move |s| s.students.away(&student))
+            .await?;
+        Ok(self.stepped(away, StatusNews::None))
+    }
+
+    /// The window of an away student's `spell` ended: if it is still away, it vanishes
+    /// as in [`Tutoring::student_absent`].
+    pub async fn student_expired(
+        &self,
+        student: &StudentKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vanished>> {
+        let student = student.clone();
+        self.student_gone(move |s| s.expire(&student, spell)).await
+    }
+
+    /// A student vanishes if `gone` takes it out of the roster.
+    async fn student_gone(
+        &self,
+        gone: impl FnOnce(&mut Students) -> Option<StudentState> + Send + 'static,
+    ) -> Step<Option<Vanished>> {
+        let was = self.change_students(gone).await?;
         let Some(was) = was else {
             return Ok(self.stepped(None, StatusNews::None));
         };
@@ -360,7 +473,44 @@ impl<P: TutoringParts> Tutoring<P> {
     /// None while the teacher is still present elsewhere (or unknown).
     pub async fn teacher_absent(&self, teacher: &TeacherKey) -> Step<Option<Vec<Abandoned>>> {
         let teacher = teacher.clone();
-        let (chats, fewer_teachers) = self.change_teachers(move |t| t.leave(&teacher)).await?;
+        self.teacher_gone(move |t| t.leave(&teacher)).await
+    }
+
+    /// A teacher lost one presence channel with its connection (PROTOCOL 6.3). On its
+    /// last one it is away: it keeps its chats and stays counted. Answers the spell and
+    /// its chats.
+    pub async fn teacher_away(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Step<Option<(AwaySpell, Vec<ChatId>)>> {
+        let teacher = teacher.clone();
+        let away = self
+            .parts
+            .teachers(move |t| {
+                let spell = t.away(&teacher)?;
+                Some((spell, t.chats_of(&teacher).to_vec()))
+            })
+            .await?;
+        Ok(self.stepped(away, StatusNews::None))
+    }
+
+    /// The window of an away teacher's `spell` ended: if it is still away, it vanishes
+    /// as in [`Tutoring::teacher_absent`].
+    pub async fn teacher_expired(
+        &self,
+        teacher: &TeacherKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        let teacher = teacher.clone();
+        self.teacher_gone(move |t| t.expire(&teacher, spell)).await
+    }
+
+    /// A teacher vanishes if `gone` takes it out of the roster, answering its chats.
+    async fn teacher_gone(
+        &self,
+        gone: impl FnOnce(&mut Teachers) -> Option<Vec<ChatId>> + Send + 'static,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        let (chats, fewer_teachers) = self.change_teachers(gone).await?;
         let Some(chats) = chats else {
             let news = if fewer_teachers {
                 StatusNews::Teachers
