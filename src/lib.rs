@@ -19,6 +19,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod protocol;
+pub mod redis_engine;
 pub mod topics;
 pub mod transcripts;
 pub mod transport;

@@ -23,6 +23,12 @@ impl Arrival {
     pub fn sequence(self) -> u64 {
         self.0
     }
+
+    /// An arrival by its number, as a shared engine hands them out (its queue is the
+    /// one queue then).
+    pub(crate) fn from_sequence(sequence: u64) -> Arrival {
+        Arrival(sequence)
+    }
 }
 
 /// Students waiting for a teacher, head first by arrival.

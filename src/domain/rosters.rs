@@ -30,6 +30,15 @@ pub const MAX_CHATS_PER_TEACHER: usize = 5;
 pub struct AwaySpell(u64);
 
 impl AwaySpell {
+    /// A spell by its number, as a shared engine keeps it.
+    pub(crate) fn from_number(number: u64) -> AwaySpell {
+        AwaySpell(number)
+    }
+
+    pub fn number(self) -> u64 {
+        self.0
+    }
+
     /// The next spell after `counter`, which moves on.
     fn next(counter: &mut u64) -> AwaySpell {
         *counter = counter.wrapping_add(1);

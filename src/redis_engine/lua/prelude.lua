@@ -1,0 +1,165 @@
+-- Shared by every step (prepended to each script). KEYS[1] is the prefix of
+-- this deployment's keys, "tq:{<name>}", one hash tag, so every key a step
+-- touches is in one slot. Layout (PROTOCOL 5 to 7 and 6.3, as domain::rosters
+-- and domain::chats keep them in memory):
+--   :tch        HASH teacher -> presence channels
+--   :tch:away   HASH teacher -> away spell
+--   :tch:chats  HASH teacher -> its active chats, "cid,cid" (at most 5)
+--   :st         HASH student -> state: "P" | "W|arrival" | "C|arrival|cid" | "F"
+--   :st:ch      HASH student -> presence channels
+--   :st:away    HASH student -> away spell
+--   :st:id      HASH student -> its id as first sent (JSON)
+--   :wait       ZSET student -> arrival (FIFO by arrival)
+--   :seq        STRING the next arrival
+--   :counts     HASH w, c, f: students waiting, chatting, finished
+--   :spell:t, :spell:s  STRING the last away spell handed out
+--   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se
+--   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
+--                   recently discarded chats (a late join: "chat finished")
+-- A user is "u:<id>" (tokenless) or "s:<id>" (signed in).
+local P = KEYS[1]
+local function k(name) return P .. ':' .. name end
+
+local function split(list)
+  local out = {}
+  if not list or list == '' then return out end
+  for item in string.gmatch(list, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+-- The counter a state is counted in (nil for Present).
+local function slot(state)
+  local t = string.sub(state, 1, 1)
+  if t == 'W' then return 'w' elseif t == 'C' then return 'c' elseif t == 'F' then return 'f' end
+  return nil
+end
+
+local function set_state(student, old, new)
+  local a, b = old and slot(old), slot(new)
+  if a then redis.call('HINCRBY', k('counts'), a, -1) end
+  if b then redis.call('HINCRBY', k('counts'), b, 1) end
+  redis.call('HSET', k('st'), student, new)
+end
+
+-- The user:status snapshot: teachers, waiting, chatting, finished.
+local function status()
+  local c = redis.call('HMGET', k('counts'), 'w', 'c', 'f')
+  return {redis.call('HLEN', k('tch')), tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+end
+
+local function teacher_total() return redis.call('HLEN', k('tch')) end
+
+-- An integer as text, never in exponent form.
+local function num(x) return string.format('%d', x) end
+
+local function parse_waiting(state)
+  if string.sub(state, 1, 2) ~= 'W|' then return nil end
+  return tonumber(string.sub(state, 3))
+end
+
+-- "C|arrival|cid" -> arrival, cid
+local function parse_chatting(state)
+  local arrival, chat = string.match(state, '^C|(%d+)|(.+)$')
+  if not arrival then return nil end
+  return tonumber(arrival), chat
+end
+
+-- Takes `chat` out of the teacher's slots; false if it held none.
+local function release(teacher, chat)
+  local chats = split(redis.call('HGET', k('tch:chats'), teacher))
+  for i, c in ipairs(chats) do
+    if c == chat then
+      chats[i] = chats[#chats]
+      chats[#chats] = nil
+      if redis.call('HEXISTS', k('tch'), teacher) == 1 then
+        redis.call('HSET', k('tch:chats'), teacher, table.concat(chats, ','))
+      end
+      return true
+    end
+  end
+  return false
+end
+
+-- Active -> finished, the teacher's slot freed; the two sides, or nil.
+local function end_chat(chat)
+  local key = k('chat:' .. chat)
+  local got = redis.call('HMGET', key, 'ph', 't', 's')
+  if got[1] ~= 'a' then return nil end
+  redis.call('HSET', key, 'ph', 'f')
+  release(got[2], chat)
+  return got[2], got[3]
+end
+
+-- Out of the roster and the queue; its last state.
+local function remove_student(student)
+  local state = redis.call('HGET', k('st'), student)
+  if not state then return nil end
+  redis.call('HDEL', k('st'), student)
+  redis.call('HDEL', k('st:ch'), student)
+  redis.call('HDEL', k('st:away'), student)
+  redis.call('HDEL', k('st:id'), student)
+  redis.call('ZREM', k('wait'), student)
+  local a = slot(state)
+  if a then redis.call('HINCRBY', k('counts'), a, -1) end
+  return state
+end
+
+-- A student vanishes (6.1): out, and a chat it was in finishes.
+-- Returns its last state and the chat finished (or '').
+local function student_gone(student)
+  local was = remove_student(student)
+  if not was then return nil end
+  local finished = ''
+  local _, chat = parse_chatting(was)
+  if chat and end_chat(chat) then finished = chat end
+  return was, finished
+end
+
+local function discard(chat)
+  local key = k('chat:' .. chat)
+  local got = redis.call('HMGET', key, 'ph', 't', 's')
+  if not got[1] or got[1] == 'a' then return false end
+  redis.call('DEL', key)
+  if redis.call('HSET', k('ret'), chat, got[2] .. '\n' .. got[3]) == 1 then
+    redis.call('RPUSH', k('retired'), chat)
+  end
+  while redis.call('LLEN', k('retired')) > 4096 do
+    redis.call('HDEL', k('ret'), redis.call('LPOP', k('retired')))
+  end
+  return true
+end
+
+-- A teacher vanishes (6.2): each chat abandoned, its student requeued with its
+-- arrival, the chat forgotten. Returns {cid, requeued student or ''} pairs.
+local function teacher_gone(teacher)
+  local chats = split(redis.call('HGET', k('tch:chats'), teacher))
+  redis.call('HDEL', k('tch'), teacher)
+  redis.call('HDEL', k('tch:away'), teacher)
+  redis.call('HDEL', k('tch:chats'), teacher)
+  local out = {}
+  for _, chat in ipairs(chats) do
+    local key = k('chat:' .. chat)
+    local got = redis.call('HMGET', key, 'ph', 's')
+    local requeued = ''
+    if got[1] == 'a' then
+      redis.call('HSET', key, 'ph', 'x')
+      local student = got[2]
+      local state = redis.call('HGET', k('st'), student)
+      local arrival, current = nil, nil
+      if state then arrival, current = parse_chatting(state) end
+      if current == chat then
+        local holder = redis.call('ZRANGEBYSCORE', k('wait'), arrival, arrival)
+        if not holder[1] or holder[1] == student then
+          redis.call('ZADD', k('wait'), arrival, student)
+          local next = tonumber(redis.call('GET', k('seq')) or '0')
+          if arrival >= next then redis.call('SET', k('seq'), arrival + 1) end
+          set_state(student, state, 'W|' .. num(arrival))
+          requeued = student
+        end
+      end
+    end
+    discard(chat)
+    out[#out + 1] = {chat, requeued}
+  end
+  return out
+end

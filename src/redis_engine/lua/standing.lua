@@ -1,0 +1,7 @@
+-- Where a student stands, and its chat's object if chatting. ARGV: student.
+local state = redis.call('HGET', k('st'), ARGV[1])
+if not state then return false end
+local _, chat = parse_chatting(state)
+local object = false
+if chat then object = redis.call('HGET', k('chat:' .. chat), 'obj') end
+return {state, object}

@@ -1,0 +1,602 @@
+//! The shared engine: the steps of `domain::steps` kept in Redis, so several nodes
+//! serve one queue (issue 13, `../shared/SCALE-OUT.md`).
+//!
+//! Owns the Redis side of the tutoring state and one Lua script per step (`lua/`):
+//! each step (join, ready, claim = slot + dequeue + create, enter, terminate, leave,
+//! away, the end of an away window, discard) runs atomically inside Redis, in one
+//! round trip, with no lock and no read-modify-write across round trips. A script
+//! answers what the step did and the `user:status` counts right after it, from the
+//! same atomic execution.
+//!
+//! [`RedisTutoring`] answers exactly what [`crate::domain::Tutoring`] answers for the
+//! same steps, value for value: the differential tests below run both on the same
+//! random steps and compare every answer, so the invariant tests of the in-memory
+//! steps hold here too. Not wired into the server yet: that, the relay across nodes,
+//! the global order of statuses and node death are the next steps of issue 13.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+
+use crate::domain::{
+    Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
+    Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
+    StudentState, TeacherKey, UserId, UserKey, Vanished,
+};
+
+/// What can go wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered something no script of this version writes.
+    #[error("unexpected data in redis: {0}")]
+    Corrupt(String),
+}
+
+type Step<T> = Result<Stepped<T>, EngineError>;
+
+fn corrupt(what: &str, value: &Value) -> EngineError {
+    EngineError::Corrupt(format!("{what}: {value:?}"))
+}
+
+/// The scripts, each the shared prelude and its own body.
+struct Scripts {
+    teacher_join: Script,
+    teacher_away: Script,
+    teacher_leave: Script,
+    student_join: Script,
+    student_away: Script,
+    student_leave: Script,
+    ready: Script,
+    claim: Script,
+    enter: Script,
+    terminate: Script,
+    discard: Script,
+    authorize: Script,
+    chats_of: Script,
+    standing: Script,
+    sides: Script,
+}
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("lua/", $name, ".lua"))
+        ))
+    };
+}
+
+impl Scripts {
+    fn load() -> Scripts {
+        Scripts {
+            teacher_join: script!("teacher_join"),
+            teacher_away: script!("teacher_away"),
+            teacher_leave: script!("teacher_leave"),
+            student_join: script!("student_join"),
+            student_away: script!("student_away"),
+            student_leave: script!("student_leave"),
+            ready: script!("ready"),
+            claim: script!("claim"),
+            enter: script!("enter"),
+            terminate: script!("terminate"),
+            discard: script!("discard"),
+            authorize: script!("authorize"),
+            chats_of: script!("chats_of"),
+            standing: script!("standing"),
+            sides: script!("sides"),
+        }
+    }
+}
+
+/// The steps over one deployment's keys in Redis.
+pub struct RedisTutoring {
+    conn: ConnectionManager,
+    /// `tq:{<deployment>}`: every key of the deployment, in one hash slot.
+    prefix: String,
+    scripts: Scripts,
+}
+
+// ----- how users, chats and states are written in Redis -------------------
+
+/// `u:<id>` for a tokenless user, `s:<id>` for a signed-in one.
+fn user_field(user: &UserKey) -> String {
+    let namespace = if user.is_signed() { 's' } else { 'u' };
+    format!("{namespace}:{}", user.as_str())
+}
+
+fn parse_user(field: &str) -> Result<UserKey, EngineError> {
+    let (signed, text) = match field.split_at_checked(2) {
+        Some(("s:", text)) => (true, text),
+        Some(("u:", text)) => (false, text),
+        _ => return Err(EngineError::Corrupt(format!("user {field:?}"))),
+    };
+    UserKey::new(text)
+        .map(|key| key.in_namespace(signed))
+        .ok_or_else(|| EngineError::Corrupt(format!("user {field:?}")))
+}
+
+fn parse_chat(text: &str) -> Result<ChatId, EngineError> {
+    ChatId::parse(text).ok_or_else(|| EngineError::Corrupt(format!("chat id {text:?}")))
+}
+
+/// `P`, `W|<arrival>`, `C|<arrival>|<chat>`, `F`.
+fn parse_state(text: &str) -> Result<StudentState, EngineError> {
+    let bad = || EngineError::Corrupt(format!("student state {text:?}"));
+    let arrival = |n: &str| n.parse().map(Arrival::from_sequence).map_err(|_| bad());
+    let mut parts = text.splitn(3, '|');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("P"), None, None) => Ok(StudentState::Present),
+        (Some("F"), None, None) => Ok(StudentState::Finished),
+        (Some("W"), Some(n), None) => Ok(StudentState::Waiting(arrival(n)?)),
+        (Some("C"), Some(n), Some(chat)) => Ok(StudentState::Chatting {
+            chat: parse_chat(chat)?,
+            arrival: arrival(n)?,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+fn role_code(role: Role) -> &'static str {
+    match role {
+        Role::Teacher => "t",
+        Role::Student => "s",
+    }
+}
+
+// ----- reading script answers ----------------------------------------------
+
+fn text(value: &Value) -> Result<String, EngineError> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes.clone()).map_err(|_| corrupt("text", value))
+        }
+        Value::SimpleString(s) => Ok(s.clone()),
+        _ => Err(corrupt("text", value)),
+    }
+}
+
+fn int(value: &Value) -> Result<i64, EngineError> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        _ => Err(corrupt("integer", value)),
+    }
+}
+
+fn items(value: &Value) -> Result<&[Value], EngineError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        _ => Err(corrupt("array", value)),
+    }
+}
+
+/// `Nil` for a script's `false`.
+fn optional(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Nil => None,
+        other => Some(other),
+    }
+}
+
+fn count(value: &Value) -> Result<usize, EngineError> {
+    usize::try_from(int(value)?).map_err(|_| corrupt("count", value))
+}
+
+/// The `{teachers, waiting, chatting, finished}` every changing script ends with.
+fn parse_status(value: &Value) -> Result<StatusSnapshot, EngineError> {
+    let [teachers, waiting, chatting, finished] = items(value)? else {
+        return Err(corrupt("status", value));
+    };
+    Ok(StatusSnapshot {
+        teachers: count(teachers)?,
+        students: StudentCounts {
+            waiting: count(waiting)?,
+            chatting: count(chatting)?,
+            finished: count(finished)?,
+        },
+    })
+}
+
+/// A script's answer: its fields, then the status.
+fn answer(value: &Value, fields: usize) -> Result<(&[Value], StatusSnapshot), EngineError> {
+    let all = items(value)?;
+    if all.len() != fields + 1 {
+        return Err(corrupt("answer", value));
+    }
+    Ok((&all[..fields], parse_status(&all[fields])?))
+}
+
+fn stepped<T>(outcome: T, status: StatusSnapshot, news: StatusNews) -> Stepped<T> {
+    Stepped {
+        outcome,
+        status,
+        news,
+    }
+}
+
+fn spell(value: &Value) -> Result<AwaySpell, EngineError> {
+    u64::try_from(int(value)?)
+        .map(AwaySpell::from_number)
+        .map_err(|_| corrupt("spell", value))
+}
+
+fn chat_list(value: &Value) -> Result<Vec<ChatId>, EngineError> {
+    text(value)?
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(parse_chat)
+        .collect()
+}
+
+impl RedisTutoring {
+    /// The steps over the keys of `deployment` on the Redis at `url`
+    /// (`redis://host:port/db`, or `redis+unix:///path`).
+    pub async fn connect(url: &str, deployment: &str) -> Result<RedisTutoring, EngineError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(RedisTutoring {
+            conn,
+            prefix: format!("tq:{{{deployment}}}"),
+            scripts: Scripts::load(),
+        })
+    }
+
+    async fn run(&self, script: &Script, args: &[&str]) -> Result<Value, EngineError> {
+        let mut invocation = script.key(&self.prefix);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    // ----- joins ------------------------------------------------------
+
+    /// As [`crate::domain::Tutoring::teacher_present`].
+    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<bool> {
+        let reply = self
+            .run(&self.scripts.teacher_join, &[&user_field(&teacher.0)])
+            .await?;
+        let (fields, status) = answer(&reply, 2)?;
+        let news = if int(&fields[1])? == 1 {
+            StatusNews::Teachers
+        } else {
+            StatusNews::None
+        };
+        Ok(stepped(int(&fields[0])? == 1, status, news))
+    }
+
+    /// As [`crate::domain::Tutoring::student_present`].
+    pub async fn student_present(&self, student: UserId) -> Step<StudentReturn> {
+        let field = user_field(&student.key);
+        let reply = self
+            .run(&self.scripts.student_join, &[&field, &student.json])
+            .await?;
+        let (fields, status) = answer(&reply, 2)?;
+        let back = int(&fields[0])? == 1;
+        let state = parse_state(&text(&fields[1])?)?;
+        let news = match state {
+            StudentState::Waiting(_) if back => StatusNews::Students,
+            _ => StatusNews::None,
+        };
+        Ok(stepped(StudentReturn { back, state }, status, news))
+    }
+
+    /// As [`crate::domain::Tutoring::authorize_join`].
+    pub async fn authorize_join(
+        &self,
+        chat: ChatId,
+        user: Option<(Role, UserKey)>,
+    ) -> Result<JoinCheck, EngineError> {
+        let chat = chat.to_string();
+        let (role, user) = match &user {
+            Some((role, user)) => (role_code(*role), user_field(user)),
+            None => ("", String::new()),
+        };
+        let reply = self
+            .run(&self.scripts.authorize, &[&chat, role, &user])
+            .await?;
+        match text(&reply)?.as_str() {
+            "A" => Ok(JoinCheck::Allowed),
+            "U" => Ok(JoinCheck::UnknownChat),
+            "X" => Ok(JoinCheck::Unauthorized),
+            "F" => Ok(JoinCheck::ChatFinished),
+            _ => Err(corrupt("join check", &reply)),
+        }
+    }
+
+    // ----- application events -------------------------------------------
+
+    /// As [`crate::domain::Tutoring::ready`].
+    pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
+        let reply = self
+            .run(&self.scripts.ready, &[&user_field(&student.0)])
+            .await?;
+        let (fields, status) = answer(&reply, 2)?;
+        let outcome = match text(&fields[0])?.as_str() {
+            "Q" => {
+                let arrival =
+                    u64::try_from(int(&fields[1])?).map_err(|_| corrupt("arrival", &fields[1]))?;
+                ReadyOutcome::Queued(Arrival::from_sequence(arrival))
+            }
+            "U" => ReadyOutcome::Unchanged,
+            "N" => ReadyOutcome::NotPresent,
+            _ => return Err(corrupt("ready", &reply)),
+        };
+        let news = match outcome {
+            ReadyOutcome::Queued(_) => StatusNews::Students,
+            _ => StatusNews::None,
+        };
+        Ok(stepped(outcome, status, news))
+    }
+
+    /// As [`crate::domain::Tutoring::claim`].
+    pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
+        let field = user_field(&teacher.key);
+        let chat = chat.to_string();
+        let reply = self
+            .run(&self.scripts.claim, &[&field, &chat, &teacher.json])
+            .await?;
+        let (fields, status) = answer(&reply, 1)?;
+        let Some(claimed) = optional(&fields[0]) else {
+            return Ok(stepped(None, status, StatusNews::None));
+        };
+        let [student, object] = items(claimed)? else {
+            return Err(corrupt("claim", claimed));
+        };
+        let claimed = Claimed {
+            student: StudentKey(parse_user(&text(student)?)?),
+            object: Arc::from(text(object)?),
+        };
+        Ok(stepped(Some(claimed), status, StatusNews::Students))
+    }
+
+    /// As [`crate::domain::Tutoring::enter`].
+    pub async fn enter(&self, chat: ChatId, role: Role) -> Result<EnterOutcome, EngineError> {
+        let chat = chat.to_string();
+        let reply = self
+            .run(&self.scripts.enter, &[&chat, role_code(role)])
+            .await?;
+        match text(&reply)?.as_str() {
+            "R" => Ok(EnterOutcome::Ready),
+            "E" => Ok(EnterOutcome::Entered),
+            "N" => Ok(EnterOutcome::NotActive),
+            _ => Err(corrupt("enter", &reply)),
+        }
+    }
+
+    /// As [`crate::domain::Tutoring::terminate`].
+    pub async fn terminate(&self, chat: ChatId) -> Step<Option<Ended>> {
+        let reply = self
+            .run(&self.scripts.terminate, &[&chat.to_string()])
+            .await?;
+        let (fields, status) = answer(&reply, 1)?;
+        let Some(ended) = optional(&fields[0]) else {
+            return Ok(stepped(None, status, StatusNews::None));
+        };
+        let [teacher, student] = items(ended)? else {
+            return Err(corrupt("terminate", ended));
+        };
+        let ended = Ended {
+            teacher: TeacherKey(parse_user(&text(teacher)?)?),
+            student: StudentKey(parse_user(&text(student)?)?),
+        };
+        Ok(stepped(Some(ended), status, StatusNews::Students))
+    }
+
+    // ----- leaving ----------------------------------------------------
+
+    /// As [`crate::domain::Tutoring::student_absent`].
+    pub async fn student_absent(&self, student: &StudentKey) -> Step<Option<Vanished>> {
+        self.student_gone(student, "").await
+    }
+
+    /// As [`crate::domain::Tutoring::student_expired`].
+    pub async fn student_expired(
+        &self,
+        student: &StudentKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vanished>> {
+        self.student_gone(student, &spell.number().to_string())
+            .await
+    }
+
+    async fn student_gone(&self, student: &StudentKey, spell: &str) -> Step<Option<Vanished>> {
+        let field = user_field(&student.0);
+        let reply = self
+            .run(&self.scripts.student_leave, &[&field, spell])
+            .await?;
+        let (fields, status) = answer(&reply, 1)?;
+        let Some(gone) = optional(&fields[0]) else {
+            return Ok(stepped(None, status, StatusNews::None));
+        };
+        let [was, finished] = items(gone)? else {
+            return Err(corrupt("student leave", gone));
+        };
+        let was = parse_state(&text(was)?)?;
+        let finished = match text(finished)?.as_str() {
+            "" => None,
+            chat => Some(parse_chat(chat)?),
+        };
+        let news = if was.in_roster() {
+            StatusNews::Students
+        } else {
+            StatusNews::None
+        };
+        Ok(stepped(Some(Vanished { was, finished }), status, news))
+    }
+
+    /// As [`crate::domain::Tutoring::student_away`].
+    pub async fn student_away(
+        &self,
+        student: &StudentKey,
+    ) -> Step<Option<(AwaySpell, StudentState)>> {
+        let reply = self
+            .run(&self.scripts.student_away, &[&user_field(&student.0)])
+            .await?;
+        let (fields, status) = answer(&reply, 1)?;
+        let away = match optional(&fields[0]) {
+            None => None,
+            Some(away) => {
+                let [number, state] = items(away)? else {
+                    return Err(corrupt("student away", away));
+                };
+                Some((spell(number)?, parse_state(&text(state)?)?))
+            }
+        };
+        Ok(stepped(away, status, StatusNews::None))
+    }
+
+    /// As [`crate::domain::Tutoring::teacher_absent`].
+    pub async fn teacher_absent(&self, teacher: &TeacherKey) -> Step<Option<Vec<Abandoned>>> {
+        self.teacher_gone(teacher, "").await
+    }
+
+    /// As [`crate::domain::Tutoring::teacher_expired`].
+    pub async fn teacher_expired(
+        &self,
+        teacher: &TeacherKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        self.teacher_gone(teacher, &spell.number().to_string())
+            .await
+    }
+
+    async fn teacher_gone(
+        &self,
+        teacher: &TeacherKey,
+        spell: &str,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        let field = user_field(&teacher.0);
+        let reply = self
+            .run(&self.scripts.teacher_leave, &[&field, spell])
+            .await?;
+        let (fields, status) = answer(&reply, 3)?;
+        let fewer_teachers = int(&fields[2])? == 1;
+        if int(&fields[0])? == 0 {
+            let news = if fewer_teachers {
+                StatusNews::Teachers
+            } else {
+                StatusNews::None
+            };
+            return Ok(stepped(None, status, news));
+        }
+        let mut abandoned = Vec::new();
+        for pair in items(&fields[1])? {
+            let [chat, requeued] = items(pair)? else {
+                return Err(corrupt("abandoned chat", pair));
+            };
+            let requeued = match text(requeued)?.as_str() {
+                "" => None,
+                student => Some(StudentKey(parse_user(student)?)),
+            };
+            abandoned.push(Abandoned {
+                chat: parse_chat(&text(chat)?)?,
+                requeued,
+            });
+        }
+        let news = if abandoned.iter().any(|a| a.requeued.is_some()) {
+            StatusNews::Students
+        } else if fewer_teachers {
+            StatusNews::Teachers
+        } else {
+            StatusNews::None
+        };
+        Ok(stepped(Some(abandoned), status, news))
+    }
+
+    /// As [`crate::domain::Tutoring::teacher_away`].
+    pub async fn teacher_away(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Step<Option<(AwaySpell, Vec<ChatId>)>> {
+        let reply = self
+            .run(&self.scripts.teacher_away, &[&user_field(&teacher.0)])
+            .await?;
+        let (fields, status) = answer(&reply, 1)?;
+        let away = match optional(&fields[0]) {
+            None => None,
+            Some(away) => {
+                let [number, chats] = items(away)? else {
+                    return Err(corrupt("teacher away", away));
+                };
+                Some((spell(number)?, chat_list(chats)?))
+            }
+        };
+        Ok(stepped(away, status, StatusNews::None))
+    }
+
+    /// As [`crate::domain::Tutoring::discard`].
+    pub async fn discard(&self, chat: ChatId) -> Result<bool, EngineError> {
+        let reply = self
+            .run(&self.scripts.discard, &[&chat.to_string()])
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    // ----- reading --------------------------------------------------------
+
+    /// As [`crate::domain::Tutoring::chats_of`].
+    pub async fn chats_of(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Result<Vec<(ChatId, Arc<str>)>, EngineError> {
+        let reply = self
+            .run(&self.scripts.chats_of, &[&user_field(&teacher.0)])
+            .await?;
+        items(&reply)?
+            .iter()
+            .map(|pair| {
+                let [chat, object] = items(pair)? else {
+                    return Err(corrupt("chat of a teacher", pair));
+                };
+                Ok((parse_chat(&text(chat)?)?, Arc::from(text(object)?)))
+            })
+            .collect()
+    }
+
+    /// As [`crate::domain::Tutoring::standing`].
+    pub async fn standing(
+        &self,
+        student: &StudentKey,
+    ) -> Result<Option<(StudentState, Option<Arc<str>>)>, EngineError> {
+        let reply = self
+            .run(&self.scripts.standing, &[&user_field(&student.0)])
+            .await?;
+        let Some(found) = optional(&reply) else {
+            return Ok(None);
+        };
+        let [state, object] = items(found)? else {
+            return Err(corrupt("standing", found));
+        };
+        let object = match optional(object) {
+            Some(object) => Some(Arc::from(text(object)?)),
+            None => None,
+        };
+        Ok(Some((parse_state(&text(state)?)?, object)))
+    }
+
+    /// As [`crate::domain::Tutoring::sides`].
+    pub async fn sides(
+        &self,
+        chat: ChatId,
+    ) -> Result<Option<(TeacherKey, StudentKey)>, EngineError> {
+        let reply = self.run(&self.scripts.sides, &[&chat.to_string()]).await?;
+        let Some(found) = optional(&reply) else {
+            return Ok(None);
+        };
+        let [teacher, student] = items(found)? else {
+            return Err(corrupt("sides", found));
+        };
+        Ok(Some((
+            TeacherKey(parse_user(&text(teacher)?)?),
+            StudentKey(parse_user(&text(student)?)?),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;
