@@ -89,6 +89,12 @@ pub struct Config {
     pub held_messages: usize,
     /// Payload bytes held for one away side of one chat (same consequence).
     pub held_bytes: usize,
+    /// The Redis the tutoring state lives in, shared by every node of the
+    /// deployment (`redis://host:port/db`). None: in this process only.
+    pub redis_url: Option<String>,
+    /// The deployment's name: its keys in Redis are `tq:{<name>}:*`, so one Redis
+    /// can hold several deployments (and the tests one each).
+    pub redis_deployment: String,
 }
 
 impl Default for Config {
@@ -120,6 +126,8 @@ impl Default for Config {
             reconnect_grace: Duration::from_secs(60),
             held_messages: 100,
             held_bytes: 64 * 1024,
+            redis_url: None,
+            redis_deployment: "tutor-queue".to_owned(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod api;
 pub mod channels;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod http;
 pub mod identity;
 pub mod metrics;
@@ -34,6 +35,8 @@ pub use config::Config;
 pub use transcripts::Transcripts;
 
 use actors::Hub;
+use engine::Engine;
+use redis_engine::RedisTutoring;
 use transport::Shutdown;
 
 /// A started server: its address, and a handle to shut it down.
@@ -124,7 +127,8 @@ impl Server {
 /// Tests bind port 0 and pass the listener in; many servers can share a
 /// process because nothing is global. Opens the transcript store in
 /// `config.data_dir` unless `config.transcripts` is off; failing to open it
-/// fails the start.
+/// fails the start. With `config.redis_url` the tutoring state lives in that
+/// Redis (connected at the first step).
 pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result<Server> {
     let local_addr = listener.local_addr()?;
     let transcripts = if config.transcripts {
@@ -137,7 +141,15 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let hub = Hub::start(config, transcripts.clone());
+    let engine = match &config.redis_url {
+        Some(url) => {
+            let steps =
+                RedisTutoring::new(url, &config.redis_deployment).map_err(std::io::Error::other)?;
+            Some(Engine::redis(steps))
+        }
+        None => None,
+    };
+    let hub = Hub::start(config, transcripts.clone(), engine);
     let app_hub = hub.clone();
     let send_timeout = hub.config.send_timeout;
     let http = HttpServer::new(move || {

@@ -76,6 +76,13 @@ struct Args {
     /// Payload bytes held per chat for a side that is away; past it: `recipient away`.
     #[arg(long, env = "HELD_BYTES", default_value_t = Config::default().held_bytes)]
     held_bytes: usize,
+    /// The Redis the tutoring state lives in, shared by every node (`redis://host:port/db`);
+    /// without it everything lives in this process (one node, nothing external).
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// The deployment's name in Redis: its keys are `tq:{<name>}:*`.
+    #[arg(long, env = "REDIS_DEPLOYMENT", default_value = "tutor-queue")]
+    redis_deployment: String,
     /// Directory of the transcript database and of the generated token secret
     /// (`token-secret`), created if missing.
     #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
@@ -196,9 +203,20 @@ async fn main() -> anyhow::Result<()> {
         reconnect_grace: Duration::from_secs(args.reconnect_grace_s),
         held_messages: args.held_messages,
         held_bytes: args.held_bytes,
+        redis_url: args.redis_url.clone(),
+        redis_deployment: args.redis_deployment.clone(),
         ..Config::default()
     };
     fit_to_open_files(&mut config);
+    if let Some(url) = &config.redis_url {
+        // Fail the start, not the first client, when Redis cannot be reached.
+        tutor_queue::redis_engine::RedisTutoring::new(url, &config.redis_deployment)
+            .context("bad --redis-url")?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach Redis at {url}"))?;
+        tracing::info!(deployment = %config.redis_deployment, "tutoring state in Redis");
+    }
     let server = tutor_queue::start(listener, config).with_context(|| {
         if args.no_transcripts {
             "cannot start".to_owned()

@@ -36,16 +36,16 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::gate::Gate;
-use super::parts::RosterParts;
 use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal,
     StudentTopic,
 };
 use crate::domain::{
-    Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, PartGone, ReadyOutcome, Role,
-    StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, Tutoring, UserId,
-    UserKey, Vanished,
+    Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
+    StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
+    Vanished,
 };
+use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::topics::{HoldFor, Subscribed, Subscriber, Topics};
@@ -161,7 +161,7 @@ impl ChatLifetime {
     /// The actor over `parts`; token users whose connection goes are away
     /// for `grace` (zero: they vanish at once, as tokenless users do).
     pub fn new(
-        parts: RosterParts,
+        engine: Engine,
         topics: Arc<Topics>,
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
@@ -169,7 +169,7 @@ impl ChatLifetime {
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
-                tutoring: Tutoring::new(parts),
+                tutoring: engine,
                 topics,
                 metrics,
                 transcripts,
@@ -405,8 +405,8 @@ enum MemberKind {
 }
 
 struct Core {
-    /// The steps, over the three part actors.
-    tutoring: Tutoring<RosterParts>,
+    /// The steps, over the three part actors or in Redis.
+    tutoring: Engine,
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
     transcripts: Transcripts,
@@ -647,7 +647,11 @@ impl Core {
             }
             ChannelKind::Student { student } if msg.extensions.queue_position => {
                 let student = student.as_student();
-                let Ok(notice) = self.tutoring.watch_position(student).await else {
+                let Ok(notice) = self
+                    .tutoring
+                    .watch_position(student, self.snapshot().teachers)
+                    .await
+                else {
                     return;
                 };
                 self.state.borrow_mut().position_watchers += 1;
@@ -680,7 +684,7 @@ impl Core {
             state.round_scheduled = false;
             state.positions_moved = false;
         }
-        let Ok(due) = self.tutoring.due_positions().await else {
+        let Ok(due) = self.tutoring.due_positions(self.snapshot().teachers).await else {
             return;
         };
         for (student, notice) in due {
@@ -1043,7 +1047,7 @@ impl Core {
     async fn student_vanished(
         &self,
         student: StudentKey,
-        stepped: Result<Stepped<Option<Vanished>>, PartGone>,
+        stepped: Result<Stepped<Option<Vanished>>, StepError>,
     ) {
         let Ok(stepped) = stepped else {
             return;
@@ -1069,7 +1073,7 @@ impl Core {
 
     /// What a teacher's vanishing means for the frames: its chats closed,
     /// their students requeued, one status.
-    fn teacher_vanished(&self, stepped: Result<Stepped<Option<Vec<Abandoned>>>, PartGone>) {
+    fn teacher_vanished(&self, stepped: Result<Stepped<Option<Vec<Abandoned>>>, StepError>) {
         let Ok(stepped) = stepped else {
             return;
         };

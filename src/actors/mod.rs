@@ -24,6 +24,7 @@ pub use admission::{Admission, ClientKey, ConnectionSlot, Refused};
 pub use chat_lifetime::ChatLifetime;
 pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::topics::{HoldBounds, Topics};
 use crate::transcripts::Transcripts;
@@ -47,15 +48,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the actors on the current arbiter. Call inside an actix System.
-    pub fn start(config: Config, transcripts: Transcripts) -> Hub {
+    /// Starts the actors on the current arbiter, over `engine` (None: in memory,
+    /// over three part actors started here). Call inside an actix System.
+    pub fn start(config: Config, transcripts: Transcripts, engine: Option<Engine>) -> Hub {
         let topics = Arc::new(Topics::new(HoldBounds {
             messages: config.held_messages,
             bytes: config.held_bytes,
         }));
         let metrics = Arc::new(Metrics::new());
+        let engine = engine.unwrap_or_else(|| Engine::memory(RosterParts::start()));
         let lifetime = ChatLifetime::new(
-            RosterParts::start(),
+            engine,
             topics.clone(),
             metrics.clone(),
             transcripts.clone(),

@@ -16,13 +16,16 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
+use tokio::sync::OnceCell;
 
 use crate::domain::{
     Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
     Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
-    StudentState, TeacherKey, UserId, UserKey, Vanished,
+    StudentState, TeacherKey, UserId, UserKey, Vanished, WaitingQueue,
 };
 
 /// What can go wrong talking to Redis.
@@ -58,6 +61,7 @@ struct Scripts {
     chats_of: Script,
     standing: Script,
     sides: Script,
+    queue: Script,
 }
 
 macro_rules! script {
@@ -88,13 +92,20 @@ impl Scripts {
             chats_of: script!("chats_of"),
             standing: script!("standing"),
             sides: script!("sides"),
+            queue: script!("queue"),
         }
     }
 }
 
+/// How long a step waits for Redis (to connect, or to answer) before it fails:
+/// clients get an error, not a hang.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The steps over one deployment's keys in Redis.
 pub struct RedisTutoring {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Made at the first step (and remade by the manager after a failure).
+    conn: OnceCell<ConnectionManager>,
     /// `tq:{<deployment>}`: every key of the deployment, in one hash slot.
     prefix: String,
     scripts: Scripts,
@@ -233,15 +244,32 @@ fn chat_list(value: &Value) -> Result<Vec<ChatId>, EngineError> {
 
 impl RedisTutoring {
     /// The steps over the keys of `deployment` on the Redis at `url`
-    /// (`redis://host:port/db`, or `redis+unix:///path`).
-    pub async fn connect(url: &str, deployment: &str) -> Result<RedisTutoring, EngineError> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+    /// (`redis://host:port/db`, or `redis+unix:///path`). Only checks the URL: the
+    /// connection is made at the first step.
+    pub fn new(url: &str, deployment: &str) -> Result<RedisTutoring, EngineError> {
         Ok(RedisTutoring {
-            conn,
+            client: redis::Client::open(url)?,
+            conn: OnceCell::new(),
             prefix: format!("tq:{{{deployment}}}"),
             scripts: Scripts::load(),
         })
+    }
+
+    /// Connects now, to fail a start early when Redis cannot be reached.
+    pub async fn connect(&self) -> Result<(), EngineError> {
+        self.connection().await.map(|_| ())
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, EngineError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(2);
+        let conn = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await?;
+        Ok(conn.clone())
     }
 
     async fn run(&self, script: &Script, args: &[&str]) -> Result<Value, EngineError> {
@@ -249,8 +277,25 @@ impl RedisTutoring {
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    /// The waiting queue as it stands, head first (for queue positions).
+    pub async fn queue(&self) -> Result<WaitingQueue, EngineError> {
+        let reply = self.run(&self.scripts.queue, &[]).await?;
+        let mut queue = WaitingQueue::new();
+        for pair in items(&reply)?.chunks(2) {
+            let [student, arrival] = pair else {
+                return Err(corrupt("queue", &reply));
+            };
+            let arrival = text(arrival)?
+                .parse()
+                .map(Arrival::from_sequence)
+                .map_err(|_| corrupt("arrival", arrival))?;
+            queue.requeue(StudentKey(parse_user(&text(student)?)?), arrival);
+        }
+        Ok(queue)
     }
 
     // ----- joins ------------------------------------------------------

@@ -137,9 +137,7 @@ impl Twins {
     async fn new(url: &str) -> Twins {
         Twins {
             local: Tutoring::new(LocalParts::default()),
-            redis: RedisTutoring::connect(url, &deployment())
-                .await
-                .expect("connect to the test redis"),
+            redis: RedisTutoring::new(url, &deployment()).expect("a redis URL"),
             steps: 0,
         }
     }

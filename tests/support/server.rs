@@ -16,6 +16,14 @@ pub fn start(mut config: Config) -> Server {
     if config.data_dir == Config::default().data_dir {
         config.transcripts = false;
     }
+    // TQ_TEST_ENGINE=redis runs the server on the shared engine, in a deployment
+    // of its own on the Redis TQ_TEST_REDIS_URL names.
+    if std::env::var("TQ_TEST_ENGINE").is_ok_and(|e| e == "redis") && config.redis_url.is_none() {
+        let url =
+            std::env::var("TQ_TEST_REDIS_URL").expect("TQ_TEST_REDIS_URL for TQ_TEST_ENGINE=redis");
+        config.redis_url = Some(url);
+        config.redis_deployment = format!("it-{:016x}", rand::random::<u64>());
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local_addr").port();
     std::thread::Builder::new()

@@ -1,0 +1,208 @@
+//! The one seam between the steps and where the tutoring state lives.
+//!
+//! `ChatLifetime` runs every step through an [`Engine`]: in memory, the steps of
+//! `domain::steps` over the three part actors `TeacherRoster`, `StudentRoster` and
+//! `ChatLog` (one process serves the queue, the default); or in Redis
+//! (`--redis-url`), one Lua script per step, so that several nodes serve one queue
+//! ([`crate::redis_engine`]). Both answer the same values for the same steps (the
+//! differential tests of `redis_engine` check it), so `ChatLifetime` does not know
+//! which one it runs on.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::actors::RosterParts;
+use crate::domain::{
+    Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, PartGone,
+    PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
+    StudentState, TeacherKey, Tutoring, UserId, UserKey, Vanished,
+};
+use crate::redis_engine::{EngineError, RedisTutoring};
+
+/// Where the state lives, and the steps over it.
+pub enum Engine {
+    /// In this process: the three part actors.
+    Memory(Tutoring<RosterParts>),
+    /// In Redis, shared by every node of the deployment. Who watches its place in the
+    /// queue is this node's own business, so the watch stays here.
+    Redis {
+        steps: Box<RedisTutoring>,
+        positions: RefCell<PositionWatch>,
+    },
+}
+
+/// A step that could not run: a part actor gone (shutdown), or Redis failing.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    PartGone(#[from] PartGone),
+    #[error(transparent)]
+    Shared(#[from] EngineError),
+}
+
+type Step<T> = Result<Stepped<T>, StepError>;
+
+/// Runs the same step on whichever engine this is.
+macro_rules! on_engine {
+    ($engine:expr, $step:ident ( $($arg:expr),* )) => {
+        match $engine {
+            Engine::Memory(steps) => steps.$step($($arg),*).await.map_err(StepError::from),
+            Engine::Redis { steps, .. } => steps.$step($($arg),*).await.map_err(StepError::from),
+        }
+    };
+}
+
+impl Engine {
+    /// The steps in memory, over the three part actors.
+    pub fn memory(parts: RosterParts) -> Engine {
+        Engine::Memory(Tutoring::new(parts))
+    }
+
+    /// The steps in Redis.
+    pub fn redis(steps: RedisTutoring) -> Engine {
+        Engine::Redis {
+            steps: Box::new(steps),
+            positions: RefCell::new(PositionWatch::new()),
+        }
+    }
+
+    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<bool> {
+        on_engine!(self, teacher_present(teacher))
+    }
+
+    pub async fn student_present(&self, student: UserId) -> Step<StudentReturn> {
+        on_engine!(self, student_present(student))
+    }
+
+    pub async fn authorize_join(
+        &self,
+        chat: ChatId,
+        user: Option<(Role, UserKey)>,
+    ) -> Result<JoinCheck, StepError> {
+        on_engine!(self, authorize_join(chat, user))
+    }
+
+    pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
+        on_engine!(self, ready(student))
+    }
+
+    pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
+        on_engine!(self, claim(teacher, chat))
+    }
+
+    pub async fn enter(&self, chat: ChatId, role: Role) -> Result<EnterOutcome, StepError> {
+        on_engine!(self, enter(chat, role))
+    }
+
+    pub async fn terminate(&self, chat: ChatId) -> Step<Option<Ended>> {
+        on_engine!(self, terminate(chat))
+    }
+
+    pub async fn student_absent(&self, student: &StudentKey) -> Step<Option<Vanished>> {
+        on_engine!(self, student_absent(student))
+    }
+
+    pub async fn student_away(
+        &self,
+        student: &StudentKey,
+    ) -> Step<Option<(AwaySpell, StudentState)>> {
+        on_engine!(self, student_away(student))
+    }
+
+    pub async fn student_expired(
+        &self,
+        student: &StudentKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vanished>> {
+        on_engine!(self, student_expired(student, spell))
+    }
+
+    pub async fn teacher_absent(&self, teacher: &TeacherKey) -> Step<Option<Vec<Abandoned>>> {
+        on_engine!(self, teacher_absent(teacher))
+    }
+
+    pub async fn teacher_away(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Step<Option<(AwaySpell, Vec<ChatId>)>> {
+        on_engine!(self, teacher_away(teacher))
+    }
+
+    pub async fn teacher_expired(
+        &self,
+        teacher: &TeacherKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        on_engine!(self, teacher_expired(teacher, spell))
+    }
+
+    pub async fn discard(&self, chat: ChatId) -> Result<bool, StepError> {
+        on_engine!(self, discard(chat))
+    }
+
+    pub async fn chats_of(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Result<Vec<(ChatId, Arc<str>)>, StepError> {
+        on_engine!(self, chats_of(teacher))
+    }
+
+    pub async fn standing(
+        &self,
+        student: &StudentKey,
+    ) -> Result<Option<(StudentState, Option<Arc<str>>)>, StepError> {
+        on_engine!(self, standing(student))
+    }
+
+    pub async fn sides(&self, chat: ChatId) -> Result<Option<(TeacherKey, StudentKey)>, StepError> {
+        on_engine!(self, sides(chat))
+    }
+
+    // ----- queue positions ----------------------------------------------
+
+    /// One more channel of `student` asked for `queue:position`, with `teachers`
+    /// present: the notice to send it now.
+    pub async fn watch_position(
+        &self,
+        student: StudentKey,
+        teachers: usize,
+    ) -> Result<PositionNotice, StepError> {
+        match self {
+            Engine::Memory(steps) => Ok(steps.watch_position(student).await?),
+            Engine::Redis { steps, positions } => {
+                let queue = steps.queue().await?;
+                Ok(positions.borrow_mut().watch(student, &queue, teachers))
+            }
+        }
+    }
+
+    /// A channel that asked for notices went away.
+    pub async fn unwatch_position(&self, student: &StudentKey) -> Result<(), StepError> {
+        match self {
+            Engine::Memory(steps) => Ok(steps.unwatch_position(student).await?),
+            Engine::Redis { positions, .. } => {
+                positions.borrow_mut().unwatch(student);
+                Ok(())
+            }
+        }
+    }
+
+    /// One coalesced round of notices: those worth sending now. On Redis it reads
+    /// the whole queue, so it costs O(waiting) per round (rounds run only while
+    /// someone watches).
+    pub async fn due_positions(
+        &self,
+        teachers: usize,
+    ) -> Result<Vec<(StudentKey, PositionNotice)>, StepError> {
+        match self {
+            Engine::Memory(steps) => Ok(steps.due_positions().await?),
+            Engine::Redis { steps, positions } => {
+                if positions.borrow().is_empty() {
+                    return Ok(Vec::new());
+                }
+                let queue = steps.queue().await?;
+                Ok(positions.borrow_mut().due(&queue, teachers))
+            }
+        }
+    }
+}
