@@ -56,7 +56,8 @@ export class Conversation {
    * ({token, id, name, role}); `chatId`, `partner` (a display name); `log`:
    * the <ol> of messages; `hooks`: what the page does on `ready()`,
    * `terminated(payload)`, `closed()` (phx_close from the server),
-   * `joinError(reason, rejoining)`, `away(until)`, `back()`, `joined()`.
+   * `joinError(reason, rejoining)`, `away(until)`, `back()`, `joined(rejoining)`
+   * (before the history is shown and before any event that follows the reply).
    */
   constructor({link, me, chatId, partner, log, hooks}){
     this.link = link
@@ -168,7 +169,7 @@ export class Conversation {
     this.joined = true
     this.queued = []
     this.channel.push(`${this.role}:joined`, {})
-    this.hooks.joined?.()
+    this.hooks.joined?.(this.joins > 1)
     const seq = reply?.seq
     const held = reply?.held
     let skip = 0

@@ -168,10 +168,14 @@ function openPane(payload, {restored = false} = {}){
   const status = pane.querySelector(".pane-status")
   const chat = {id: payload.id, pane, partner, active: true, conversation: null}
   chats.set(payload.id, chat)
-  if(restored && payload.student_entered === true) status.textContent = `${partner} is here.`
 
   chat.conversation = new Conversation({link, me: session, chatId: payload.id, partner, log, hooks: {
     ready(){ if(chat.active) status.textContent = `${partner} is here.` },
+    // Back on a chat that was going on (after a reload or a drop): the
+    // student is here unless a `chat:away` follows.
+    joined(rejoining){
+      if(chat.active && (restored || rejoining)) status.textContent = `${partner} is here.`
+    },
     terminated(msg){
       const reason = msg?.reason
       if(typeof reason === "string") endReasons.set(chat.id, reason)
