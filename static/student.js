@@ -95,8 +95,8 @@ function renderLine(){
 
 function duration(ms){
   const s = Math.round(ms / 1000)
-  if(s < 120) return `${s} seconds`
-  return `${Math.round(s / 60)} minutes`
+  if(s < 60 || s % 60 !== 0) return s === 1 ? "1 second" : `${s} seconds`
+  return s === 60 ? "1 minute" : `${s / 60} minutes`
 }
 
 function notice(text){ $("notice").textContent = text }

@@ -313,6 +313,7 @@ async function keepYourPlace(){
   await waitText(place(ana), "1", "Ana's place after a reload")
   await waitText(place(ben), "2", "Ben's place after Ana reloaded")
   await expectCounts(teacher, {waiting: 2, chatting: 0}, "after Ana's reload")
+  await ben.page.screenshot({path: join(shotDir, "student-waiting.png")})
   ok("a reload keeps the place: Ana 1, Ben 2")
 
   step("K3", "the teacher takes Ana; messages both ways")
@@ -349,7 +350,7 @@ async function keepYourPlace(){
     ["Mr Keep (you)", "Rayleigh scattering.", ""],
     ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
   ], "teacher's pane while Ana is away")
-  await ana.page.screenshot({path: join(shotDir, "student-reconnecting.png")})
+  await ana.page.screenshot({path: join(shotDir, "student-reconnecting.png"), fullPage: true})
   ok("Ana: Reconnecting…, chat kept until a time, her messages marked not sent; teacher: Ana is reconnecting…")
 
   step("K5", "Ana comes back: the messages both ways arrive, in order, once")
@@ -460,7 +461,6 @@ async function main(){
   await waitText(place(bob), "2", "Bob's place in line")
   await waitText(teachersOnline(bob), "1", "teachers online on Bob's page")
   await expectCounts(teacher, {waiting: 2, chatting: 0}, "two waiting")
-  await bob.page.screenshot({path: join(shotDir, "student-waiting.png")})
   ok("Alice is 1st and Bob 2nd in line; both see 1 teacher online")
 
   step("3", "the teacher takes the next student: Alice; Bob moves up to 1")
