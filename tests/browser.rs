@@ -12,8 +12,9 @@
 //! Keeping one's place (PROTOCOL 6.3, issue 12): a waiting student who
 //! reloads keeps her place; a student whose connection drops mid-chat sees
 //! "Reconnecting…" and until when the chat is kept, her messages wait
-//! (never shown as sent), and after the return the messages both ways
-//! arrive in order, once; a teacher who reloads mid-chat gets the pane and
+//! (never shown as sent), the teacher's third message for her is refused
+//! (at most two are held here) and shown as not delivered, and after the
+//! return the messages both ways arrive in order, once; a teacher who reloads mid-chat gets the pane and
 //! its history back; a student offline past the window is told she lost her
 //! place. Screenshots of both pages mid-chat, of the teacher's page with a
 //! transcript open, of a student reconnecting and of a restored teacher
@@ -64,6 +65,9 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         transcripts: true,
         tokens: Some(test_keys()),
         reconnect_grace: Duration::from_secs(120),
+        // Two messages held for an away user, so the test sees the third
+        // refused ("recipient away") and sent again later.
+        held_messages: 2,
         ..support::Config::default()
     });
     // What an organisation hands its teacher in `#token=`: minted with the

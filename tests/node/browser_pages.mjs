@@ -34,7 +34,9 @@
 // at 2; a student whose connection drops mid-chat sees "Reconnecting…" with
 // until when the chat is kept, the teacher's pane says "Ana is
 // reconnecting…", what the student writes meanwhile is marked "Not sent yet"
-// (never as sent), and after the return the messages both ways arrive, in
+// (never as sent), a message the server cannot hold for her (at most two
+// are held on the KEEP server) is shown to the teacher as not delivered,
+// with "Send again", and after the return the messages both ways arrive, in
 // order, once each; a teacher who reloads mid-chat (after being offline
 // while the student wrote) gets its pane back with the whole history. On the
 // short-window server: a waiting student offline past the window is told
@@ -335,6 +337,8 @@ async function keepYourPlace(){
   await waitText(anaPane.locator(".pane-status"), /^Ana is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?\.$/, "teacher's pane while Ana is away")
   await teacherSays(teacher, "Ana", "Rayleigh scattering.")
   await teacherSays(teacher, "Ana", "Short wavelengths scatter more.")
+  // A third one is more than the server holds for Ana: refused, and said so.
+  await teacherSays(teacher, "Ana", "Blue light bounces around the most.")
   await studentSays(ana, "Sorry, my Wi-Fi is flaky")
   await studentSays(ana, "Are you still there?")
   await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
@@ -349,7 +353,8 @@ async function keepYourPlace(){
     ["Ana", "Why is the sky blue?", ""],
     ["Mr Keep (you)", "Rayleigh scattering.", ""],
     ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
-  ], "teacher's pane while Ana is away")
+    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
+  ], "teacher's pane while Ana is away: two held, the third refused")
   await ana.page.screenshot({path: join(shotDir, "student-reconnecting.png"), fullPage: true})
   ok("Ana: Reconnecting…, chat kept until a time, her messages marked not sent; teacher: Ana is reconnecting…")
 
@@ -368,13 +373,23 @@ async function keepYourPlace(){
     ["Ana", "Why is the sky blue?", ""],
     ["Mr Keep (you)", "Rayleigh scattering.", ""],
     ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
     ["Ana", "Sorry, my Wi-Fi is flaky", ""],
     ["Ana", "Are you still there?", ""],
   ], "teacher's pane after Ana's return")
   await waitText(anaPane.locator(".pane-status"), "Ana is back.", "teacher's pane once Ana is back")
+  await anaPane.getByRole("button", {name: "Send again"}).click()
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Blue light bounces around the most.", "Ana's page after Send again")
   await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana is still in the chat")
   await expectCounts(teacher, {waiting: 1, chatting: 1}, "the chat went on")
-  ok("held messages reached Ana, hers reached the teacher, in order, nothing twice")
+  await waitEqual(() => messagesOf(anaPane.locator(".messages")).then((m) => m.slice(2)), [
+    ["Mr Keep (you)", "Rayleigh scattering.", ""],
+    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana", "Are you still there?", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
+  ], "teacher's pane after Send again")
+  ok("held messages reached Ana, hers reached the teacher, in order, nothing twice; the refused one went on Send again")
 
   step("K6", "the teacher goes offline, Ana writes, the teacher reloads: pane and history back")
   await dropConnection(teacher)
@@ -397,6 +412,7 @@ async function keepYourPlace(){
     ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
     ["Ana", "Sorry, my Wi-Fi is flaky", ""],
     ["Ana", "Are you still there?", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
     ["Ana", "Thanks! One more thing", ""],
   ], "the teacher's pane after a reload: the whole history, the held message once")
   await waitText(restored.locator(".pane-status"), "Ana is here.", "the restored pane's status")
