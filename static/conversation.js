@@ -121,10 +121,9 @@ export class Conversation {
     for(const entry of this.outbox) if(entry.state === "pending") setDelivery(entry.item, "pending")
   }
 
-  /** Joins again on the new connection. */
+  /** Joins again on the new connection, unless this one is joined (or joining) still. */
   rejoin(){
-    if(this.over) return
-    this.detach()
+    if(this.over || this.channel) return
     this.join()
   }
 

@@ -426,6 +426,29 @@ async function keepYourPlace(){
   await teacher.page.screenshot({path: join(shotDir, "teacher-restored.png")})
   ok("after a reload the pane came back with every message, and the chat goes on both ways")
 
+  step("K7", "Ana reloads mid-chat: her chat and its history are back")
+  await ana.page.reload()
+  await waitText(ana.page.locator("#connection"), "Connected", "Ana: connection status after a reload")
+  await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana's chat after a reload")
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
+    ["Mr Keep", "Hi Ana, what is the question?", ""],
+    ["Ana (you)", "Why is the sky blue?", ""],
+    ["Mr Keep", "Rayleigh scattering.", ""],
+    ["Mr Keep", "Short wavelengths scatter more.", ""],
+    ["Ana (you)", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana (you)", "Are you still there?", ""],
+    ["Mr Keep", "Blue light bounces around the most.", ""],
+    ["Ana (you)", "Thanks! One more thing", ""],
+    ["Mr Keep", "Go ahead.", ""],
+    ["Ana (you)", "Why are sunsets red?", ""],
+  ], "Ana's page after a reload: the whole chat, in order")
+  // "back" after a "reconnecting…", or "here" if the new page joined before
+  // the server saw the old one go: Ana is there either way.
+  await waitText(restored.locator(".pane-status"), /^Ana is (back|here)\.$/, "the teacher's pane once Ana reloaded")
+  await teacherSays(teacher, "Ana", "Longer path through the air.")
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Longer path through the air.", "Ana's page after her reload")
+  ok("a student's reload mid-chat brings the chat back, history and all")
+
   await ana.context.close()
   await ben.context.close()
   await teacher.context.close()
