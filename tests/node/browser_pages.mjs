@@ -449,6 +449,16 @@ async function keepYourPlace(){
   await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Longer path through the air.", "Ana's page after her reload")
   ok("a student's reload mid-chat brings the chat back, history and all")
 
+  step("K8", "the teacher ends the chat while Ana is offline: back online, she is told")
+  await dropConnection(ana)
+  await waitText(restored.locator(".pane-status"), /^Ana is reconnecting…/, "teacher's pane while Ana is away again")
+  await restored.getByRole("button", {name: "End chat with Ana"}).click()
+  await waitText(restored.locator(".pane-status"), "You ended the chat.", "teacher's pane after End chat")
+  await restoreConnection(ana)
+  await waitText(ana.page.locator("#notice"), "The chat ended while you were away.", "Ana's notice once back")
+  await waitVisible(ana.page.getByRole("button", {name: "Get back in line"}), "Ana's \"Get back in line\" button")
+  ok("a chat that ended meanwhile is said to have ended while Ana was away")
+
   await ana.context.close()
   await ben.context.close()
   await teacher.context.close()
