@@ -1007,4 +1007,77 @@ mod tests {
         let counts = run([Event::Seen(Violation::RelayWrongSide)]);
         assert_eq!(only(&counts, Violation::RelayWrongSide), 1);
     }
+
+    #[test]
+    fn a_student_away_may_be_skipped() {
+        // The inversion of `fifo_inversion_is_counted`, but A (1) dropped its
+        // connection: claims rightly skipped it while it was away (6.3).
+        let events = vec![
+            Event::ReadySent { student: 1, at: 0 },
+            Event::ReadyAcked { student: 1, at: 2 },
+            Event::StudentDropped { student: 1 },
+            Event::ReadySent { student: 2, at: 3 },
+            Event::ReadyAcked { student: 2, at: 4 },
+            Event::ClaimAssigned {
+                teacher: 1,
+                chat: chat(2),
+                student: Some(2),
+                sent_at: 10,
+                at: 11,
+            },
+            Event::ClaimAssigned {
+                teacher: 1,
+                chat: chat(1),
+                student: Some(1),
+                sent_at: 20,
+                at: 21,
+            },
+        ];
+        assert_eq!(run(events).total(), 0);
+    }
+
+    #[test]
+    fn a_message_sent_to_an_away_side_must_be_held() {
+        let sent = |k| Event::SentToAway {
+            chat: chat(1),
+            from: Role::Teacher,
+            k,
+        };
+        let lost = |to, k| Event::LostInTransit {
+            chat: chat(1),
+            to,
+            k,
+        };
+        // Message 3 went to the student's dead connection before the server saw the
+        // drop: not the server's fault. Message 4 was written after the teacher read
+        // `chat:away`: it had to be held, so its loss is.
+        let counts = run([sent(4), lost(Role::Student, 3), lost(Role::Student, 4)]);
+        assert_eq!(only(&counts, Violation::MessageLost), 1);
+        // The student's own message 4 lost in transit is another message.
+        assert_eq!(run([sent(4), lost(Role::Teacher, 4)]).total(), 0);
+    }
+
+    #[test]
+    fn resume_helpers_of_the_relays() {
+        let mut student = StudentRelay::new(7);
+        let _ = student.receive(Some("Message from teacher: 1"));
+        assert_eq!(student.answer_again(), "Message #1 from student: 7");
+        assert_eq!(student.recover(), "Message #2 from student: 7");
+        assert_eq!(student.received(), 2);
+        assert_eq!(
+            student.receive(Some("Message from teacher: 3")),
+            ("Message #3 from student: 7".to_owned(), None)
+        );
+        let mut teacher = TeacherRelay::new(Some(7));
+        assert_eq!(teacher.next_message(), "Message from teacher: 1");
+        assert_eq!(teacher.resend(), "Message from teacher: 1");
+        assert!(teacher.awaiting());
+        assert!(teacher.recover());
+        assert!(!teacher.awaiting());
+        assert_eq!(teacher.next_message(), "Message from teacher: 2");
+        assert_eq!(
+            teacher.receive(Some("Message #2 from student: 7")),
+            (true, None)
+        );
+    }
 }
