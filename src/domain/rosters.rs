@@ -82,6 +82,9 @@ impl Teachers {
     /// unknown) None.
     pub fn away(&mut self, teacher: &TeacherKey) -> Option<AwaySpell> {
         let entry = self.teachers.get_mut(teacher)?;
+        if entry.away.is_some() {
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;
@@ -110,6 +113,10 @@ impl Teachers {
     /// Unknown teacher: None.
     pub fn leave(&mut self, teacher: &TeacherKey) -> Option<Vec<ChatId>> {
         let entry = self.teachers.get_mut(teacher)?;
+        if entry.away.is_some() {
+            // No channel to lose: only its window's end removes it.
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;
@@ -314,6 +321,9 @@ impl Students {
     /// and its state is returned with the spell. Otherwise (or unknown) None.
     pub fn away(&mut self, student: &StudentKey) -> Option<(AwaySpell, StudentState)> {
         let entry = self.students.get_mut(student)?;
+        if entry.away.is_some() {
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;
@@ -425,6 +435,10 @@ impl Students {
     /// Chatting). Otherwise None.
     pub fn leave(&mut self, student: &StudentKey) -> Option<StudentState> {
         let entry = self.students.get_mut(student)?;
+        if entry.away.is_some() {
+            // No channel to lose: only its window's end removes it.
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;

@@ -587,7 +587,7 @@ impl<P: TutoringParts> Tutoring<P> {
 #[cfg(test)]
 mod tests {
     use std::cell::Ref;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -618,6 +618,13 @@ mod tests {
         status_broadcasts: usize,
         /// `user:status` to the teacher channels that asked for live counts only.
         live_broadcasts: usize,
+        /// The spell of each user away now, by (is a teacher, number).
+        away: HashMap<(bool, u64), AwaySpell>,
+        /// Spells that are over (the user came back or vanished): their windows'
+        /// end must change nothing.
+        stale: Vec<(bool, u64, AwaySpell)>,
+        /// The next step must tell the teachers although no count changes.
+        cue: bool,
     }
 
     impl Run {
@@ -629,6 +636,16 @@ mod tests {
                 terminated_sent: HashSet::new(),
                 status_broadcasts: 0,
                 live_broadcasts: 0,
+                away: HashMap::new(),
+                stale: Vec::new(),
+                cue: false,
+            }
+        }
+
+        /// The user is no longer away in `spell` (back, or gone).
+        fn spell_over(&mut self, teacher: bool, n: u64) {
+            if let Some(spell) = self.away.remove(&(teacher, n)) {
+                self.stale.push((teacher, n, spell));
             }
         }
 
@@ -672,7 +689,9 @@ mod tests {
             let after = self.snapshot();
             assert_eq!(stepped.status, after, "the snapshot is not the state after");
             assert_eq!(self.tutoring.snapshot(), after);
-            let news = if after.students != before.students {
+            // A waiting student back from away is news with the same counts.
+            let cue = std::mem::take(&mut self.cue);
+            let news = if after.students != before.students || cue {
                 StatusNews::Students
             } else if after.teachers != before.teachers {
                 StatusNews::Teachers
@@ -688,26 +707,127 @@ mod tests {
             stepped.outcome
         }
 
+        /// A teacher that was away is back with the chats it had.
         fn teacher_joins(&mut self, t: u64) {
-            self.step(async |w| w.teacher_present(user(t).as_teacher()).await);
+            let key = user(t).as_teacher();
+            let was_away = self.away.contains_key(&(true, t));
+            let chats = self.teachers().chats_of(&key).to_vec();
+            let back = self.step(async |w| w.teacher_present(user(t).as_teacher()).await);
+            assert_eq!(back, was_away);
+            assert!(!self.teachers().is_away(&key));
+            if back {
+                assert_eq!(self.teachers().chats_of(&key), chats, "chats kept");
+                self.spell_over(true, t);
+            }
         }
 
+        /// A student that was away is back where it stood; teachers hear of it only if
+        /// it can be served again (waiting), with the same counts.
         fn student_joins(&mut self, n: u64) {
+            let key = user(n).as_student();
+            let was_away = self.away.contains_key(&(false, n));
+            let before = (self.snapshot(), self.students().state(&key).cloned());
+            let broadcasts = self.status_broadcasts;
+            self.cue = was_away && matches!(before.1, Some(StudentState::Waiting(_)));
+            let returned = self.step(async |w| w.student_present(user(n)).await);
+            assert_eq!(self.snapshot(), before.0, "a join changes no count");
+            assert_eq!(returned.back, was_away);
+            assert!(!self.students().is_away(&key));
+            if let Some(state) = before.1 {
+                assert_eq!(returned.state, state, "where it stood");
+            }
+            let waiting = matches!(returned.state, StudentState::Waiting(_));
+            let cue = usize::from(returned.back && waiting);
+            assert_eq!(self.status_broadcasts, broadcasts + cue);
+            if returned.back {
+                self.spell_over(false, n);
+            }
+        }
+
+        /// The last presence channel went with the connection: away, nothing a teacher
+        /// sees changes.
+        fn student_away(&mut self, n: u64) {
+            let key = user(n).as_student();
+            let before = (self.snapshot(), self.students().state(&key).cloned());
+            let broadcasts = (self.status_broadcasts, self.live_broadcasts);
+            let away = self.step(async |w| w.student_away(&user(n).as_student()).await);
+            assert_eq!(self.snapshot(), before.0);
+            assert_eq!(broadcasts, (self.status_broadcasts, self.live_broadcasts));
+            if let Some((spell, state)) = away {
+                assert_eq!(
+                    Some(state),
+                    before.1,
+                    "an away student stays where it stood"
+                );
+                assert!(self.students().is_away(&key));
+                self.away.insert((false, n), spell);
+            }
+        }
+
+        fn teacher_away(&mut self, t: u64) {
+            let key = user(t).as_teacher();
+            let chats = self.teachers().chats_of(&key).to_vec();
             let before = self.snapshot();
-            now(self.tutoring.student_present(user(n)));
-            assert_eq!(self.snapshot(), before);
+            let away = self.step(async |w| w.teacher_away(&user(t).as_teacher()).await);
+            assert_eq!(self.snapshot(), before, "an away teacher is still counted");
+            if let Some((spell, held)) = away {
+                assert_eq!(held, chats, "an away teacher keeps its chats");
+                assert!(self.teachers().is_away(&key));
+                self.away.insert((true, t), spell);
+            }
+        }
+
+        /// The window of some spell ends: a current one makes its user vanish as a
+        /// leave would; a stale one changes nothing.
+        fn window_ends(&mut self) {
+            let current: Vec<((bool, u64), AwaySpell)> = {
+                let mut all: Vec<_> = self.away.iter().map(|(k, s)| (*k, *s)).collect();
+                all.sort_by_key(|((teacher, n), _)| (*teacher, *n));
+                all
+            };
+            let pick_stale = !self.stale.is_empty() && self.rng.random_bool(0.3);
+            if pick_stale || current.is_empty() {
+                if self.stale.is_empty() {
+                    return;
+                }
+                let at = self.rng.random_range(0..self.stale.len());
+                let (teacher, n, spell) = self.stale.swap_remove(at);
+                let before = self.snapshot();
+                if teacher {
+                    let key = user(n).as_teacher();
+                    let gone = self.step(async |w| w.teacher_expired(&key, spell).await);
+                    assert_eq!(gone, None, "a stale window removed teacher {n}");
+                } else {
+                    let key = user(n).as_student();
+                    let gone = self.step(async |w| w.student_expired(&key, spell).await);
+                    assert_eq!(gone, None, "a stale window removed student {n}");
+                }
+                assert_eq!(self.snapshot(), before);
+                return;
+            }
+            let ((teacher, n), spell) = current[self.rng.random_range(0..current.len())];
+            self.away.remove(&(teacher, n));
+            if teacher {
+                self.teacher_leaves_with(n, Some(spell));
+            } else {
+                self.student_leaves_with(n, Some(spell));
+            }
         }
 
         fn ready(&mut self, n: u64) -> ReadyOutcome {
             self.step(async |w| w.ready(&user(n).as_student()).await)
         }
 
-        /// A claim serves the head of the queue, and is refused only when the teacher
-        /// is absent or full or nobody waits.
+        /// A claim serves the first student of the queue who is not away, and is
+        /// refused only when the teacher is absent or full or nobody present waits.
         fn claim(&mut self, t: u64) -> Option<(ChatId, StudentKey)> {
             let teacher = user(t);
             let key = teacher.as_teacher();
-            let head = self.students().queue().front().map(|(s, _)| s.clone());
+            let head = {
+                let students = self.students();
+                let head = students.queue().iter().find(|(s, _)| !students.is_away(s));
+                head.map(|(s, _)| s.clone())
+            };
             let may = self.teachers().is_present(&key)
                 && self.teachers().active_chats(&key) < MAX_CHATS_PER_TEACHER
                 && head.is_some();
@@ -751,8 +871,22 @@ mod tests {
         }
 
         fn student_leaves(&mut self, n: u64) -> Option<Vanished> {
+            self.student_leaves_with(n, None)
+        }
+
+        /// The student leaves (`spell` None) or its away window ends.
+        fn student_leaves_with(&mut self, n: u64, spell: Option<AwaySpell>) -> Option<Vanished> {
             let student = user(n).as_student();
-            let vanished = self.step(async |w| w.student_absent(&student).await);
+            let vanished = match spell {
+                None => self.step(async |w| w.student_absent(&student).await),
+                Some(spell) => self.step(async |w| w.student_expired(&student, spell).await),
+            };
+            if spell.is_some() {
+                assert!(
+                    vanished.is_some(),
+                    "student {n}'s window ended but it stayed"
+                );
+            }
             if let Some(vanished) = &vanished {
                 assert!(!self.students().is_present(&student));
                 let chat = match vanished.was {
@@ -771,6 +905,11 @@ mod tests {
         /// students are back in the queue with the arrival they had: ahead of everyone
         /// who came later.
         fn teacher_leaves(&mut self, t: u64) -> usize {
+            self.teacher_leaves_with(t, None)
+        }
+
+        /// The teacher leaves (`spell` None) or its away window ends.
+        fn teacher_leaves_with(&mut self, t: u64, spell: Option<AwaySpell>) -> usize {
             let teacher = user(t).as_teacher();
             let held: Vec<(ChatId, StudentKey, StudentState)> = self
                 .teachers()
@@ -784,7 +923,12 @@ mod tests {
                 })
                 .collect();
             let terminated = self.terminated_sent.len();
-            let Some(abandoned) = self.step(async |w| w.teacher_absent(&teacher).await) else {
+            let gone = match spell {
+                None => self.step(async |w| w.teacher_absent(&teacher).await),
+                Some(spell) => self.step(async |w| w.teacher_expired(&teacher, spell).await),
+            };
+            let Some(abandoned) = gone else {
+                assert!(spell.is_none(), "teacher {t}'s window ended but it stayed");
                 assert!(held.is_empty() || self.teachers().is_present(&teacher));
                 return 0;
             };
@@ -951,6 +1095,75 @@ mod tests {
         assert_eq!(run.teachers().total(), 0);
     }
 
+    #[test]
+    fn an_away_student_keeps_its_place_and_is_served_once_back() {
+        let mut run = Run::new(6);
+        run.teacher_joins(1);
+        for n in 1..=3 {
+            run.student_joins(n);
+            run.ready(n);
+        }
+        run.student_away(1);
+        let broadcasts = run.status_broadcasts;
+        let (_, served) = run.claim(1).expect("2 is here");
+        assert_eq!(
+            served,
+            user(2).as_student(),
+            "the away student is passed over"
+        );
+        assert_eq!(
+            run.students().queue().front().map(|(s, _)| s.clone()),
+            Some(user(1).as_student())
+        );
+        run.student_joins(1);
+        assert_eq!(
+            run.status_broadcasts,
+            broadcasts + 2,
+            "the claim, then the cue"
+        );
+        let (_, served) = run.claim(1).expect("1 is back");
+        assert_eq!(
+            served,
+            user(1).as_student(),
+            "back at its place, ahead of 3"
+        );
+        run.check();
+    }
+
+    #[test]
+    fn an_away_teachers_window_ends_as_a_leave_but_a_stale_one_does_nothing() {
+        let mut run = Run::new(7);
+        run.teacher_joins(1);
+        run.student_joins(7);
+        run.ready(7);
+        let (chat, _) = run.claim(1).expect("7 waits");
+        run.teacher_away(1);
+        let stale = run.away[&(true, 1)];
+        run.teacher_joins(1);
+        run.teacher_away(1);
+        let gone = now(run.tutoring.teacher_expired(&user(1).as_teacher(), stale));
+        assert_eq!(
+            gone.outcome, None,
+            "an old window removed a teacher away again"
+        );
+        assert_eq!(run.chats().phase(chat), Some(ChatPhase::Active));
+        let current = run.away.remove(&(true, 1)).expect("away again");
+        assert_eq!(
+            run.teacher_leaves_with(1, Some(current)),
+            1,
+            "its student requeued"
+        );
+        assert!(!run.teachers().is_present(&user(1).as_teacher()));
+        assert_eq!(
+            run.students()
+                .state(&user(7).as_student())
+                .map(StudentState::as_str),
+            Some("waiting"),
+            "its student is back in the queue"
+        );
+        run.check();
+    }
+
     /// What a random run went through, to check that it exercised the paths it checks.
     #[derive(Debug, Default)]
     struct Covered {
@@ -960,6 +1173,8 @@ mod tests {
         terminated_sent: usize,
         status_broadcasts: usize,
         live_broadcasts: usize,
+        away: usize,
+        windows_ended: usize,
     }
 
     /// 5000 random steps from `seed`, every invariant checked after each.
@@ -978,12 +1193,24 @@ mod tests {
             };
             let t = run.rng.random_range(1..=TEACHERS);
             let n = run.rng.random_range(1..=STUDENTS);
-            match run.rng.random_range(0..100) {
+            match run.rng.random_range(0..110) {
                 0..=4 => run.teacher_joins(t),
                 5..=7 => covered.requeued += run.teacher_leaves(t),
                 8..=19 => run.student_joins(n),
                 20..=27 => {
                     run.student_leaves(n);
+                }
+                100..=103 => {
+                    run.student_away(n);
+                    covered.away += usize::from(run.away.contains_key(&(false, n)));
+                }
+                104..=105 => {
+                    run.teacher_away(t);
+                    covered.away += usize::from(run.away.contains_key(&(true, t)));
+                }
+                106..=109 => {
+                    covered.windows_ended += 1;
+                    run.window_ends();
                 }
                 28..=49 => {
                     run.ready(n);
@@ -1035,5 +1262,6 @@ mod tests {
         assert!(c.requeued > 40, "{c:?}");
         assert!(c.ready_sent > 80 && c.terminated_sent > 80, "{c:?}");
         assert!(c.status_broadcasts > 800 && c.live_broadcasts > 50, "{c:?}");
+        assert!(c.away > 300 && c.windows_ended > 300, "{c:?}");
     }
 }
