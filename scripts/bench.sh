@@ -21,7 +21,7 @@
 #
 # Each server records transcripts into a fresh temporary data directory
 # (SERVER_ARGS=--no-transcripts measures without them).
-# Writes bench/results.json and prints a Markdown table (median (min-max)).
+# Writes bench/results.json (or $OUT) and prints a Markdown table (median (min-max)).
 # Loopback only; stops only the processes it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ BENCH_SECRET=${BENCH_SECRET:-"tutor-queue bench.sh token secret, 32+ bytes"}
 DROP_RATE=${DROP_RATE:-0.1}
 # Extra load-client arguments of the scenario being run.
 SCENARIO_CLIENT_ARGS=()
-OUT=bench/results.json
+OUT=${OUT:-bench/results.json}
 RAW=$(mktemp -d)
 trap 'rm -rf "$RAW"' EXIT
 

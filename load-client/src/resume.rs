@@ -84,18 +84,25 @@ pub fn pause(rng: &mut fastrand::Rng) -> Duration {
 }
 
 /// Who drops, and after how many frames read. A student drops after the k-th frame
-/// its script reads (k uniform over the `6 + messages` frames of a student's life up
-/// to its last answer: presence join reply, ready reply, `new:chat`, chat join reply,
-/// `student:joined` reply, `chat:ready`, one frame per message), so drops land while
-/// it waits, while its chat starts, and between any two messages. A teacher counts
+/// its script reads: half of them right after the `student:ready` reply (k = 2:
+/// while it waits, where a student of a busy queue spends most of its time), the
+/// others at a k uniform over the `6 + messages` frames of a student's life up to its
+/// last answer (presence join reply, ready reply, `new:chat`, chat join reply,
+/// `student:joined` reply, `chat:ready`, one frame per message), so drops also land
+/// as its chat starts and between any two messages. A teacher counts
 /// only the frames of its chats (about `messages + 6` per chat) and drops after a
 /// uniform k over its share of the run's chats; a teacher that serves fewer chats
 /// than its share may not drop.
 #[derive(Debug, Default, Clone)]
 pub struct DropPlan {
+    /// Student id → drop after this many frames read.
     pub students: HashMap<u64, u32>,
+    /// Teacher id → drop after this many frames of its chats read.
     pub teachers: HashMap<u64, u32>,
 }
+
+/// A student's second frame is its `student:ready` reply: it is waiting then.
+const WHILE_WAITING: u32 = 2;
 
 impl DropPlan {
     /// Exactly `round(rate * n)` users of each role drop, chosen at random.
@@ -120,7 +127,14 @@ impl DropPlan {
         DropPlan {
             students: pick(rng, students)
                 .into_iter()
-                .map(|id| (id, rng.u32(1..=student_frames)))
+                .map(|id| {
+                    let k = if rng.bool() {
+                        WHILE_WAITING
+                    } else {
+                        rng.u32(1..=student_frames)
+                    };
+                    (id, k)
+                })
                 .collect(),
             teachers: pick(rng, teachers)
                 .into_iter()
@@ -183,6 +197,8 @@ mod tests {
         assert_eq!(plan.students.len(), 9);
         assert_eq!(plan.teachers.len(), 1);
         assert!(plan.students.values().all(|&k| (1..=11).contains(&k)));
+        let waiting = plan.students.values().filter(|&&k| k == 2).count();
+        assert!(waiting > 0 && waiting < 9, "{plan:?}");
         assert!(plan.teachers.values().all(|&k| (1..=110).contains(&k)));
         let none = DropPlan::draw(&mut rng, 0.0, &students, &teachers, 5);
         assert!(none.students.is_empty() && none.teachers.is_empty());

@@ -53,6 +53,9 @@ enum Pending {
     /// A chat join after a drop: its reply is `{"seq","held"}`.
     ChatRejoin(String),
     Joined,
+    /// `*:joined` pushed again after a rejoin: the chat may have ended meanwhile,
+    /// so `chat finished` is no error.
+    JoinedAgain,
     ChatLeave,
     PresenceLeave,
     Heartbeat,
@@ -171,7 +174,7 @@ impl Student {
                 Pending::Ready => "ready",
                 Pending::ChatJoin(_) => "chat join",
                 Pending::ChatRejoin(_) => "chat rejoin",
-                Pending::Joined => "student:joined",
+                Pending::Joined | Pending::JoinedAgain => "student:joined",
                 Pending::ChatLeave => "chat leave",
                 Pending::PresenceLeave => "presence leave",
                 Pending::Heartbeat => "heartbeat",
@@ -364,6 +367,11 @@ impl Student {
             }
             _ => {}
         }
+        if matches!(pending, Pending::JoinedAgain)
+            && (reply.is_ok() || reply.response.get().contains("chat finished"))
+        {
+            return Ok(Flow::Continue);
+        }
         if !reply.is_ok() {
             self.shared.error(ErrorKind::ErrorReply);
             return Ok(match pending {
@@ -423,6 +431,7 @@ impl Student {
             Pending::PresenceRejoin
             | Pending::ChatRejoin(_)
             | Pending::Joined
+            | Pending::JoinedAgain
             | Pending::ChatLeave
             | Pending::Heartbeat => {}
         }
@@ -620,7 +629,7 @@ impl Student {
             self.send_answer(conn, chat_id, answer).await?;
         }
         let r = conn.push(&topic, "student:joined", &json!({})).await?;
-        self.pending.insert(r, Pending::Joined);
+        self.pending.insert(r, Pending::JoinedAgain);
         Ok(Flow::Continue)
     }
 

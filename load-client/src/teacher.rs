@@ -67,6 +67,9 @@ enum Pending {
     Claim(Instant),
     ChatJoin(String),
     Joined,
+    /// `*:joined` pushed again after a rejoin: the chat may have ended meanwhile,
+    /// so `chat finished` is no error.
+    JoinedAgain,
     Terminate,
     ChatLeave,
     Heartbeat,
@@ -373,6 +376,11 @@ impl Teacher {
             }
             _ => {}
         }
+        if matches!(pending, Pending::JoinedAgain)
+            && (reply.is_ok() || reply.response.get().contains("chat finished"))
+        {
+            return Ok(Flow::Continue);
+        }
         if !reply.is_ok() {
             self.shared.error(ErrorKind::ErrorReply);
             match pending {
@@ -421,6 +429,7 @@ impl Teacher {
             Pending::PresenceRejoin
             | Pending::ChatRejoin(_)
             | Pending::Joined
+            | Pending::JoinedAgain
             | Pending::Terminate
             | Pending::ChatLeave
             | Pending::Heartbeat => {}
@@ -504,7 +513,7 @@ impl Teacher {
             ChatResume::Mismatch => self.shared.violation(Violation::MessageLost),
         }
         let r = conn.push(&topic, "teacher:joined", &json!({})).await?;
-        self.pending.insert(r, Pending::Joined);
+        self.pending.insert(r, Pending::JoinedAgain);
         Ok(())
     }
 
