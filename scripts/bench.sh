@@ -2,11 +2,14 @@
 # The tutor-queue benchmark: release binaries, a fresh server per run, the
 # bundled load-client against it, server CPU and memory read from /proc.
 #
-#   scripts/bench.sh                 # S1, S1N, S2 and S3, 3 runs each
+#   scripts/bench.sh                 # S1, S1N, S1D, S2 and S3, 3 runs each
 #   RUNS=1 SCENARIOS="S1" scripts/bench.sh
 #
 # S1: 1000 students, 10 teachers, 50 messages (the 2015 default), transcripts on
 # S1N: S1 with --no-transcripts (what recording every message costs)
+# S1D: S1 with tokens, and drops: 10% of the students and of the teachers drop
+#      their connection once at a random point and come back 0.1-2 s later
+#      (load-client --reconnect --drop-rate 0.1; PROTOCOL 6.3)
 # S2: 10000 students, 100 teachers, 50 messages, transcripts on
 # S3: 10000 idle users held open (server RSS per connection)
 #
@@ -18,18 +21,23 @@
 #
 # Each server records transcripts into a fresh temporary data directory
 # (SERVER_ARGS=--no-transcripts measures without them).
-# Writes bench/results.json and prints a Markdown table (median (min-max)).
+# Writes bench/results.json (or $OUT) and prints a Markdown table (median (min-max)).
 # Loopback only; stops only the processes it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
-SCENARIOS=${SCENARIOS:-"S1 S1N S2 S3"}
+SCENARIOS=${SCENARIOS:-"S1 S1N S1D S2 S3"}
 PORT=${PORT:-4411}
 HOLD=${HOLD:-10000}
 SERVER_ARGS=${SERVER_ARGS:---workers 1}
 CLIENT_ARGS=${CLIENT_ARGS:---threads 1}
-OUT=bench/results.json
+# S1D's token secret, shared by its server and its load-client.
+BENCH_SECRET=${BENCH_SECRET:-"tutor-queue bench.sh token secret, 32+ bytes"}
+DROP_RATE=${DROP_RATE:-0.1}
+# Extra load-client arguments of the scenario being run.
+SCENARIO_CLIENT_ARGS=()
+OUT=${OUT:-bench/results.json}
 RAW=$(mktemp -d)
 trap 'rm -rf "$RAW"' EXIT
 
@@ -80,7 +88,8 @@ run_chat_scenario() { # name students teachers messages run [server args]
     shift 5
     start_server "$@"
     # shellcheck disable=SC2086
-    "$CLIENT" $CLIENT_ARGS --url "ws://127.0.0.1:$PORT/ws" --students "$students" --teachers "$teachers" \
+    "$CLIENT" $CLIENT_ARGS "${SCENARIO_CLIENT_ARGS[@]}" --url "ws://127.0.0.1:$PORT/ws" \
+        --students "$students" --teachers "$teachers" \
         --messages "$messages" --timeout-s 300 --json >"$RAW/client.out" 2>"$RAW/client.err" || {
         echo "$name run $run: load-client failed (exit $?)" >&2
         tail -5 "$RAW/client.err" >&2
@@ -140,6 +149,11 @@ for scenario in $SCENARIOS; do
         case $scenario in
         S1) run_chat_scenario S1 1000 10 50 "$run" ;;
         S1N) run_chat_scenario S1N 1000 10 50 "$run" --no-transcripts ;;
+        S1D)
+            SCENARIO_CLIENT_ARGS=(--token-secret "$BENCH_SECRET" --reconnect --drop-rate "$DROP_RATE")
+            run_chat_scenario S1D 1000 10 50 "$run" --token-secret "$BENCH_SECRET"
+            SCENARIO_CLIENT_ARGS=()
+            ;;
         S2) run_chat_scenario S2 10000 100 50 "$run" ;;
         S3) run_hold_scenario S3 "$HOLD" "$run" ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
@@ -171,13 +185,20 @@ def cell(s, k, fmt="{:,.0f}"):
 
 print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
 print("|---|---|---|---|---|---|---|---|")
-for s in ("S1", "S1N", "S2"):
+for s in ("S1", "S1N", "S1D", "S2"):
     if s in result:
         sm = result[s]["summary"]
         rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))
         print(f"| {s} | {cell(s, 'msgs_per_s')} | {rtt} | {cell(s, 'queue_wait_p99_ms')} | "
               f"{cell(s, 'server_cpu_s', '{:.2f}')} | {cell(s, 'server_cpu_us_per_msg', '{:.1f}')} | "
               f"{sm['server_peak_rss_kib']['median'] / 1024:.1f} | {cell(s, 'violations')} |")
+if "S1D" in result:
+    print()
+    print("| Scenario | drops | resumes | places kept | chats resumed | held delivered | recovered in transit | resent | violations |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    keys = ("drops", "resumes", "places_kept", "chats_resumed", "held_delivered",
+            "recovered_in_transit", "resent", "violations")
+    print("| S1D | " + " | ".join(cell("S1D", k) for k in keys) + " |")
 if "S3" in result:
     print()
     print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")

@@ -458,7 +458,29 @@ async fn full_session(framing: Framing) {
     );
 }
 
+/// A message the client wrote just before its connection ended (its last bytes, then
+/// FIN, no close frame) is relayed: the end of the connection does not discard frames
+/// already read. Twenty rounds, because the end and the message must arrive in one read
+/// for the loss to show (it did in about two rounds in five).
+async fn last_words_before_a_drop_are_relayed(framing: Framing) {
+    let srv = start_default();
+    for round in 0..20 {
+        let (mut t, mut s, cid) = start_chat(&srv, framing, 100 + round, 200 + round).await;
+        let topic = chat_topic(&cid);
+        s.push(&topic, "student:send", json!({"message": "last words"}))
+            .await;
+        s.vanish();
+        let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
+        assert_eq!(
+            got.payload,
+            json!({"message": "last words"}),
+            "round {round}"
+        );
+    }
+}
+
 crate::both!(
+    last_words_before_a_drop_are_relayed,
     chat_join_rules,
     chat_ready_exactly_once,
     chat_event_rules,

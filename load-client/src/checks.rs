@@ -55,6 +55,31 @@
 //!   read, and compared strictly, so the rule never flags a correct server; students
 //!   whose assignment was never confirmed by a claim reply are not used as A. Overlapping
 //!   round trips are simply not judged: the check is sound, not complete.
+//!   A student that dropped its connection (`--drop-rate`) is never used as A: while
+//!   it is away, claims rightly skip it (PROTOCOL 6.3).
+//!
+//! # Resumption (`--reconnect`, PROTOCOL 6.3)
+//!
+//! A user that comes back within the server's grace window must find its place and
+//! its chats as it left them. The user tasks judge what they find against what they
+//! saw before the drop (the arithmetic lives in [`crate::resume`]):
+//!
+//! * **place_lost**: a student that was queued (its `student:ready` acknowledged) and
+//!   not in a chat comes back `present` (no longer waiting);
+//! * **chat_ended_away**: a chat the user was in (and had not itself finished: the
+//!   teacher had not sent `chat:terminate`, the student had not answered the last
+//!   message) is gone when the user comes back: missing from the teacher's join reply
+//!   or refused on rejoin, or the student comes back `present`/`finished`/`waiting`;
+//! * **message_lost**: the chat join reply's `{"seq", "held"}` contradicts what this
+//!   side saw (fewer messages than it read or sent, more than the chat's lock step
+//!   allows, held messages that are not the next ones), held messages that do not
+//!   follow the reply at once, or a message that the recipient's resume shows went
+//!   to its dropped connection although its sender wrote it after reading
+//!   `chat:away` for the recipient (so it had to be held). A message the server
+//!   relayed to the connection just before it dropped is *not* lost by the server:
+//!   the join reply's `seq` counts it, and the side takes it as read (the 2015
+//!   messages are numbered, so its text is known; pages read it from the
+//!   transcript).
 
 use std::collections::{HashMap, HashSet};
 
@@ -74,10 +99,13 @@ pub enum Violation {
     ChatTerminatedTwice,
     FifoInversion,
     StatusInconsistent,
+    PlaceLost,
+    ChatEndedAway,
+    MessageLost,
 }
 
 impl Violation {
-    pub const ALL: [Violation; 8] = [
+    pub const ALL: [Violation; 11] = [
         Violation::TeacherOverCapacity,
         Violation::StudentAssignedTwice,
         Violation::RelayOutOfOrder,
@@ -86,6 +114,9 @@ impl Violation {
         Violation::ChatTerminatedTwice,
         Violation::FifoInversion,
         Violation::StatusInconsistent,
+        Violation::PlaceLost,
+        Violation::ChatEndedAway,
+        Violation::MessageLost,
     ];
 
     /// The key used in the JSON report.
@@ -99,6 +130,9 @@ impl Violation {
             Violation::ChatTerminatedTwice => "chat_terminated_twice",
             Violation::FifoInversion => "fifo_inversion",
             Violation::StatusInconsistent => "status_inconsistent",
+            Violation::PlaceLost => "place_lost",
+            Violation::ChatEndedAway => "chat_ended_away",
+            Violation::MessageLost => "message_lost",
         }
     }
 
@@ -134,6 +168,15 @@ impl ViolationCounts {
 pub enum Role {
     Teacher,
     Student,
+}
+
+impl Role {
+    pub fn other(self) -> Role {
+        match self {
+            Role::Teacher => Role::Student,
+            Role::Student => Role::Teacher,
+        }
+    }
 }
 
 /// What a user task observed, as sent to the collector.
@@ -188,8 +231,27 @@ pub enum Event {
     ChatAbandoned {
         chat: String,
     },
-    /// A violation a user task judged by itself (relay, status).
+    /// A violation a user task judged by itself (relay, status, resumption).
     Seen(Violation),
+    /// The student dropped its connection (`--drop-rate`): its queue times no longer
+    /// prove anything about FIFO order (claims skip it while it is away).
+    StudentDropped {
+        student: u64,
+    },
+    /// `from` sent its `k`-th message of `chat` after reading `chat:away` for the
+    /// other side (and before `chat:back`): the server had to hold it.
+    SentToAway {
+        chat: String,
+        from: Role,
+        k: u32,
+    },
+    /// On its resume, side `to` learned from the join reply's `seq` that the other
+    /// side's `k`-th message was relayed to its dropped connection.
+    LostInTransit {
+        chat: String,
+        to: Role,
+        k: u32,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +286,9 @@ pub struct Checker {
     abandoned: HashSet<String>,
     ready: HashSet<(String, Role)>,
     terminated: HashSet<(String, Role)>,
+    dropped: HashSet<u64>,
+    sent_to_away: HashSet<(String, Role, u32)>,
+    lost_in_transit: Vec<(String, Role, u32)>,
 }
 
 /// Most chats a teacher may hold at once.
@@ -301,6 +366,13 @@ impl Checker {
                 self.abandoned.insert(chat);
             }
             Event::Seen(kind) => self.counts.add(kind, 1),
+            Event::StudentDropped { student } => {
+                self.dropped.insert(student);
+            }
+            Event::SentToAway { chat, from, k } => {
+                self.sent_to_away.insert((chat, from, k));
+            }
+            Event::LostInTransit { chat, to, k } => self.lost_in_transit.push((chat, to, k)),
         }
         self.counts.total() - before
     }
@@ -320,6 +392,17 @@ impl Checker {
             })
             .sum();
         self.counts.add(Violation::StudentAssignedTwice, twice);
+        let lost = self
+            .lost_in_transit
+            .iter()
+            .filter(|(chat, to, k)| self.sent_to_away.contains(&(chat.clone(), to.other(), *k)))
+            .count() as u64;
+        self.counts.add(Violation::MessageLost, lost);
+        for student in &self.dropped {
+            if let Some(t) = self.students.get_mut(student) {
+                t.claim_sent = None;
+            }
+        }
         let inversions = fifo_inversions(&self.students);
         self.counts.add(Violation::FifoInversion, inversions);
         self.counts
@@ -414,6 +497,24 @@ impl StudentRelay {
         (student_message(self.received, self.student), verdict)
     }
 
+    /// Teacher messages read so far (each answered at once).
+    pub fn received(&self) -> u32 {
+        self.received
+    }
+
+    /// The answer to the last message read, to send again (it never reached the
+    /// server).
+    pub fn answer_again(&self) -> String {
+        student_message(self.received, self.student)
+    }
+
+    /// The next teacher message went to a dropped connection (the join reply's `seq`
+    /// counts it): take it as read. Returns its answer.
+    pub fn recover(&mut self) -> String {
+        self.received += 1;
+        student_message(self.received, self.student)
+    }
+
     /// A `teacher:receive` reached the student: always the wrong side.
     pub fn wrong_event(&self) -> Violation {
         Violation::RelayWrongSide
@@ -447,6 +548,22 @@ impl TeacherRelay {
 
     pub fn sent(&self) -> u32 {
         self.sent
+    }
+
+    /// Whether the answer to the latest message is still to come.
+    pub fn awaiting(&self) -> bool {
+        self.awaiting
+    }
+
+    /// The latest message again (it never reached the server).
+    pub fn resend(&self) -> String {
+        teacher_message(self.sent)
+    }
+
+    /// The answer to the latest message went to a dropped connection (the join
+    /// reply's `seq` counts it): take it as read. Returns whether the teacher moves on.
+    pub fn recover(&mut self) -> bool {
+        std::mem::replace(&mut self.awaiting, false)
     }
 
     /// A `teacher:receive`. Returns whether the teacher moves on (it was waiting for an
@@ -889,5 +1006,78 @@ mod tests {
         assert_eq!(student.wrong_event(), Violation::RelayWrongSide);
         let counts = run([Event::Seen(Violation::RelayWrongSide)]);
         assert_eq!(only(&counts, Violation::RelayWrongSide), 1);
+    }
+
+    #[test]
+    fn a_student_away_may_be_skipped() {
+        // The inversion of `fifo_inversion_is_counted`, but A (1) dropped its
+        // connection: claims rightly skipped it while it was away (6.3).
+        let events = vec![
+            Event::ReadySent { student: 1, at: 0 },
+            Event::ReadyAcked { student: 1, at: 2 },
+            Event::StudentDropped { student: 1 },
+            Event::ReadySent { student: 2, at: 3 },
+            Event::ReadyAcked { student: 2, at: 4 },
+            Event::ClaimAssigned {
+                teacher: 1,
+                chat: chat(2),
+                student: Some(2),
+                sent_at: 10,
+                at: 11,
+            },
+            Event::ClaimAssigned {
+                teacher: 1,
+                chat: chat(1),
+                student: Some(1),
+                sent_at: 20,
+                at: 21,
+            },
+        ];
+        assert_eq!(run(events).total(), 0);
+    }
+
+    #[test]
+    fn a_message_sent_to_an_away_side_must_be_held() {
+        let sent = |k| Event::SentToAway {
+            chat: chat(1),
+            from: Role::Teacher,
+            k,
+        };
+        let lost = |to, k| Event::LostInTransit {
+            chat: chat(1),
+            to,
+            k,
+        };
+        // Message 3 went to the student's dead connection before the server saw the
+        // drop: not the server's fault. Message 4 was written after the teacher read
+        // `chat:away`: it had to be held, so its loss is.
+        let counts = run([sent(4), lost(Role::Student, 3), lost(Role::Student, 4)]);
+        assert_eq!(only(&counts, Violation::MessageLost), 1);
+        // The student's own message 4 lost in transit is another message.
+        assert_eq!(run([sent(4), lost(Role::Teacher, 4)]).total(), 0);
+    }
+
+    #[test]
+    fn resume_helpers_of_the_relays() {
+        let mut student = StudentRelay::new(7);
+        let _ = student.receive(Some("Message from teacher: 1"));
+        assert_eq!(student.answer_again(), "Message #1 from student: 7");
+        assert_eq!(student.recover(), "Message #2 from student: 7");
+        assert_eq!(student.received(), 2);
+        assert_eq!(
+            student.receive(Some("Message from teacher: 3")),
+            ("Message #3 from student: 7".to_owned(), None)
+        );
+        let mut teacher = TeacherRelay::new(Some(7));
+        assert_eq!(teacher.next_message(), "Message from teacher: 1");
+        assert_eq!(teacher.resend(), "Message from teacher: 1");
+        assert!(teacher.awaiting());
+        assert!(teacher.recover());
+        assert!(!teacher.awaiting());
+        assert_eq!(teacher.next_message(), "Message from teacher: 2");
+        assert_eq!(
+            teacher.receive(Some("Message #2 from student: 7")),
+            (true, None)
+        );
     }
 }

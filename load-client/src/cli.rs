@@ -13,9 +13,10 @@ use load_client::{Config, Framing};
 #[command(name = "load-client", version, about)]
 pub struct Args {
     /// Server URL. Without a path, /ws (vsn 1) or /socket/websocket (vsn 2) is used;
-    /// vsn 2 adds vsn=2.0.0 to the query.
+    /// vsn 2 adds vsn=2.0.0 to the query. May be given several times: connections
+    /// take them round robin, a reconnection the one after its last.
     #[arg(long, default_value = "ws://127.0.0.1:4000/ws")]
-    pub url: String,
+    pub url: Vec<String>,
     /// Number of students.
     #[arg(long, default_value_t = 1000)]
     pub students: u64,
@@ -55,6 +56,22 @@ pub struct Args {
     /// --token-secret): sub = its id, role student/teacher, valid for an hour.
     #[arg(long)]
     pub token_secret: Option<String>,
+    /// A user whose connection drops connects again (to the next --url) with a token
+    /// for the same sub and resumes where it was (PROTOCOL 6.3). Needs --token-secret.
+    #[arg(long, requires = "token_secret")]
+    pub reconnect: bool,
+    /// Fraction (0..1) of students and of teachers that drop their connection once,
+    /// abruptly, at a random point of their run, and reconnect 0.1-2 s later. Needs
+    /// --reconnect.
+    #[arg(long, default_value_t = 0.0, requires = "reconnect")]
+    pub drop_rate: f64,
+    /// The server's grace window (its --reconnect-grace-s): a user back later than
+    /// this after its drop is not judged.
+    #[arg(long, default_value_t = 60)]
+    pub reconnect_grace_s: u64,
+    /// Seed of the random drop plan and pauses (default: a random seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 impl Args {
@@ -63,8 +80,12 @@ impl Args {
             self.connect_rate.is_finite() && self.connect_rate >= 0.0,
             "--connect-rate must be a number >= 0"
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.drop_rate),
+            "--drop-rate must be between 0 and 1"
+        );
         Ok(Config {
-            url: self.url,
+            urls: self.url,
             students: self.students,
             teachers: self.teachers,
             messages: self.messages,
@@ -80,6 +101,10 @@ impl Args {
             claim_interval: Duration::from_millis(self.claim_interval_ms),
             progress,
             token_secret: self.token_secret,
+            reconnect: self.reconnect,
+            drop_rate: self.drop_rate,
+            reconnect_grace: Duration::from_secs(self.reconnect_grace_s),
+            seed: self.seed,
             ..Config::default()
         })
     }

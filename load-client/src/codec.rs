@@ -174,6 +174,33 @@ pub struct ChatObject {
     pub id: String,
     pub student_id: serde_json::Value,
     pub teacher_id: serde_json::Value,
+    #[serde(default)]
+    pub teacher_entered: bool,
+    #[serde(default)]
+    pub student_entered: bool,
+}
+
+/// A token student's `presence:student:<sid>` join reply (PROTOCOL 6.3):
+/// `{"state": "present"|"waiting"|"chatting"|"finished"}`, plus the chat when chatting.
+#[derive(Debug, Deserialize)]
+pub struct StudentStanding {
+    pub state: String,
+    #[serde(default)]
+    pub chat: Option<ChatObject>,
+}
+
+/// A token teacher's `presence:teachers` join reply: its active chats.
+#[derive(Debug, Deserialize)]
+pub struct TeacherStanding {
+    pub chats: Vec<ChatObject>,
+}
+
+/// A token user's `chats:<cid>` join reply: `S` messages relayed so far, the first
+/// `H` frames after the reply are held messages for this side.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct ChatStanding {
+    pub seq: u64,
+    pub held: u64,
 }
 
 impl ChatObject {

@@ -88,6 +88,8 @@ pub struct Conn {
     next_ref: u64,
     /// V2 join ref of each joined topic (echoed as `join_ref` on its pushes).
     join_refs: HashMap<String, String>,
+    /// Which `--url` this connection went to (a reconnection takes the next one).
+    pub url_index: usize,
 }
 
 impl Conn {
@@ -118,6 +120,7 @@ impl Conn {
             framing,
             next_ref: 0,
             join_refs: HashMap::new(),
+            url_index: 0,
         })
     }
 
@@ -206,6 +209,13 @@ impl Conn {
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
         }
+    }
+
+    /// `--drop-rate`: the connection dies as a Wi-Fi drop or a killed tab does: the
+    /// TCP socket is closed with no WebSocket close frame (FIN, or RST when unread
+    /// data is pending), and whatever the server still sends is lost.
+    pub fn drop_abruptly(self) {
+        drop(self.ws.into_inner());
     }
 
     /// Polite close (close frame, bounded wait); errors are irrelevant by then.

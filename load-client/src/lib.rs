@@ -10,6 +10,8 @@
 //! * [`codec`]: its own V1/V2 Phoenix frame codec and payload shapes;
 //! * [`conn`]: one user's WebSocket (endpoint rules, refs, join refs);
 //! * [`token`]: the tokens users connect with under `--token-secret`;
+//! * [`resume`]: `--reconnect` and `--drop-rate`: who drops when, and what a chat
+//!   side does on its return (PROTOCOL 6.3);
 //! * [`student`], [`teacher`], [`hold`]: the simulated users;
 //! * [`checks`]: the violation checker, pure state machines fed with observed events;
 //! * [`stats`]: live counters (atomics), latency histograms, the [`Report`];
@@ -24,6 +26,7 @@ pub mod checks;
 pub mod codec;
 pub mod conn;
 mod hold;
+pub mod resume;
 pub mod stats;
 mod student;
 mod teacher;
@@ -31,7 +34,7 @@ pub mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +52,9 @@ use stats::{histogram, Counters, ErrorKind, Latencies};
 /// Everything a run needs; `Default` is the command line's defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub url: String,
+    /// Server URLs (`--url`, one or more): each connection takes the next one, round
+    /// robin; a reconnecting user takes the one after its last.
+    pub urls: Vec<String>,
     pub students: u64,
     pub teachers: u64,
     /// Messages the teacher sends per chat (client A's `--messageCount`).
@@ -73,12 +78,23 @@ pub struct Config {
     /// `--token-secret`: every user connects with a token signed with it
     /// (`token` query parameter); None: tokenless, as the 2015 client.
     pub token_secret: Option<String>,
+    /// `--reconnect`: a user whose connection drops connects again with a token for
+    /// the same `sub` and resumes (PROTOCOL 6.3). Needs `token_secret`.
+    pub reconnect: bool,
+    /// `--drop-rate`: the fraction of users (of each role) that drop their connection
+    /// once, abruptly, at a random point of their script. Needs `reconnect`.
+    pub drop_rate: f64,
+    /// `--reconnect-grace-s`: the server's grace window. A user back later than this
+    /// after its drop is not judged (the server rightly forgot it).
+    pub reconnect_grace: Duration,
+    /// Seed of the drop plan and pauses (`--seed`); None: a random one.
+    pub seed: Option<u64>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            url: "ws://127.0.0.1:4000/ws".into(),
+            urls: vec!["ws://127.0.0.1:4000/ws".into()],
             students: 1000,
             teachers: 10,
             messages: 50,
@@ -92,6 +108,10 @@ impl Default for Config {
             teacher_grace: Duration::from_secs(5),
             progress: false,
             token_secret: None,
+            reconnect: false,
+            drop_rate: 0.0,
+            reconnect_grace: Duration::from_secs(60),
+            seed: None,
         }
     }
 }
@@ -101,17 +121,24 @@ impl Default for Config {
 const MAX_CONNECTING: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_ATTEMPTS: u32 = 3;
+/// Most stuck students the report describes.
+const STUCK_SHOWN: usize = 10;
 
 /// State shared by every task of a run: read-only config, atomics, the event channel.
 pub(crate) struct Shared {
     pub config: Config,
-    url: String,
+    /// The endpoints of `config.urls`.
+    urls: Vec<String>,
+    next_url: AtomicUsize,
     start: Instant,
     pub counters: Arc<Counters>,
     events: mpsc::UnboundedSender<Event>,
     stop: watch::Receiver<bool>,
     connecting: Semaphore,
     minter: Option<token::Minter>,
+    drops: resume::DropPlan,
+    /// Seed of the drop plan and of every user's pauses.
+    seed: u64,
 }
 
 impl Shared {
@@ -169,10 +196,17 @@ impl Shared {
     /// Connects user `id` of `role` (a few attempts), counting a final failure as an
     /// error. With `--token-secret`, with a token for that user.
     pub async fn connect(&self, role: token::Role, id: u64) -> Option<Conn> {
+        let first = self.next_url.fetch_add(1, Relaxed);
+        self.connect_to(role, id, first).await
+    }
+
+    /// [`Shared::connect`] to `--url` number `index` (modulo their count).
+    pub async fn connect_to(&self, role: token::Role, id: u64, index: usize) -> Option<Conn> {
+        let endpoint = &self.urls[index % self.urls.len()];
         let url = match &self.minter {
-            None => std::borrow::Cow::Borrowed(self.url.as_str()),
+            None => std::borrow::Cow::Borrowed(endpoint.as_str()),
             Some(minter) => match minter.mint(role, id) {
-                Ok(token) => std::borrow::Cow::Owned(token::with_token(&self.url, &token)),
+                Ok(token) => std::borrow::Cow::Owned(token::with_token(endpoint, &token)),
                 Err(_) => {
                     self.error(ErrorKind::Connect);
                     return None;
@@ -185,7 +219,10 @@ impl Shared {
                 Conn::connect(&url, self.config.framing, CONNECT_TIMEOUT).await
             };
             match result {
-                Ok(conn) => return Some(conn),
+                Ok(mut conn) => {
+                    conn.url_index = index;
+                    return Some(conn);
+                }
                 Err(_) if attempt < CONNECT_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
                 }
@@ -194,6 +231,11 @@ impl Shared {
         }
         self.error(ErrorKind::Connect);
         None
+    }
+
+    /// User `id`'s own random numbers (its pauses), from the run's seed.
+    pub fn rng(&self, id: u64) -> fastrand::Rng {
+        fastrand::Rng::with_seed(self.seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
     /// A student finished or gave up.
@@ -212,9 +254,13 @@ pub(crate) enum UserResult {
     Teacher {
         rtt: hdrhistogram::Histogram<u64>,
         stopped_by_itself: bool,
+        /// Its chats not over when the run stopped.
+        stuck: Option<String>,
     },
     Student {
         queue_wait_us: Option<u64>,
+        /// Where it stood when the run stopped without it being done.
+        stuck: Option<String>,
     },
     Hold,
 }
@@ -229,7 +275,39 @@ pub async fn run_until(
     config: Config,
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Report> {
-    let url = conn::endpoint(&config.url, config.framing)?;
+    anyhow::ensure!(!config.urls.is_empty(), "no --url");
+    let urls = config
+        .urls
+        .iter()
+        .map(|u| conn::endpoint(u, config.framing))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let url = urls[0].clone();
+    anyhow::ensure!(
+        !config.reconnect || config.token_secret.is_some(),
+        "--reconnect needs --token-secret (only token users keep their place)"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&config.drop_rate),
+        "--drop-rate must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        config.drop_rate == 0.0 || config.reconnect,
+        "--drop-rate needs --reconnect"
+    );
+    let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let drops = if config.drop_rate > 0.0 && config.hold == 0 {
+        let ids = |n: u64| (config.id_start + 1..=config.id_start + n).collect::<Vec<_>>();
+        resume::DropPlan::draw(
+            &mut rng,
+            config.drop_rate,
+            &ids(config.students),
+            &ids(config.teachers),
+            config.messages,
+        )
+    } else {
+        resume::DropPlan::default()
+    };
     let minter = config
         .token_secret
         .as_deref()
@@ -243,13 +321,16 @@ pub async fn run_until(
     let start = Instant::now();
     let shared = Arc::new(Shared {
         config: config.clone(),
-        url: url.clone(),
+        urls: urls.clone(),
+        next_url: AtomicUsize::new(0),
         start,
         counters: counters.clone(),
         events: events_tx,
         stop: stop_rx,
         connecting: Semaphore::new(MAX_CONNECTING),
         minter,
+        drops,
+        seed,
     });
     let collector = tokio::spawn(collect(events_rx, counters.clone()));
     let progress = config
@@ -307,19 +388,32 @@ pub async fn run_until(
     let mut rtt = histogram();
     let mut queue_wait = histogram();
     let mut teachers_stopped = 0;
+    let seed = shared.seed;
+    let mut stuck = Vec::new();
+    let mut stuck_teachers = Vec::new();
     let handles = spawner.await.unwrap_or_default();
     for handle in handles {
         match handle.await {
             Ok(UserResult::Teacher {
                 rtt: h,
                 stopped_by_itself,
+                stuck: t,
             }) => {
                 let _ = rtt.add(&h);
                 teachers_stopped += u64::from(stopped_by_itself);
+                if let Some(t) = t.filter(|_| timed_out) {
+                    stuck_teachers.push(t);
+                }
             }
-            Ok(UserResult::Student { queue_wait_us }) => {
+            Ok(UserResult::Student {
+                queue_wait_us,
+                stuck: s,
+            }) => {
                 if let Some(us) = queue_wait_us {
                     queue_wait.saturating_record(us.max(1));
+                }
+                if let Some(s) = s {
+                    stuck.push(s);
                 }
             }
             Ok(UserResult::Hold) => {}
@@ -344,6 +438,7 @@ pub async fn run_until(
     let mut report = Report {
         mode: if config.hold > 0 { "hold" } else { "run" },
         url,
+        urls,
         tokens: config.token_secret.is_some(),
         vsn: match config.framing {
             Framing::V1 => 1,
@@ -381,6 +476,23 @@ pub async fn run_until(
         interrupted,
         hold: config.hold,
         held_open,
+        reconnect: config.reconnect,
+        drop_rate: config.drop_rate,
+        seed,
+        stuck_students: stuck.len() as u64,
+        stuck: stuck
+            .into_iter()
+            .take(STUCK_SHOWN)
+            .chain(stuck_teachers.into_iter().take(STUCK_SHOWN))
+            .collect(),
+        drops: counters.drops.load(Relaxed),
+        resumes: counters.resumes.load(Relaxed),
+        places_kept: counters.places_kept.load(Relaxed),
+        chats_resumed: counters.chats_resumed.load(Relaxed),
+        held_delivered: counters.held_delivered.load(Relaxed),
+        recovered_in_transit: counters.recovered_in_transit.load(Relaxed),
+        resent: counters.resent.load(Relaxed),
+        away_notices: counters.away_notices.load(Relaxed),
     };
     report.fill_latencies(&Latencies {
         rtt_us: rtt,

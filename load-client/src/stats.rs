@@ -71,6 +71,23 @@ pub struct Counters {
     pub violations_live: AtomicU64,
     /// Idle users whose presence join was accepted and whose socket is still open.
     pub held_open: AtomicI64,
+    /// Connections dropped on purpose (`--drop-rate`).
+    pub drops: AtomicU64,
+    /// Users back after a drop (their presence rejoin accepted on a new connection).
+    pub resumes: AtomicU64,
+    /// Students that came back queued (still waiting, or assigned meanwhile).
+    pub places_kept: AtomicU64,
+    /// Chats rejoined after a drop (with `{"seq","held"}` checked).
+    pub chats_resumed: AtomicU64,
+    /// Held messages delivered after a chat rejoin.
+    pub held_delivered: AtomicU64,
+    /// Messages the server relayed to a connection as it dropped, taken as read from
+    /// the rejoin's `seq`.
+    pub recovered_in_transit: AtomicU64,
+    /// Own messages sent again because the rejoin's `seq` showed they never arrived.
+    pub resent: AtomicU64,
+    /// `chat:away` and `chat:back` notices read.
+    pub away_notices: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
 }
 
@@ -101,7 +118,10 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Report {
     /// `run` or `hold`.
     pub mode: &'static str,
+    /// The first endpoint.
     pub url: String,
+    /// Every endpoint (`--url` given several times), in round-robin order.
+    pub urls: Vec<String>,
     /// Users connected with tokens (`--token-secret`).
     pub tokens: bool,
     pub vsn: u8,
@@ -134,6 +154,22 @@ pub struct Report {
     /// `--hold` mode: users asked for, and open at the end.
     pub hold: u64,
     pub held_open: u64,
+    /// `--reconnect` and `--drop-rate`, and what came of them.
+    pub reconnect: bool,
+    pub drop_rate: f64,
+    /// Seed of the drop plan and pauses (`--seed` repeats a plan).
+    pub seed: u64,
+    /// Students not done when the run stopped, and where the first few stood.
+    pub stuck_students: u64,
+    pub stuck: Vec<String>,
+    pub drops: u64,
+    pub resumes: u64,
+    pub places_kept: u64,
+    pub chats_resumed: u64,
+    pub held_delivered: u64,
+    pub recovered_in_transit: u64,
+    pub resent: u64,
+    pub away_notices: u64,
 }
 
 /// The latency part of a report.
@@ -226,6 +262,27 @@ impl Report {
                 "  queue wait (ready -> assigned) ms: p50 {} p99 {} max {}",
                 self.queue_wait_p50_ms, self.queue_wait_p99_ms, self.queue_wait_max_ms
             );
+        }
+        if self.reconnect {
+            let _ = writeln!(
+                s,
+                "  drops {} (rate {}), resumes {}, places kept {}, chats resumed {}, held messages delivered {}, recovered in transit {}, resent {}, away notices {}",
+                self.drops,
+                self.drop_rate,
+                self.resumes,
+                self.places_kept,
+                self.chats_resumed,
+                self.held_delivered,
+                self.recovered_in_transit,
+                self.resent,
+                self.away_notices
+            );
+        }
+        if self.stuck_students > 0 {
+            let _ = writeln!(s, "  {} students not done:", self.stuck_students);
+            for line in &self.stuck {
+                let _ = writeln!(s, "    {line}");
+            }
         }
         let nonzero = |m: &BTreeMap<&str, u64>| {
             m.iter()

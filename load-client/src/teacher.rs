@@ -20,6 +20,21 @@
 //!
 //! RTT (teacher send → its student's answer read) goes into this task's own histogram,
 //! merged with the others at the end.
+//!
+//! **Drops and returns** (`--drop-rate`, `--reconnect`, PROTOCOL 6.3). A teacher in
+//! the drop plan closes its socket abruptly after the k-th frame of its chats, waits
+//! 0.1-2 s and connects again (to the next `--url`); with `--reconnect` so does one
+//! whose connection the server dropped. It rejoins `presence:teachers`, whose reply
+//! lists its active chats (`{"chats": [...]}`): a chat it held that is not listed is
+//! fine only if it had sent `chat:terminate` (else a violation); a listed chat it
+//! never heard of (assigned as it dropped) is joined as new; each chat it holds is
+//! rejoined (reply `{"seq","held"}`, judged by [`crate::resume::teacher_resume`]:
+//! resend its last message, wait for the held answer, or take an answer lost with the
+//! connection as read) and `teacher:joined` pushed again (idempotent). A rejoined
+//! chat in which it has sent nothing yet starts at once: it may have missed
+//! `chat:ready` while away, and relaying does not wait for it (7.5; a student not yet
+//! on the chat gets the message held). Then it claims again, with its idea of the
+//! queue reset (statuses sent while it was away are lost).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,9 +46,12 @@ use serde_json::json;
 use tokio::time::{interval_at, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
-use crate::checks::{check_status, Event, Role, TeacherRelay, MAX_CHATS};
-use crate::codec::{decode, parse, ChatMessage, ChatObject, Frame, Reply, Status};
+use crate::checks::{check_status, Event, Role, TeacherRelay, Violation, MAX_CHATS};
+use crate::codec::{
+    decode, parse, ChatMessage, ChatObject, ChatStanding, Frame, Reply, Status, TeacherStanding,
+};
 use crate::conn::{Conn, Recv};
+use crate::resume::{self, ChatResume};
 use crate::stats::{histogram, ErrorKind};
 use crate::{Shared, UserResult};
 
@@ -41,10 +59,17 @@ const TEACHERS: &str = "presence:teachers";
 
 enum Pending {
     PresenceJoin,
+    /// The presence join after a drop: its reply lists the teacher's chats.
+    PresenceRejoin,
+    /// A chat join after a drop: its reply is `{"seq","held"}`.
+    ChatRejoin(String),
     /// A `claim:student` written at this instant.
     Claim(Instant),
     ChatJoin(String),
     Joined,
+    /// `*:joined` pushed again after a rejoin: the chat may have ended meanwhile,
+    /// so `chat finished` is no error.
+    JoinedAgain,
     Terminate,
     ChatLeave,
     Heartbeat,
@@ -58,6 +83,12 @@ struct Chat {
     ended: bool,
     left: bool,
     sent_at: Option<Instant>,
+    /// It pushed `chat:terminate` (after the last answer).
+    terminate_sent: bool,
+    /// Held messages still to come right after a rejoin reply.
+    held_expected: u32,
+    /// The student is away (`chat:away` read, no `chat:back` since).
+    peer_away: bool,
 }
 
 struct Teacher {
@@ -72,6 +103,13 @@ struct Teacher {
     students_waiting: Option<bool>,
     seen_students: bool,
     rtt: Histogram<u64>,
+    /// Frames of its chats read so far (the drop plan counts them).
+    frames: u32,
+    /// Drop the connection after this many chat frames (`--drop-rate`), once.
+    drop_after: Option<u32>,
+    /// When its connection last dropped.
+    dropped_at: Option<Instant>,
+    rng: fastrand::Rng,
 }
 
 enum Flow {
@@ -80,6 +118,8 @@ enum Flow {
     Done,
     /// The presence join was refused.
     GiveUp,
+    /// The drop plan says: drop the connection now.
+    Drop,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
@@ -94,6 +134,10 @@ pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
         students_waiting: None,
         seen_students: false,
         rtt: histogram(),
+        frames: 0,
+        drop_after: shared.drops.teachers.get(&id).copied(),
+        dropped_at: None,
+        rng: shared.rng(id),
     };
     let mut stopped_by_itself = false;
     tokio::select! {
@@ -105,39 +149,116 @@ pub(crate) async fn run(shared: Arc<Shared>, id: u64) -> UserResult {
         .counters
         .chats_active
         .fetch_sub(teacher.active as i64, Relaxed);
+    let stuck = (teacher.active > 0).then(|| teacher.describe());
     UserResult::Teacher {
         rtt: teacher.rtt,
         stopped_by_itself,
+        stuck,
     }
 }
 
 impl Teacher {
+    /// The chats this teacher still held when the run stopped, for the report.
+    fn describe(&self) -> String {
+        let mut s = format!("teacher {}", self.id);
+        if let Some(at) = self.dropped_at {
+            s += &format!(" (dropped {:.1} s ago)", at.elapsed().as_secs_f64());
+        }
+        for (id, chat) in self.chats.iter().filter(|(_, c)| !c.ended) {
+            s += &format!(
+                ", chat {id} ({}sent {}, {}{}{})",
+                if chat.ready { "" } else { "not ready, " },
+                chat.relay.sent(),
+                if chat.relay.awaiting() {
+                    "awaiting answer"
+                } else {
+                    "not awaiting"
+                },
+                if chat.peer_away { ", student away" } else { "" },
+                if chat.terminate_sent {
+                    ", terminate sent"
+                } else {
+                    ""
+                },
+            );
+        }
+        s
+    }
+
     /// Returns true when the teacher stopped by itself (the client A rule).
     async fn live(&mut self) -> bool {
-        let Some(mut conn) = self
-            .shared
-            .connect(crate::token::Role::Teacher, self.id)
-            .await
-        else {
+        let role = crate::token::Role::Teacher;
+        let Some(mut conn) = self.shared.connect(role, self.id).await else {
             return false;
         };
-        match self.converse(&mut conn).await {
-            Ok(Flow::Done) => {
-                conn.close().await;
-                true
+        loop {
+            let flow = self.converse(&mut conn).await;
+            let next = conn.url_index + 1;
+            match flow {
+                Ok(Flow::Done) => {
+                    conn.close().await;
+                    return true;
+                }
+                Ok(Flow::Drop) => {
+                    self.shared.counters.drops.fetch_add(1, Relaxed);
+                    conn.drop_abruptly();
+                }
+                Ok(_) => return false,
+                Err(_) => {
+                    self.shared.error(ErrorKind::Disconnected);
+                    if !self.shared.config.reconnect {
+                        return false;
+                    }
+                    drop(conn);
+                }
             }
-            Ok(_) => false,
-            Err(_) => {
-                self.shared.error(ErrorKind::Disconnected);
-                false
+            // Forget what the dead connection owed; pause; connect again.
+            self.dropped_at = Some(Instant::now());
+            self.pending.clear();
+            self.joined = false;
+            for chat in self.chats.values_mut() {
+                chat.held_expected = 0;
+                chat.peer_away = false;
+            }
+            tokio::time::sleep(resume::pause(&mut self.rng)).await;
+            match self.shared.connect_to(role, self.id, next).await {
+                Some(c) => conn = c,
+                None => return false,
             }
         }
     }
 
-    async fn converse(&mut self, conn: &mut Conn) -> Result<Flow, WsError> {
+    /// The teacher's resume is judged only within the server's grace window.
+    fn judged(&self) -> bool {
+        self.dropped_at
+            .is_some_and(|at| at.elapsed() <= self.shared.config.reconnect_grace)
+    }
+
+    /// Join params of a chat topic (with away notices under `--reconnect`).
+    fn chat_params(&self) -> serde_json::Value {
+        if self.shared.config.reconnect {
+            json!({"userId": self.id, "role": "teacher", "awayNotices": true})
+        } else {
+            json!({"userId": self.id, "role": "teacher"})
+        }
+    }
+
+    async fn join_presence(&mut self, conn: &mut Conn, back: bool) -> Result<(), WsError> {
         let join = json!({"userId": self.id, "role": "teacher"});
         let r = conn.join(TEACHERS, &join).await?;
-        self.pending.insert(r, Pending::PresenceJoin);
+        self.pending.insert(
+            r,
+            if back {
+                Pending::PresenceRejoin
+            } else {
+                Pending::PresenceJoin
+            },
+        );
+        Ok(())
+    }
+
+    async fn converse(&mut self, conn: &mut Conn) -> Result<Flow, WsError> {
+        self.join_presence(conn, self.dropped_at.is_some()).await?;
         let period = self.shared.config.heartbeat_interval;
         let mut heartbeat = interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -150,7 +271,12 @@ impl Teacher {
             tokio::select! {
                 recv = conn.recv() => match recv {
                     Recv::Text(text) => match self.handle(conn, text.as_str()).await? {
-                        Flow::Continue => {}
+                        Flow::Continue => {
+                            if self.drop_after.is_some_and(|k| self.frames >= k) {
+                                self.drop_after = None;
+                                return Ok(Flow::Drop);
+                            }
+                        }
                         flow => return Ok(flow),
                     },
                     Recv::Binary => self.shared.error(ErrorKind::UnexpectedFrame),
@@ -184,6 +310,9 @@ impl Teacher {
             self.shared.error(ErrorKind::MalformedFrame);
             return Ok(Flow::Continue);
         };
+        if frame.topic.starts_with("chats:") {
+            self.frames += 1;
+        }
         if frame.event == "phx_reply" {
             return self.on_reply(conn, &frame).await;
         }
@@ -236,10 +365,26 @@ impl Teacher {
         let Some(pending) = self.shared.take_pending(&mut self.pending, frame, &reply) else {
             return Ok(Flow::Continue);
         };
+        match pending {
+            Pending::PresenceRejoin if reply.is_ok() => {
+                self.on_back(conn, reply.response).await?;
+                return Ok(Flow::Continue);
+            }
+            Pending::ChatRejoin(chat) => {
+                self.on_chat_back(conn, &chat, &reply).await?;
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        if matches!(pending, Pending::JoinedAgain)
+            && (reply.is_ok() || reply.response.get().contains("chat finished"))
+        {
+            return Ok(Flow::Continue);
+        }
         if !reply.is_ok() {
             self.shared.error(ErrorKind::ErrorReply);
             match pending {
-                Pending::PresenceJoin => return Ok(Flow::GiveUp),
+                Pending::PresenceJoin | Pending::PresenceRejoin => return Ok(Flow::GiveUp),
                 Pending::ChatJoin(chat) => self.release(&chat),
                 _ => {}
             }
@@ -264,15 +409,177 @@ impl Teacher {
                 }
             }
             Pending::ChatJoin(chat) => {
-                if let Some(c) = self.chats.get(&chat) {
+                if let Some(c) = self.chats.get_mut(&chat) {
+                    if self.shared.config.reconnect {
+                        // A first join: every message relayed to this side so far
+                        // was held for it (it had no channel on the chat).
+                        match parse::<ChatStanding>(reply.response) {
+                            Ok(s) if s.seq == s.held => {
+                                c.held_expected = u32::try_from(s.held).unwrap_or(u32::MAX);
+                            }
+                            Ok(_) => self.shared.violation(Violation::MessageLost),
+                            Err(_) => self.shared.error(ErrorKind::MalformedFrame),
+                        }
+                    }
                     let topic = c.topic.clone();
                     let r = conn.push(&topic, "teacher:joined", &json!({})).await?;
                     self.pending.insert(r, Pending::Joined);
                 }
             }
-            Pending::Joined | Pending::Terminate | Pending::ChatLeave | Pending::Heartbeat => {}
+            Pending::PresenceRejoin
+            | Pending::ChatRejoin(_)
+            | Pending::Joined
+            | Pending::JoinedAgain
+            | Pending::Terminate
+            | Pending::ChatLeave
+            | Pending::Heartbeat => {}
         }
         Ok(Flow::Continue)
+    }
+
+    /// A chat rejoin reply after a drop: `{"seq","held"}`, judged against what this
+    /// teacher sent and read; or a refusal (the chat ended meanwhile).
+    async fn on_chat_back(
+        &mut self,
+        conn: &mut Conn,
+        chat_id: &str,
+        reply: &Reply<'_>,
+    ) -> Result<(), WsError> {
+        let judged = self.judged();
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return Ok(());
+        };
+        if chat.ended {
+            return Ok(());
+        }
+        if !reply.is_ok() {
+            self.chat_gone(chat_id, judged);
+            return Ok(());
+        }
+        let Ok(standing) = parse::<ChatStanding>(reply.response) else {
+            self.shared.error(ErrorKind::MalformedFrame);
+            return Ok(());
+        };
+        let counters = &self.shared.counters;
+        counters.chats_resumed.fetch_add(1, Relaxed);
+        let topic = chat.topic.clone();
+        let verdict = resume::teacher_resume(
+            chat.relay.sent(),
+            chat.relay.awaiting(),
+            standing.seq,
+            standing.held,
+        );
+        match verdict {
+            ChatResume::Wait { held } => {
+                chat.held_expected = held;
+                if chat.relay.sent() == 0 {
+                    // It may have missed `chat:ready`; relaying does not wait for it.
+                    chat.ready = true;
+                    self.next_message(conn, chat_id).await?;
+                } else if chat.terminate_sent {
+                    // Sent as it dropped and maybe lost: again (idempotent, 7.2).
+                    let r = conn.push(&topic, "chat:terminate", &json!({})).await?;
+                    self.pending.insert(r, Pending::Terminate);
+                }
+            }
+            ChatResume::Resend => {
+                counters.resent.fetch_add(1, Relaxed);
+                let payload = ChatMessage {
+                    message: chat.relay.resend().into(),
+                };
+                chat.sent_at = Some(Instant::now());
+                if chat.peer_away {
+                    self.shared.emit(Event::SentToAway {
+                        chat: chat_id.to_owned(),
+                        from: Role::Teacher,
+                        k: chat.relay.sent(),
+                    });
+                }
+                conn.push(&topic, "teacher:send", &payload).await?;
+            }
+            ChatResume::RecoverLost => {
+                counters.recovered_in_transit.fetch_add(1, Relaxed);
+                chat.sent_at = None;
+                let moved_on = chat.relay.recover();
+                self.shared.emit(Event::LostInTransit {
+                    chat: chat_id.to_owned(),
+                    to: Role::Teacher,
+                    k: chat.relay.sent(),
+                });
+                if moved_on && chat.ready {
+                    self.next_message(conn, chat_id).await?;
+                }
+            }
+            ChatResume::Mismatch => self.shared.violation(Violation::MessageLost),
+        }
+        let r = conn.push(&topic, "teacher:joined", &json!({})).await?;
+        self.pending.insert(r, Pending::JoinedAgain);
+        Ok(())
+    }
+
+    /// A chat it held is gone (refused on rejoin, or missing from the presence
+    /// reply): fine if it had sent `chat:terminate`, else a violation within the
+    /// window. Either way the slot is free.
+    fn chat_gone(&mut self, chat_id: &str, judged: bool) {
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return;
+        };
+        chat.left = true;
+        if chat.terminate_sent {
+            self.shared.counters.chats_completed.fetch_add(1, Relaxed);
+        } else {
+            if judged {
+                self.shared.violation(Violation::ChatEndedAway);
+            }
+            self.shared.emit(Event::ChatAbandoned {
+                chat: chat_id.to_owned(),
+            });
+        }
+        self.release(chat_id);
+    }
+
+    /// The presence rejoin reply after a drop: `{"chats": [...]}`.
+    async fn on_back(
+        &mut self,
+        conn: &mut Conn,
+        response: &serde_json::value::RawValue,
+    ) -> Result<(), WsError> {
+        let Ok(standing) = parse::<TeacherStanding>(response) else {
+            self.shared.error(ErrorKind::MalformedFrame);
+            return Ok(());
+        };
+        self.shared.counters.resumes.fetch_add(1, Relaxed);
+        let judged = self.judged();
+        let listed: std::collections::HashSet<String> =
+            standing.chats.iter().map(|c| c.id.clone()).collect();
+        for object in standing.chats {
+            match self.chats.get(&object.id) {
+                Some(chat) if chat.ended => {
+                    // Listed as active although this teacher saw it end.
+                    self.shared.error(ErrorKind::UnexpectedFrame);
+                }
+                Some(chat) => {
+                    let topic = chat.topic.clone();
+                    let r = conn.join(&topic, &self.chat_params()).await?;
+                    self.pending.insert(r, Pending::ChatRejoin(object.id));
+                }
+                // Assigned as it dropped: `new:chat:<tid>` and the claim reply were lost.
+                None => self.join_new_chat(conn, object, Instant::now()).await?,
+            }
+        }
+        let gone: Vec<String> = self
+            .chats
+            .iter()
+            .filter(|(id, c)| !c.ended && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for chat in gone {
+            self.chat_gone(&chat, judged);
+        }
+        self.joined = true;
+        // Statuses sent while it was away are lost: claim until one says otherwise.
+        self.students_waiting = None;
+        Ok(())
     }
 
     async fn on_new_chat(&mut self, conn: &mut Conn, frame: &Frame<'_>) -> Result<(), WsError> {
@@ -281,6 +588,16 @@ impl Teacher {
             self.shared.error(ErrorKind::MalformedFrame);
             return Ok(());
         };
+        self.join_new_chat(conn, chat, now).await
+    }
+
+    /// A chat it was given (read at `now`): take the slot and join it.
+    async fn join_new_chat(
+        &mut self,
+        conn: &mut Conn,
+        chat: ChatObject,
+        now: Instant,
+    ) -> Result<(), WsError> {
         if chat.teacher_id.as_u64() != Some(self.id) {
             self.shared.error(ErrorKind::UnexpectedFrame);
         }
@@ -298,9 +615,7 @@ impl Teacher {
         self.active += 1;
         self.shared.counters.chats_active.fetch_add(1, Relaxed);
         let topic = format!("chats:{}", chat.id);
-        let r = conn
-            .join(&topic, &json!({"userId": self.id, "role": "teacher"}))
-            .await?;
+        let r = conn.join(&topic, &self.chat_params()).await?;
         self.pending.insert(r, Pending::ChatJoin(chat.id.clone()));
         self.chats.insert(
             chat.id,
@@ -311,6 +626,9 @@ impl Teacher {
                 ended: false,
                 left: false,
                 sent_at: None,
+                terminate_sent: false,
+                held_expected: 0,
+                peer_away: false,
             },
         );
         Ok(())
@@ -342,8 +660,16 @@ impl Teacher {
                 message: chat.relay.next_message().into(),
             };
             chat.sent_at = Some(Instant::now());
+            if chat.peer_away {
+                self.shared.emit(Event::SentToAway {
+                    chat: chat_id.to_owned(),
+                    from: Role::Teacher,
+                    k: chat.relay.sent(),
+                });
+            }
             conn.push(&chat.topic, "teacher:send", &payload).await?;
         } else {
+            chat.terminate_sent = true;
             let r = conn.push(&chat.topic, "chat:terminate", &json!({})).await?;
             self.pending.insert(r, Pending::Terminate);
         }
@@ -361,9 +687,22 @@ impl Teacher {
             self.shared.error(ErrorKind::UnexpectedFrame);
             return Ok(());
         };
+        if chat.held_expected > 0 && frame.event != "teacher:receive" {
+            // Held messages must follow the rejoin reply at once (6.3).
+            chat.held_expected = 0;
+            self.shared.violation(Violation::MessageLost);
+        }
         match &*frame.event {
+            "chat:away" | "chat:back" if self.shared.config.reconnect => {
+                self.shared.counters.away_notices.fetch_add(1, Relaxed);
+                chat.peer_away = frame.event == "chat:away";
+            }
             "teacher:receive" => {
                 self.shared.counters.relayed.fetch_add(1, Relaxed);
+                if chat.held_expected > 0 {
+                    chat.held_expected -= 1;
+                    self.shared.counters.held_delivered.fetch_add(1, Relaxed);
+                }
                 let message = parse::<ChatMessage>(frame.payload).ok();
                 let (moved_on, violation) =
                     chat.relay.receive(message.as_ref().map(|m| &*m.message));

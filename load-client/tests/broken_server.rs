@@ -381,7 +381,7 @@ async fn run_against(bug: Bug, students: u64, teachers: u64, connect_rate: f64) 
     let hold_until = students as usize;
     let url = start_fake(bug, hold_until).await;
     let config = Config {
-        url,
+        urls: vec![url],
         students,
         teachers,
         messages: 3,

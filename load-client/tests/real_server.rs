@@ -5,35 +5,13 @@ use std::time::Duration;
 
 use load_client::{Config, Framing, Report};
 
-/// The server records transcripts in a temporary directory (never `./data`
-/// in the repository); the caller holds it for the test's length.
-fn start_server() -> (u16, tempfile::TempDir) {
-    start_server_with(|_| {})
-}
+mod support;
 
-/// `start_server`, with the config changed by `change` first.
-fn start_server_with(change: impl FnOnce(&mut tutor_queue::Config)) -> (u16, tempfile::TempDir) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = listener.local_addr().expect("local addr").port();
-    let data = tempfile::tempdir().expect("temp data dir");
-    let mut config = tutor_queue::Config {
-        data_dir: data.path().to_owned(),
-        ..tutor_queue::Config::default()
-    };
-    change(&mut config);
-    std::thread::Builder::new()
-        .name(format!("tutor-queue-{port}"))
-        .spawn(move || {
-            let result = actix_web::rt::System::new().block_on(tutor_queue::run(listener, config));
-            eprintln!("tutor-queue on port {port} stopped: {result:?}");
-        })
-        .expect("spawn server thread");
-    (port, data)
-}
+use support::{start_server, start_server_with, SECRET};
 
 fn config(url: String, framing: Framing) -> Config {
     Config {
-        url,
+        urls: vec![url],
         students: 30,
         teachers: 3,
         messages: 5,
@@ -102,7 +80,7 @@ async fn teachers_wait_for_rate_limited_students() {
 async fn hold_keeps_idle_users_open() {
     let (port, _data) = start_server();
     let c = Config {
-        url: format!("ws://127.0.0.1:{port}/ws"),
+        urls: vec![format!("ws://127.0.0.1:{port}/ws")],
         hold: 50,
         timeout: Duration::from_secs(1),
         ..Config::default()
@@ -113,8 +91,6 @@ async fn hold_keeps_idle_users_open() {
     assert_eq!(report.errors, 0, "{}", report.summary());
     assert!(report.success());
 }
-
-const SECRET: &str = "the load-client test secret, 32+ bytes";
 
 /// Tokens are required by the server, so every user of a clean run connected with one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,9 +109,31 @@ struct Chat {
     phase: ChatPhase,
     teacher_entered: bool,
     student_entered: bool,
-    /// The chat object as first sent. It is only ever sent at assignment, when it says
-    /// `active` with neither side entered, so it never needs rebuilding.
+    /// The chat object as sent at assignment (`active`, neither side entered), shared
+    /// by the frames of the claim.
     object: Arc<str>,
+    /// The ids as the users sent them, for the object as it is now (join replies,
+    /// PROTOCOL 6.3).
+    teacher_json: Arc<str>,
+    student_json: Arc<str>,
+}
+
+/// The chat object JSON (PROTOCOL 5.5), written by hand rather than through a map to
+/// keep the key order of the Elixir struct and to echo the ids exactly as sent.
+fn chat_object(
+    id: ChatId,
+    teacher: &str,
+    student: &str,
+    teacher_entered: bool,
+    student_entered: bool,
+) -> String {
+    format!(
+        concat!(
+            r#"{{"id":"{}","status":"active","teacher_id":{},"student_id":{},"#,
+            r#""teacher_entered":{},"student_entered":{},"messages":[]}}"#
+        ),
+        id, teacher, student, teacher_entered, student_entered
+    )
 }
 
 /// How many discarded chats are still remembered, so that a late join of
@@ -141,15 +163,8 @@ impl Chats {
     /// Ids are random v4 UUIDs, so a clash is not expected; if one happens the old record
     /// is replaced and the active count stays right.
     pub fn create(&mut self, id: ChatId, teacher: &UserId, student: &UserId) -> Arc<str> {
-        // Written by hand, not through serde_json::Map, to keep the key order of the
-        // Elixir struct and to echo the ids exactly as the users sent them.
-        let object: Arc<str> = Arc::from(format!(
-            concat!(
-                r#"{{"id":"{}","status":"active","teacher_id":{},"student_id":{},"#,
-                r#""teacher_entered":false,"student_entered":false,"messages":[]}}"#
-            ),
-            id, teacher.json, student.json
-        ));
+        let object: Arc<str> =
+            Arc::from(chat_object(id, &teacher.json, &student.json, false, false));
         let chat = Chat {
             teacher: teacher.as_teacher(),
             student: student.as_student(),
@@ -157,6 +172,8 @@ impl Chats {
             teacher_entered: false,
             student_entered: false,
             object: Arc::clone(&object),
+            teacher_json: Arc::clone(&teacher.json),
+            student_json: Arc::clone(&student.json),
         };
         if let Some(old) = self.chats.insert(id, chat) {
             if old.phase == ChatPhase::Active {
@@ -256,6 +273,24 @@ impl Chats {
         self.chats.get(&id).map(|c| Arc::clone(&c.object))
     }
 
+    /// The chat object as it is now: which sides have entered (for the join replies
+    /// of a user coming back, PROTOCOL 6.3).
+    pub fn current_object(&self, id: ChatId) -> Option<Arc<str>> {
+        let chat = self.chats.get(&id)?;
+        if !chat.teacher_entered && !chat.student_entered {
+            return Some(Arc::clone(&chat.object));
+        }
+        let (teacher, student) = (&chat.teacher_json, &chat.student_json);
+        let object = chat_object(
+            id,
+            teacher,
+            student,
+            chat.teacher_entered,
+            chat.student_entered,
+        );
+        Some(Arc::from(object))
+    }
+
     /// Forget a finished or abandoned chat (its topic has no channels left). Active chats
     /// are kept (returns false). Its participants are remembered among the last
     /// [`RETIRED_CHATS_REMEMBERED`] discarded chats, so a late join still gets
@@ -343,6 +378,25 @@ mod tests {
         assert_eq!(parsed["teacher_id"], json!(1));
         assert_eq!(parsed["student_id"], json!("7"));
         assert_eq!(chats.object(id).as_deref(), Some(&*object));
+    }
+
+    #[test]
+    fn the_current_object_says_who_has_entered() {
+        let mut chats = Chats::new();
+        let id = ChatId::parse("a17ffb00-ec45-4129-b076-775057324b7d").expect("canonical");
+        let first = chats.create(id, &user(json!(1)), &user(json!("7")));
+        assert_eq!(chats.current_object(id), Some(first.clone()));
+        chats.enter(id, Role::Student);
+        let now: Value =
+            serde_json::from_str(&chats.current_object(id).expect("known")).expect("valid json");
+        assert_eq!(now["student_entered"], json!(true));
+        assert_eq!(now["teacher_entered"], json!(false));
+        assert_eq!(now["student_id"], json!("7"), "ids echoed as sent");
+        assert_eq!(
+            chats.object(id),
+            Some(first),
+            "the claim's object is unchanged"
+        );
     }
 
     #[test]

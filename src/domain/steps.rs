@@ -283,7 +283,7 @@ impl<P: TutoringParts> Tutoring<P> {
         };
         let chat = match state {
             StudentState::Chatting { chat, .. } => {
-                self.parts.chats(move |c| c.object(chat)).await?
+                self.parts.chats(move |c| c.current_object(chat)).await?
             }
             _ => None,
         };
@@ -305,7 +305,7 @@ impl<P: TutoringParts> Tutoring<P> {
             .chats(move |c| {
                 chats
                     .into_iter()
-                    .filter_map(|chat| Some((chat, c.object(chat)?)))
+                    .filter_map(|chat| Some((chat, c.current_object(chat)?)))
                     .collect()
             })
             .await

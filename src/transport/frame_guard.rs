@@ -27,6 +27,10 @@
 //! the client's close frames (its answer to the server's close) and drops
 //! everything else as it arrives, the rest of the refused frame included,
 //! until the session ends the connection.
+//!
+//! It also turns the end of the connection, which actix-http reports as an
+//! error, into the end of the stream, so the frames read before it are handled
+//! rather than dropped with the codec's buffer.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -328,6 +332,15 @@ where
             }
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => this.tracker.feed(chunk, &mut this.queue),
+                // The connection ended (actix-http reports a peer's FIN or reset as
+                // an error on the body): end the stream instead. The codec reading
+                // it returns an error at once, dropping the frames already in its
+                // buffer, while at the end of a stream it hands them on first; the
+                // last message a client wrote before it dropped is still handled.
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(%error, "connection ended");
+                    return Poll::Ready(None);
+                }
                 other => return other,
             }
         }

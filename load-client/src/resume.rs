@@ -1,0 +1,210 @@
+//! `--reconnect` and `--drop-rate`: which users drop their connection and when, and
+//! what a side of a chat must do when it rejoins `chats:<cid>` after a drop
+//! (PROTOCOL 6.3), judged from the join reply `{"seq": S, "held": H}` against what
+//! this side saw before the drop.
+//!
+//! The 2015 chat is a lock step: the teacher sends message k, the student answers
+//! it, the teacher sends k + 1 on reading the answer. So after the teacher's k-th
+//! message the chat has relayed `2k - 1` messages, after the answer `2k`, and at
+//! most one message is ever in flight. A side that comes back knows what it read and
+//! sent; `S` tells it what the server relayed (and recorded) meanwhile, `H` how many
+//! of those were held for it. Exactly one of these holds for a correct server:
+//!
+//! * its own last message never reached the server (lost with the connection):
+//!   send it again ([`ChatResume::Resend`]);
+//! * nothing is missing: wait, `H` held messages (0 or 1) follow the reply
+//!   ([`ChatResume::Wait`]);
+//! * the other side's next message was relayed to the dropped connection (the
+//!   server wrote it before it saw the drop, so it was not held): take it as read and
+//!   go on ([`ChatResume::RecoverLost`]);
+//! * anything else contradicts the lock step: messages lost or invented by the
+//!   server ([`ChatResume::Mismatch`], a `message_lost` violation).
+//!
+//! Which users drop, and after which frame, is drawn once per run ([`DropPlan`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What a side does after its chat rejoin reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatResume {
+    /// Nothing to repair; `held` held messages follow the reply.
+    Wait { held: u32 },
+    /// Send this side's last message again.
+    Resend,
+    /// The other side's next message went to the dropped connection: take it as read.
+    RecoverLost,
+    /// `S`/`H` contradict what this side saw.
+    Mismatch,
+}
+
+/// The student side, having read (and answered) `received` of `messages` teacher
+/// messages.
+pub fn student_resume(received: u32, messages: u32, seq: u64, held: u64) -> ChatResume {
+    let r = u64::from(received);
+    match (seq, held) {
+        (s, 0) if r >= 1 && s == 2 * r - 1 => ChatResume::Resend,
+        (s, 0) if s == 2 * r => ChatResume::Wait { held: 0 },
+        (s, 0) if s == 2 * r + 1 && received < messages => ChatResume::RecoverLost,
+        (s, 1) if s == 2 * r + 1 && received < messages => ChatResume::Wait { held: 1 },
+        _ => ChatResume::Mismatch,
+    }
+}
+
+/// The teacher side, having sent `sent` messages and still `awaiting` the answer to
+/// the last one or not (then it has sent, or is about to send, `chat:terminate`).
+pub fn teacher_resume(sent: u32, awaiting: bool, seq: u64, held: u64) -> ChatResume {
+    let t = u64::from(sent);
+    if sent == 0 || !awaiting {
+        return if seq == 2 * t && held == 0 {
+            ChatResume::Wait { held: 0 }
+        } else {
+            ChatResume::Mismatch
+        };
+    }
+    match (seq, held) {
+        (s, 0) if s == 2 * t - 2 => ChatResume::Resend,
+        (s, 0) if s == 2 * t - 1 => ChatResume::Wait { held: 0 },
+        (s, 1) if s == 2 * t => ChatResume::Wait { held: 1 },
+        (s, 0) if s == 2 * t => ChatResume::RecoverLost,
+        _ => ChatResume::Mismatch,
+    }
+}
+
+/// Shortest and longest pause between a drop and the reconnection: well inside the
+/// server's grace window (60 s by default).
+pub const PAUSE_MIN: Duration = Duration::from_millis(100);
+pub const PAUSE_MAX: Duration = Duration::from_millis(2000);
+
+/// A random pause in `PAUSE_MIN..=PAUSE_MAX`.
+pub fn pause(rng: &mut fastrand::Rng) -> Duration {
+    let min = PAUSE_MIN.as_millis() as u64;
+    let max = PAUSE_MAX.as_millis() as u64;
+    Duration::from_millis(rng.u64(min..=max))
+}
+
+/// Who drops, and after how many frames read. A student drops after the k-th frame
+/// its script reads: half of them right after the `student:ready` reply (k = 2:
+/// while it waits, where a student of a busy queue spends most of its time), the
+/// others at a k uniform over the `6 + messages` frames of a student's life up to its
+/// last answer (presence join reply, ready reply, `new:chat`, chat join reply,
+/// `student:joined` reply, `chat:ready`, one frame per message), so drops also land
+/// as its chat starts and between any two messages. A teacher counts
+/// only the frames of its chats (about `messages + 6` per chat) and drops after a
+/// uniform k over its share of the run's chats; a teacher that serves fewer chats
+/// than its share may not drop.
+#[derive(Debug, Default, Clone)]
+pub struct DropPlan {
+    /// Student id → drop after this many frames read.
+    pub students: HashMap<u64, u32>,
+    /// Teacher id → drop after this many frames of its chats read.
+    pub teachers: HashMap<u64, u32>,
+}
+
+/// A student's second frame is its `student:ready` reply: it is waiting then.
+const WHILE_WAITING: u32 = 2;
+
+impl DropPlan {
+    /// Exactly `round(rate * n)` users of each role drop, chosen at random.
+    pub fn draw(
+        rng: &mut fastrand::Rng,
+        rate: f64,
+        students: &[u64],
+        teachers: &[u64],
+        messages: u32,
+    ) -> DropPlan {
+        let pick = |rng: &mut fastrand::Rng, ids: &[u64]| -> Vec<u64> {
+            let n = ((rate * ids.len() as f64).round() as usize).min(ids.len());
+            let mut ids = ids.to_vec();
+            rng.shuffle(&mut ids);
+            ids.truncate(n);
+            ids
+        };
+        let student_frames = 6 + messages;
+        let share = (students.len() as u64).div_ceil(teachers.len().max(1) as u64);
+        let teacher_frames =
+            u32::try_from(((messages as u64 + 6) * share).max(1)).unwrap_or(u32::MAX);
+        DropPlan {
+            students: pick(rng, students)
+                .into_iter()
+                .map(|id| {
+                    let k = if rng.bool() {
+                        WHILE_WAITING
+                    } else {
+                        rng.u32(1..=student_frames)
+                    };
+                    (id, k)
+                })
+                .collect(),
+            teachers: pick(rng, teachers)
+                .into_iter()
+                .map(|id| (id, rng.u32(1..=teacher_frames)))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ChatResume::*;
+
+    #[test]
+    fn student_resumes() {
+        // Before any message: nothing, or message 1 held, or message 1 lost in transit.
+        assert_eq!(student_resume(0, 5, 0, 0), Wait { held: 0 });
+        assert_eq!(student_resume(0, 5, 1, 1), Wait { held: 1 });
+        assert_eq!(student_resume(0, 5, 1, 0), RecoverLost);
+        // Read 3 and answered: the answer was lost, arrived, or message 4 came too.
+        assert_eq!(student_resume(3, 5, 5, 0), Resend);
+        assert_eq!(student_resume(3, 5, 6, 0), Wait { held: 0 });
+        assert_eq!(student_resume(3, 5, 7, 1), Wait { held: 1 });
+        assert_eq!(student_resume(3, 5, 7, 0), RecoverLost);
+        // The last answer: nothing can follow it.
+        assert_eq!(student_resume(5, 5, 10, 0), Wait { held: 0 });
+        assert_eq!(student_resume(5, 5, 11, 0), Mismatch);
+        // The server forgot messages, invented some, or held the wrong number.
+        assert_eq!(student_resume(3, 5, 4, 0), Mismatch);
+        assert_eq!(student_resume(3, 5, 0, 0), Mismatch);
+        assert_eq!(student_resume(3, 5, 8, 0), Mismatch);
+        assert_eq!(student_resume(3, 5, 6, 1), Mismatch);
+        assert_eq!(student_resume(3, 5, 7, 2), Mismatch);
+    }
+
+    #[test]
+    fn teacher_resumes() {
+        assert_eq!(teacher_resume(0, false, 0, 0), Wait { held: 0 });
+        assert_eq!(teacher_resume(0, false, 1, 0), Mismatch);
+        // Sent 3, waiting for its answer.
+        assert_eq!(teacher_resume(3, true, 4, 0), Resend);
+        assert_eq!(teacher_resume(3, true, 5, 0), Wait { held: 0 });
+        assert_eq!(teacher_resume(3, true, 6, 1), Wait { held: 1 });
+        assert_eq!(teacher_resume(3, true, 6, 0), RecoverLost);
+        assert_eq!(teacher_resume(3, true, 3, 0), Mismatch);
+        assert_eq!(teacher_resume(3, true, 7, 0), Mismatch);
+        assert_eq!(teacher_resume(3, true, 5, 1), Mismatch);
+        // All answers read (terminate sent).
+        assert_eq!(teacher_resume(5, false, 10, 0), Wait { held: 0 });
+        assert_eq!(teacher_resume(5, false, 9, 0), Mismatch);
+    }
+
+    #[test]
+    fn the_plan_drops_the_asked_fraction_within_each_life() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let students: Vec<u64> = (1..=30).collect();
+        let teachers: Vec<u64> = (1..=3).collect();
+        let plan = DropPlan::draw(&mut rng, 0.3, &students, &teachers, 5);
+        assert_eq!(plan.students.len(), 9);
+        assert_eq!(plan.teachers.len(), 1);
+        assert!(plan.students.values().all(|&k| (1..=11).contains(&k)));
+        let waiting = plan.students.values().filter(|&&k| k == 2).count();
+        assert!(waiting > 0 && waiting < 9, "{plan:?}");
+        assert!(plan.teachers.values().all(|&k| (1..=110).contains(&k)));
+        let none = DropPlan::draw(&mut rng, 0.0, &students, &teachers, 5);
+        assert!(none.students.is_empty() && none.teachers.is_empty());
+        for _ in 0..100 {
+            let p = pause(&mut rng);
+            assert!(p >= PAUSE_MIN && p <= PAUSE_MAX);
+        }
+    }
+}
