@@ -32,7 +32,7 @@ if not held then
 end
 set_state(found, 'W|' .. num(arrival), 'C|' .. num(arrival) .. '|' .. chat)
 local sjson = redis.call('HGET', k('st:id'), found)
-local object = '{"id":"' .. chat .. '","status":"active","teacher_id":' .. tjson ..
-  ',"student_id":' .. sjson .. ',"teacher_entered":false,"student_entered":false,"messages":[]}'
-redis.call('HSET', k('chat:' .. chat), 't', t, 's', found, 'obj', object, 'ph', 'a', 'te', '0', 'se', '0')
+local object = chat_object(chat, tjson, sjson, false, false)
+redis.call('HSET', k('chat:' .. chat), 't', t, 's', found, 'obj', object, 'ph', 'a', 'te', '0', 'se', '0',
+  'tj', tjson, 'sj', sjson)
 return {{found, object}, status()}

@@ -13,7 +13,8 @@
 --   :seq        STRING the next arrival
 --   :counts     HASH w, c, f: students waiting, chatting, finished
 --   :spell:t, :spell:s  STRING the last away spell handed out
---   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se
+--   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
+--               tj, sj (the ids as sent)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
 -- A user is "u:<id>" (tokenless) or "s:<id>" (signed in).
@@ -62,6 +63,22 @@ local function parse_chatting(state)
   local arrival, chat = string.match(state, '^C|(%d+)|(.+)$')
   if not arrival then return nil end
   return tonumber(arrival), chat
+end
+
+-- The chat object (PROTOCOL 5.5), in the key order of the Elixir struct,
+-- the ids as the users sent them.
+local function chat_object(chat, tjson, sjson, te, se)
+  return '{"id":"' .. chat .. '","status":"active","teacher_id":' .. tjson ..
+    ',"student_id":' .. sjson .. ',"teacher_entered":' .. tostring(te) ..
+    ',"student_entered":' .. tostring(se) .. ',"messages":[]}'
+end
+
+-- The chat object as it is now: which sides have entered.
+local function current_object(chat)
+  local got = redis.call('HMGET', k('chat:' .. chat), 'obj', 'te', 'se', 'tj', 'sj')
+  if not got[1] then return false end
+  if got[2] ~= '1' and got[3] ~= '1' then return got[1] end
+  return chat_object(chat, got[4], got[5], got[2] == '1', got[3] == '1')
 end
 
 -- Takes `chat` out of the teacher's slots; false if it held none.

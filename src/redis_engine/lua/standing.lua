@@ -3,5 +3,5 @@ local state = redis.call('HGET', k('st'), ARGV[1])
 if not state then return false end
 local _, chat = parse_chatting(state)
 local object = false
-if chat then object = redis.call('HGET', k('chat:' .. chat), 'obj') end
+if chat then object = current_object(chat) end
 return {state, object}
