@@ -82,6 +82,7 @@ impl Rejection {
                 Refusal::InvalidId => "invalid_id",
                 Refusal::InvalidRef => "invalid_ref",
                 Refusal::TranscriptUnavailable => "transcript_unavailable",
+                Refusal::RecipientAway => "recipient_away",
             },
         }
     }
@@ -105,6 +106,9 @@ pub struct Metrics {
     pub active_chats: Gauge,
     pub chats_completed: Counter,
     pub relayed_messages: Counter,
+    pub held_messages: Counter,
+    pub users_away: Gauge,
+    pub users_back: Counter,
     rejected: Family<Label, Counter>,
     pub queue_wait: Histogram,
     pub relay_latency: Histogram,
@@ -154,6 +158,24 @@ impl Metrics {
             "relayed_messages",
             "Chat messages relayed from one side to the other",
             relayed_messages.clone(),
+        );
+        let held_messages = Counter::default();
+        registry.register(
+            "held_messages",
+            "Chat messages held for a side that was away, to deliver when it is back",
+            held_messages.clone(),
+        );
+        let users_away = Gauge::default();
+        registry.register(
+            "users_away",
+            "Token users whose connection dropped, keeping their place until their window ends",
+            users_away.clone(),
+        );
+        let users_back = Counter::default();
+        registry.register(
+            "users_back",
+            "Away users who came back within their window",
+            users_back.clone(),
         );
         let rejected = Family::<Label, Counter>::default();
         registry.register(
@@ -209,6 +231,9 @@ impl Metrics {
             active_chats,
             chats_completed,
             relayed_messages,
+            held_messages,
+            users_away,
+            users_back,
             rejected,
             queue_wait,
             relay_latency,

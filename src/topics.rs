@@ -6,8 +6,16 @@
 //! messages directly to the other side's connection, with no actor in
 //! between. A broadcast encodes its frame once per framing and hands the same
 //! bytes to every subscriber.
+//!
+//! A chat's topic is opened at its claim and counts the messages relayed in it
+//! (the transcript's `seq`), and, for a side that is a token user while the
+//! server keeps places, holds the messages sent while that side has no channel
+//! on it (PROTOCOL 6.3): bounded per chat and side, delivered in order to the
+//! next channel of that side, before anything relayed after its join.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytestring::ByteString;
@@ -36,6 +44,87 @@ struct Topic {
     subscribers: Vec<Subscriber>,
     /// A finished chat: relays are refused with `chat finished`.
     finished: bool,
+    /// A chat's topic, opened at its claim: kept while the chat is active,
+    /// even with no channel joined.
+    chat: Option<Box<ChatRelay>>,
+}
+
+impl Topic {
+    /// Nothing keeps it: no channel, and no active chat.
+    fn idle(&self) -> bool {
+        self.subscribers.is_empty() && (self.chat.is_none() || self.finished)
+    }
+}
+
+/// What a chat's topic keeps besides its channels.
+#[derive(Debug, Default)]
+struct ChatRelay {
+    /// Messages relayed (and recorded) so far, both ways: the `seq` of the
+    /// last one in the transcript.
+    relayed: AtomicU64,
+    /// Messages held for the teacher side, if it is a token user.
+    for_teacher: Option<Mutex<Held>>,
+    /// Messages held for the student side, if it is a token user.
+    for_student: Option<Mutex<Held>>,
+}
+
+impl ChatRelay {
+    fn held(&self, side: Role) -> Option<MutexGuard<'_, Held>> {
+        let held = match side {
+            Role::Teacher => self.for_teacher.as_ref(),
+            Role::Student => self.for_student.as_ref(),
+        }?;
+        // A panic while holding it cannot leave the queue half-changed.
+        Some(held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// Payloads held for one side, oldest first.
+#[derive(Debug, Default)]
+struct Held {
+    payloads: VecDeque<Box<str>>,
+    bytes: usize,
+}
+
+/// How much one side of one chat may have held.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldBounds {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl Default for HoldBounds {
+    fn default() -> Self {
+        HoldBounds {
+            messages: 100,
+            bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Which sides of a new chat get their messages held while they have no
+/// channel on it (token users, while the server keeps places).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HoldFor {
+    pub teacher: bool,
+    pub student: bool,
+}
+
+/// A channel joined to a topic: for a chat, how many messages were relayed
+/// in it so far and how many held ones were just pushed to the channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subscribed {
+    pub relayed: u64,
+    pub held: usize,
+}
+
+/// What a relay did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relayed {
+    /// Handed to the other side's channels (possibly none).
+    Delivered,
+    /// Held for the other side, which has no channel on the chat now.
+    Held,
 }
 
 /// Why a relay did not happen.
@@ -46,12 +135,23 @@ pub enum RelayRefused {
     /// The message could not be recorded (the transcript writer is behind,
     /// or the store is failing).
     NotRecorded(Backpressure),
+    /// The other side is away and has as much held as it may.
+    RecipientAway,
 }
 
 /// The registry. Cheap to share: `Arc<Topics>`.
 #[derive(Debug, Default)]
 pub struct Topics {
     map: DashMap<Arc<str>, Topic>,
+    hold: HoldBounds,
+}
+
+/// The event a relayed message reaches `side` as.
+pub fn receive_event(side: Role) -> &'static str {
+    match side {
+        Role::Teacher => "teacher:receive",
+        Role::Student => "student:receive",
+    }
 }
 
 /// Encodes a server-originated frame lazily, once per framing.
@@ -109,20 +209,62 @@ fn deliver_all<'a>(
 }
 
 impl Topics {
-    pub fn new() -> Self {
-        Topics::default()
+    pub fn new(hold: HoldBounds) -> Self {
+        Topics {
+            map: DashMap::new(),
+            hold,
+        }
     }
 
-    pub fn subscribe(&self, topic: Arc<str>, subscriber: Subscriber) {
-        self.map
-            .entry(topic)
-            .or_default()
-            .subscribers
-            .push(subscriber);
+    /// A chat was claimed: its topic is kept from now until it ends, counting
+    /// its messages, and holding them for the sides `hold` names.
+    pub fn open_chat(&self, topic: Arc<str>, hold: HoldFor) {
+        let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
+        self.map.entry(topic).or_default().chat = Some(Box::new(ChatRelay {
+            relayed: AtomicU64::new(0),
+            for_teacher: held(hold.teacher),
+            for_student: held(hold.student),
+        }));
+    }
+
+    /// Adds a channel. On a chat's topic, the messages held for its side are
+    /// pushed to it first, in order (connections that overflow are added to
+    /// `evicted`); no relay can come between, as relays read the topic under
+    /// the lock this holds.
+    pub fn subscribe(
+        &self,
+        topic: Arc<str>,
+        subscriber: Subscriber,
+        evicted: &mut Vec<SessionId>,
+    ) -> Subscribed {
+        let mut entry = self.map.entry(topic.clone()).or_default();
+        let mut subscribed = Subscribed::default();
+        if let (Some(chat), Some(side)) = (&entry.chat, subscriber.role) {
+            subscribed.relayed = chat.relayed.load(Ordering::Relaxed);
+            if let Some(mut held) = chat.held(side) {
+                let payloads = std::mem::take(&mut *held);
+                subscribed.held = payloads.payloads.len();
+                let session = &subscriber.session;
+                for payload in payloads.payloads {
+                    let frame = protocol::encode_push(
+                        session.framing(),
+                        &topic,
+                        receive_event(side),
+                        &payload,
+                    );
+                    let frame = ByteString::from(frame);
+                    if session.deliver(subscriber.channel, frame) == Delivery::Evicted {
+                        evicted.push(session.id());
+                    }
+                }
+            }
+        }
+        entry.subscribers.push(subscriber);
+        subscribed
     }
 
     /// Removes one channel; returns how many channels remain on the topic
-    /// (the topic itself is forgotten at zero).
+    /// (the topic itself is forgotten at zero, unless it is an active chat's).
     pub fn unsubscribe(&self, topic: &str, channel: ChannelId) -> usize {
         let remaining = match self.map.get_mut(topic) {
             Some(mut entry) => {
@@ -132,20 +274,26 @@ impl Topics {
             None => return 0,
         };
         if remaining == 0 {
-            self.map.remove_if(topic, |_, t| t.subscribers.is_empty());
+            self.map.remove_if(topic, |_, t| t.idle());
         }
         remaining
     }
 
     /// Replaces the channel of a duplicate join in place, keeping its position.
-    pub fn replace(&self, topic: &str, old: ChannelId, new: Subscriber) {
-        if let Some(mut entry) = self.map.get_mut(topic) {
-            if let Some(slot) = entry.subscribers.iter_mut().find(|s| s.channel == old) {
-                *slot = new;
-                return;
-            }
-            entry.subscribers.push(new);
+    /// Nothing is held for a side that had a channel, so nothing is pushed.
+    pub fn replace(&self, topic: &str, old: ChannelId, new: Subscriber) -> Subscribed {
+        let Some(mut entry) = self.map.get_mut(topic) else {
+            return Subscribed::default();
+        };
+        let relayed = entry
+            .chat
+            .as_ref()
+            .map_or(0, |chat| chat.relayed.load(Ordering::Relaxed));
+        match entry.subscribers.iter_mut().find(|s| s.channel == old) {
+            Some(slot) => *slot = new,
+            None => entry.subscribers.push(new),
         }
+        Subscribed { relayed, held: 0 }
     }
 
     /// Sends `event` with `payload` to the channels joined to `topic` that
@@ -175,8 +323,10 @@ impl Topics {
     /// when the message was read, for the relay latency.
     ///
     /// `record` runs first, under the topic's lock, so a message is recorded
-    /// if and only if it is relayed, and always before the finish that
-    /// `mark_finished` precedes: nothing is recorded after a chat ended.
+    /// if and only if it is relayed (or held), and always before the finish
+    /// that `mark_finished` precedes: nothing is recorded after a chat ended.
+    /// When the other side has no channel and its messages are held, the
+    /// message is held instead, or refused unrecorded if the hold is full.
     #[allow(clippy::too_many_arguments)]
     pub fn relay(
         &self,
@@ -187,25 +337,64 @@ impl Topics {
         read_at: Instant,
         record: impl FnOnce() -> Result<(), Backpressure>,
         evicted: &mut Vec<SessionId>,
-    ) -> Result<(), RelayRefused> {
+    ) -> Result<Relayed, RelayRefused> {
         let Some(entry) = self.map.get(topic) else {
             return Err(RelayRefused::ChatNotActive);
         };
         if entry.finished {
             return Err(RelayRefused::ChatNotActive);
         }
+        let mut to_side = entry
+            .subscribers
+            .iter()
+            .filter(|s| s.role == Some(to))
+            .peekable();
+        let chat = entry.chat.as_deref();
+        if to_side.peek().is_none() {
+            if let Some(mut held) = chat.and_then(|c| c.held(to)) {
+                let room = held.payloads.len() < self.hold.messages
+                    && held.bytes.saturating_add(payload.len()) <= self.hold.bytes;
+                if !room {
+                    return Err(RelayRefused::RecipientAway);
+                }
+                record().map_err(RelayRefused::NotRecorded)?;
+                held.payloads.push_back(payload.into());
+                held.bytes += payload.len();
+                if let Some(chat) = chat {
+                    chat.relayed.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(Relayed::Held);
+            }
+        }
         record().map_err(RelayRefused::NotRecorded)?;
-        let to_side = entry.subscribers.iter().filter(|s| s.role == Some(to));
+        if let Some(chat) = chat {
+            chat.relayed.fetch_add(1, Ordering::Relaxed);
+        }
         let frames = FrameCache::new(topic, event, payload);
         deliver_all(to_side, frames, Some(read_at), evicted);
-        Ok(())
+        Ok(Relayed::Delivered)
     }
 
-    /// Marks a chat topic finished: later relays get `chat finished`.
+    /// Marks a chat topic finished: later relays get `chat finished`, and
+    /// what was held is dropped (it is in the transcript). A topic with no
+    /// channel left is forgotten.
     pub fn mark_finished(&self, topic: &str) {
         if let Some(mut entry) = self.map.get_mut(topic) {
             entry.finished = true;
+            if let Some(chat) = entry.chat.as_mut() {
+                chat.for_teacher = None;
+                chat.for_student = None;
+            }
         }
+        self.map.remove_if(topic, |_, t| t.idle());
+    }
+
+    /// Messages held for `side` of a chat now (for tests and metrics).
+    pub fn held_count(&self, topic: &str, side: Role) -> usize {
+        self.map
+            .get(topic)
+            .and_then(|t| Some(t.chat.as_ref()?.held(side)?.payloads.len()))
+            .unwrap_or(0)
     }
 
     /// Takes every channel off a topic (an abandoned chat) and forgets it.

@@ -4,7 +4,9 @@
 //!
 //! * join (presence or chat channel) and its D3 replacement,
 //! * ready, claim (= assign + dequeue + create), enter, finish,
-//! * a channel left, a connection gone: student vanishes, teacher vanishes.
+//! * a channel left, a connection gone: student vanishes, teacher vanishes;
+//!   or, for a token user whose connection went, away until it is back or
+//!   its window ends (PROTOCOL 6.3).
 //!
 //! Each step runs its rule, one function of `domain::steps`, over the parts
 //! owned by `TeacherRoster`, `StudentRoster` and `ChatLog` (one round trip
@@ -28,7 +30,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -40,12 +42,13 @@ use crate::channels::{
     StudentTopic,
 };
 use crate::domain::{
-    ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role, StatusNews, StatusSnapshot,
-    Stepped, StudentKey, TeacherKey, Tutoring, UserId, Vanished,
+    Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, PartGone, ReadyOutcome, Role,
+    StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, Tutoring, UserId,
+    UserKey, Vanished,
 };
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{Subscriber, Topics};
+use crate::topics::{HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId};
 
@@ -56,9 +59,9 @@ const TEACHERS_TOPIC: &str = "presence:teachers";
 const POSITION_ROUND: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Join a channel (D2, or D3 when `replaces` names the channel it replaces).
-/// Answers the channel's kind, or the refusal to reply with.
+/// Answers the channel's kind and its join reply, or the refusal to reply with.
 #[derive(Message)]
-#[rtype(result = "Result<ChannelKind, Refusal>")]
+#[rtype(result = "Result<Joined, Refusal>")]
 pub struct Join {
     pub session: Arc<SessionHandle>,
     pub channel: ChannelId,
@@ -67,6 +70,14 @@ pub struct Join {
     pub target: JoinTarget,
     pub extensions: Extensions,
     pub replaces: Option<ChannelId>,
+}
+
+/// A channel joined: its kind, and the response of its `ok` reply when it is
+/// not `{}` (a token user's, PROTOCOL 6.3).
+#[derive(Debug)]
+pub struct Joined {
+    pub kind: ChannelKind,
+    pub reply: Option<String>,
 }
 
 /// An application event on a joined channel. Its frames and its reply are
@@ -127,6 +138,15 @@ impl Drop for CommitReport {
     }
 }
 
+/// The window of an away user ended (PROTOCOL 6.3): unless it came back
+/// since, it vanishes now.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WindowEnded {
+    user: MemberKind,
+    spell: AwaySpell,
+}
+
 /// Time for a round of `queue:position` notices.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -138,11 +158,14 @@ pub struct ChatLifetime {
 }
 
 impl ChatLifetime {
+    /// The actor over `parts`; token users whose connection goes are away
+    /// for `grace` (zero: they vanish at once, as tokenless users do).
     pub fn new(
         parts: RosterParts,
         topics: Arc<Topics>,
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
+        grace: Duration,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
@@ -150,6 +173,7 @@ impl ChatLifetime {
                 topics,
                 metrics,
                 transcripts,
+                grace,
                 me: RefCell::new(None),
                 state: RefCell::new(State::default()),
             }),
@@ -161,6 +185,14 @@ impl ChatLifetime {
         let evicted = std::mem::take(&mut self.core.state.borrow_mut().evicted);
         for session in evicted {
             ctx.notify(SessionGone { session });
+        }
+    }
+
+    /// The windows of the users who went away during the last step start.
+    fn start_windows(&mut self, ctx: &mut Context<Self>) {
+        let windows = std::mem::take(&mut self.core.state.borrow_mut().windows);
+        for window in windows {
+            ctx.notify_later(window, self.core.grace);
         }
     }
 
@@ -197,6 +229,7 @@ impl ChatLifetime {
     ) -> AtomicResponse<Self, T> {
         AtomicResponse::new(Box::pin(step.into_actor(self).map(|outcome, act, ctx| {
             act.flush_evicted(ctx);
+            act.start_windows(ctx);
             act.schedule_position_round(ctx);
             outcome
         })))
@@ -204,7 +237,7 @@ impl ChatLifetime {
 }
 
 impl Handler<Join> for ChatLifetime {
-    type Result = AtomicResponse<Self, Result<ChannelKind, Refusal>>;
+    type Result = AtomicResponse<Self, Result<Joined, Refusal>>;
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().join(msg);
         self.atomically(step)
@@ -246,6 +279,14 @@ impl Handler<PositionRound> for ChatLifetime {
     }
 }
 
+impl Handler<WindowEnded> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: WindowEnded, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().window_ended(msg.user, msg.spell);
+        self.atomically(step)
+    }
+}
+
 impl Handler<SessionGone> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
@@ -271,6 +312,26 @@ struct State {
     ready_at: HashMap<StudentKey, Instant>,
     /// Frames waiting for a transcript commit (see `gate`).
     gate: Gate<Out>,
+    /// Token users away now, with their spell and the end of their window.
+    away: HashMap<MemberKind, Away>,
+    /// Windows to start after the step (`WindowEnded` after the grace).
+    windows: Vec<WindowEnded>,
+}
+
+/// One away user's absence.
+#[derive(Clone, Copy, Debug)]
+struct Away {
+    spell: AwaySpell,
+    /// When its window ends, for `chat:away`.
+    until: SystemTime,
+}
+
+/// Why a channel goes away: a deliberate leave, or its connection went (which
+/// makes a token user away rather than gone, PROTOCOL 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    Left,
+    ConnectionGone,
 }
 
 /// Frames a step sends, in the order it sends them. They pass through the
@@ -306,6 +367,8 @@ enum Audience {
     QueuePosition,
     /// Chat channels that did (true) or did not (false) ask for `endReason`.
     EndReason(bool),
+    /// Chat channels of this side that asked for `awayNotices`.
+    AwayNotices(Role),
 }
 
 impl Audience {
@@ -315,6 +378,7 @@ impl Audience {
             Audience::LiveStatus => s.extensions.live_status,
             Audience::QueuePosition => s.extensions.queue_position,
             Audience::EndReason(asked) => s.extensions.end_reason == asked,
+            Audience::AwayNotices(side) => s.role == Some(side) && s.extensions.away_notices,
         }
     }
 }
@@ -333,7 +397,7 @@ struct Membership {
     extensions: Extensions,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum MemberKind {
     Teacher(TeacherKey),
     Student(StudentKey),
@@ -346,6 +410,8 @@ struct Core {
     topics: Arc<Topics>,
     metrics: Arc<Metrics>,
     transcripts: Transcripts,
+    /// How long a token user whose connection went stays away (PROTOCOL 6.3).
+    grace: Duration,
     /// This actor's own address, for the transcript writer's commit reports.
     me: RefCell<Option<Addr<ChatLifetime>>>,
     state: RefCell<State>,
@@ -353,6 +419,28 @@ struct Core {
 
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
+}
+
+fn other_side(side: Role) -> Role {
+    match side {
+        Role::Teacher => Role::Student,
+        Role::Student => Role::Teacher,
+    }
+}
+
+/// The payload of `chat:away`.
+fn away_payload(side: Role, until: SystemTime) -> String {
+    format!(
+        r#"{{"role":"{}","until":{}}}"#,
+        side.as_str(),
+        unix_ms(until)
+    )
+}
+
+/// `until` as the unix milliseconds of `chat:away`.
+fn unix_ms(at: SystemTime) -> u128 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 impl Core {
@@ -381,7 +469,7 @@ impl Core {
 
     // ----- joins -------------------------------------------------------
 
-    async fn join(self: Rc<Self>, msg: Join) -> Result<ChannelKind, Refusal> {
+    async fn join(self: Rc<Self>, msg: Join) -> Result<Joined, Refusal> {
         let session = msg.session.id();
         let old = msg.replaces.and_then(|c| self.take_membership(session, c));
         let admitted = match self.admit(&msg.target).await {
@@ -396,7 +484,7 @@ impl Core {
             Err(refusal) => {
                 // D3: a refused re-join leaves the old channel gone after all.
                 if let Some(old) = old {
-                    self.leave_effects(old).await;
+                    self.leave_effects(old, Departure::Left).await;
                 }
                 return Err(refusal);
             }
@@ -408,22 +496,28 @@ impl Core {
             role,
             extensions: msg.extensions,
         };
-        match old {
+        let subscribed = match old {
             // D3 by the same user: swap the channel, no presence effects.
             Some(old) if old.kind == member => {
-                self.topics.replace(&msg.topic, old.channel, subscriber);
+                let subscribed = self.topics.replace(&msg.topic, old.channel, subscriber);
                 self.stop_watching(&old).await;
+                subscribed
             }
             other => {
                 // A re-join under another identity is a real leave for the
                 // old one: otherwise it would stay present forever.
                 if let Some(old) = other {
-                    self.leave_effects(old).await;
+                    self.leave_effects(old, Departure::Left).await;
                 }
                 self.enter_presence(&kind).await;
-                self.topics.subscribe(msg.topic.clone(), subscriber);
+                let mut evicted = Vec::new();
+                let subscribed = self
+                    .topics
+                    .subscribe(msg.topic.clone(), subscriber, &mut evicted);
+                self.state.borrow_mut().evicted.extend(evicted);
+                subscribed
             }
-        }
+        };
         self.state
             .borrow_mut()
             .sessions
@@ -436,11 +530,48 @@ impl Core {
             .push(Membership {
                 channel: msg.channel,
                 topic: msg.topic.clone(),
-                kind: member,
+                kind: member.clone(),
                 extensions: msg.extensions,
             });
+        let reply = self.join_reply(&msg.target, &member, subscribed).await;
         self.greet(&msg, &kind).await;
-        Ok(kind)
+        Ok(Joined { kind, reply })
+    }
+
+    /// A token user's join reply says where it stands (PROTOCOL 6.3): a
+    /// teacher's chats, a student's state and chat, a chat's message count
+    /// and how many held messages follow. None (`{}`) for everyone else.
+    async fn join_reply(
+        &self,
+        target: &JoinTarget,
+        member: &MemberKind,
+        subscribed: Subscribed,
+    ) -> Option<String> {
+        match (member, target) {
+            (MemberKind::Teacher(teacher), _) if teacher.0.is_signed() => {
+                let chats = self.tutoring.chats_of(teacher).await.ok()?;
+                let objects: Vec<&str> = chats.iter().map(|(_, object)| &**object).collect();
+                Some(format!(r#"{{"chats":[{}]}}"#, objects.join(",")))
+            }
+            (MemberKind::Student(student), _) if student.0.is_signed() => {
+                let (state, chat) = self.tutoring.standing(student).await.ok()??;
+                Some(match chat {
+                    Some(chat) => format!(r#"{{"state":"{}","chat":{chat}}}"#, state.as_str()),
+                    None => format!(r#"{{"state":"{}"}}"#, state.as_str()),
+                })
+            }
+            (
+                MemberKind::Chat(_),
+                JoinTarget::Chat {
+                    user: Some((_, user)),
+                    ..
+                },
+            ) if user.is_signed() => Some(format!(
+                r#"{{"seq":{},"held":{}}}"#,
+                subscribed.relayed, subscribed.held
+            )),
+            _ => None,
+        }
     }
 
     /// PROTOCOL 1.7: `presence:student:<sid>` is held by token users or by
@@ -489,7 +620,7 @@ impl Core {
                     subscribers,
                 });
                 for membership in closed {
-                    self.leave_effects(membership).await;
+                    self.leave_effects(membership, Departure::Left).await;
                 }
                 Ok(())
             }
@@ -501,6 +632,19 @@ impl Core {
     /// reply, since the session writes that before reading its mailbox.
     async fn greet(&self, msg: &Join, kind: &ChannelKind) {
         let (event, payload) = match kind {
+            ChannelKind::Chat { chat, role } if msg.extensions.away_notices => {
+                let Ok(Some((teacher, student))) = self.tutoring.sides(*chat).await else {
+                    return;
+                };
+                let partner = match role {
+                    Role::Teacher => MemberKind::Student(student),
+                    Role::Student => MemberKind::Teacher(teacher),
+                };
+                let Some(away) = self.state.borrow().away.get(&partner).copied() else {
+                    return;
+                };
+                ("chat:away", away_payload(other_side(*role), away.until))
+            }
             ChannelKind::Student { student } if msg.extensions.queue_position => {
                 let student = student.as_student();
                 let Ok(notice) = self.tutoring.watch_position(student).await else {
@@ -591,21 +735,68 @@ impl Core {
     }
 
     /// A presence channel makes its user present (no broadcast: 5.2, 7.3).
+    /// A user that was away is back (PROTOCOL 6.3): its chats hear of it.
     async fn enter_presence(&self, kind: &ChannelKind) {
         match kind {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
-                if let Ok(stepped) = self.tutoring.teacher_present(teacher).await {
-                    let ((), news) = self.record(stepped);
-                    self.announce(news);
+                let Ok(stepped) = self.tutoring.teacher_present(teacher.clone()).await else {
+                    return;
+                };
+                let (back, news) = self.record(stepped);
+                self.announce(news);
+                if back {
+                    self.end_away(&MemberKind::Teacher(teacher.clone()));
+                    let chats = self.tutoring.chats_of(&teacher).await.unwrap_or_default();
+                    for (chat, _) in chats {
+                        self.notice_back(chat, Role::Teacher);
+                    }
                 }
             }
             ChannelKind::Student { student } => {
-                let student = student.clone();
-                self.tutoring.student_present(student).await.ok();
+                let key = student.as_student();
+                let Ok(stepped) = self.tutoring.student_present(student.clone()).await else {
+                    return;
+                };
+                let (returned, news) = self.record(stepped);
+                if returned.back {
+                    self.end_away(&MemberKind::Student(key));
+                    if let StudentState::Chatting { chat, .. } = returned.state {
+                        self.notice_back(chat, Role::Student);
+                    }
+                }
+                self.announce(news);
             }
             ChannelKind::Chat { .. } => {}
         }
+    }
+
+    /// An away user is back in time: its window is over.
+    fn end_away(&self, user: &MemberKind) {
+        if self.state.borrow_mut().away.remove(user).is_some() {
+            self.metrics.users_away.dec();
+            self.metrics.users_back.inc();
+        }
+    }
+
+    /// `chat:back` to the other side's channels that asked for away notices.
+    fn notice_back(&self, chat: ChatId, side: Role) {
+        self.emit(Out::Broadcast {
+            topic: chat_topic(chat),
+            event: "chat:back",
+            payload: format!(r#"{{"role":"{}"}}"#, side.as_str()),
+            audience: Audience::AwayNotices(other_side(side)),
+        });
+    }
+
+    /// `chat:away` to the other side's channels that asked for away notices.
+    fn notice_away(&self, chat: ChatId, side: Role, until: SystemTime) {
+        self.emit(Out::Broadcast {
+            topic: chat_topic(chat),
+            event: "chat:away",
+            payload: away_payload(side, until),
+            audience: Audience::AwayNotices(other_side(side)),
+        });
     }
 
     // ----- application events -----------------------------------------
@@ -674,6 +865,11 @@ impl Core {
         let now = SystemTime::now();
         self.transcripts
             .chat_created(chat, &teacher, &claimed.student, now);
+        let hold = HoldFor {
+            teacher: self.keeps_places_of(&teacher.0),
+            student: self.keeps_places_of(&claimed.student.0),
+        };
+        self.topics.open_chat(chat_topic(chat).into(), hold);
 
         let push = protocol::encode_push(
             r.session.framing(),
@@ -725,24 +921,38 @@ impl Core {
 
     async fn channel_left(self: Rc<Self>, msg: ChannelLeft) {
         if let Some(membership) = self.take_membership(msg.session, msg.channel) {
-            self.leave_effects(membership).await;
+            self.leave_effects(membership, Departure::Left).await;
         }
     }
 
     async fn session_gone(self: Rc<Self>, session: SessionId) {
         let members = self.state.borrow_mut().sessions.remove(&session);
         for membership in members.map(|m| m.channels).unwrap_or_default() {
-            self.leave_effects(membership).await;
+            self.leave_effects(membership, Departure::ConnectionGone)
+                .await;
         }
     }
 
+    /// Does this user keep its place when its connection goes? Token users
+    /// do, while the grace window is not zero (PROTOCOL 6.3).
+    fn keeps_places_of(&self, user: &UserKey) -> bool {
+        user.is_signed() && !self.grace.is_zero()
+    }
+
     /// PROTOCOL 6: what one channel going away means for the rosters.
-    async fn leave_effects(&self, membership: Membership) {
+    async fn leave_effects(&self, membership: Membership, departure: Departure) {
         let remaining = self
             .topics
             .unsubscribe(&membership.topic, membership.channel);
         self.stop_watching(&membership).await;
+        let away = departure == Departure::ConnectionGone;
         match membership.kind {
+            MemberKind::Teacher(teacher) if away && self.keeps_places_of(&teacher.0) => {
+                self.teacher_away(teacher).await
+            }
+            MemberKind::Student(student) if away && self.keeps_places_of(&student.0) => {
+                self.student_away(student).await
+            }
             MemberKind::Teacher(teacher) => self.teacher_absent(teacher).await,
             MemberKind::Student(student) => self.student_absent(student).await,
             MemberKind::Chat(chat) => {
@@ -758,7 +968,84 @@ impl Core {
     /// PROTOCOL 6.1, when it was the student's last presence channel: a chat
     /// it was in finishes.
     async fn student_absent(&self, student: StudentKey) {
-        let Ok(stepped) = self.tutoring.student_absent(&student).await else {
+        let stepped = self.tutoring.student_absent(&student).await;
+        self.student_vanished(student, stepped).await;
+    }
+
+    /// PROTOCOL 6.3, when it was a token student's last presence channel and
+    /// its connection went: away, its chat told so.
+    async fn student_away(&self, student: StudentKey) {
+        let Ok(stepped) = self.tutoring.student_away(&student).await else {
+            return;
+        };
+        let (away, _) = self.record(stepped);
+        let Some((spell, state)) = away else {
+            return;
+        };
+        let until = self.away_from_now(MemberKind::Student(student), spell);
+        if let StudentState::Chatting { chat, .. } = state {
+            self.notice_away(chat, Role::Student, until);
+        }
+    }
+
+    /// PROTOCOL 6.3, when it was a token teacher's last presence channel and
+    /// its connection went: away, its chats told so.
+    async fn teacher_away(&self, teacher: TeacherKey) {
+        let Ok(stepped) = self.tutoring.teacher_away(&teacher).await else {
+            return;
+        };
+        let (away, _) = self.record(stepped);
+        let Some((spell, chats)) = away else {
+            return;
+        };
+        let until = self.away_from_now(MemberKind::Teacher(teacher), spell);
+        for chat in chats {
+            self.notice_away(chat, Role::Teacher, until);
+        }
+    }
+
+    /// Notes an away user and starts its window; answers when it ends.
+    fn away_from_now(&self, user: MemberKind, spell: AwaySpell) -> SystemTime {
+        let until = SystemTime::now() + self.grace;
+        let mut state = self.state.borrow_mut();
+        state.away.insert(user.clone(), Away { spell, until });
+        state.windows.push(WindowEnded { user, spell });
+        self.metrics.users_away.inc();
+        until
+    }
+
+    /// The window of an away user ended: unless it is back, or away again in
+    /// a later spell, it vanishes now (6.1, 6.2).
+    async fn window_ended(self: Rc<Self>, user: MemberKind, spell: AwaySpell) {
+        {
+            let mut state = self.state.borrow_mut();
+            if state.away.get(&user).map(|away| away.spell) != Some(spell) {
+                return;
+            }
+            state.away.remove(&user);
+        }
+        self.metrics.users_away.dec();
+        match user {
+            MemberKind::Teacher(teacher) => {
+                let stepped = self.tutoring.teacher_expired(&teacher, spell).await;
+                self.teacher_vanished(stepped);
+            }
+            MemberKind::Student(student) => {
+                let stepped = self.tutoring.student_expired(&student, spell).await;
+                self.student_vanished(student, stepped).await;
+            }
+            MemberKind::Chat(_) => {}
+        }
+    }
+
+    /// What a student's vanishing means for the frames: its chat's end, one
+    /// status.
+    async fn student_vanished(
+        &self,
+        student: StudentKey,
+        stepped: Result<Stepped<Option<Vanished>>, PartGone>,
+    ) {
+        let Ok(stepped) = stepped else {
             return;
         };
         let (vanished, news) = self.record(stepped);
@@ -776,7 +1063,14 @@ impl Core {
     /// chats are abandoned, their students requeued at the head, their
     /// channels closed with `phx_close`, and no `chat:terminated` is sent.
     async fn teacher_absent(&self, teacher: TeacherKey) {
-        let Ok(stepped) = self.tutoring.teacher_absent(&teacher).await else {
+        let stepped = self.tutoring.teacher_absent(&teacher).await;
+        self.teacher_vanished(stepped);
+    }
+
+    /// What a teacher's vanishing means for the frames: its chats closed,
+    /// their students requeued, one status.
+    fn teacher_vanished(&self, stepped: Result<Stepped<Option<Vec<Abandoned>>>, PartGone>) {
+        let Ok(stepped) = stepped else {
             return;
         };
         let (abandoned, news) = self.record(stepped);

@@ -25,7 +25,7 @@ pub use chat_lifetime::ChatLifetime;
 pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
 use crate::metrics::Metrics;
-use crate::topics::Topics;
+use crate::topics::{HoldBounds, Topics};
 use crate::transcripts::Transcripts;
 use crate::transport::{SessionHandle, SessionId};
 use crate::Config;
@@ -49,13 +49,17 @@ pub struct Hub {
 impl Hub {
     /// Starts the actors on the current arbiter. Call inside an actix System.
     pub fn start(config: Config, transcripts: Transcripts) -> Hub {
-        let topics = Arc::new(Topics::new());
+        let topics = Arc::new(Topics::new(HoldBounds {
+            messages: config.held_messages,
+            bytes: config.held_bytes,
+        }));
         let metrics = Arc::new(Metrics::new());
         let lifetime = ChatLifetime::new(
             RosterParts::start(),
             topics.clone(),
             metrics.clone(),
             transcripts.clone(),
+            config.reconnect_grace,
         )
         .start();
         Hub {

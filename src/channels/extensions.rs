@@ -1,6 +1,6 @@
 //! Opt-in extensions to the 2015 protocol, asked for in the join params.
 //!
-//! The web pages need three things the 2015 protocol lacks: a student's place in the
+//! The web pages need four things the 2015 protocol lacks: a student's place in the
 //! queue, live counts for a teacher from the moment it joins, and why a chat ended. A
 //! channel gets them only if its join params ask, so the 2015 client, which never asks,
 //! sees exactly the traffic it always did:
@@ -8,7 +8,9 @@
 //! * `"queuePosition": true` on `presence:student:<sid>`: `queue:position` pushes;
 //! * `"liveStatus": true` on `presence:teachers`: a `user:status` right after the join
 //!   and whenever the number of teachers changes;
-//! * `"endReason": true` on `chats:<cid>`: `chat:terminated` carries `{"reason": …}`.
+//! * `"endReason": true` on `chats:<cid>`: `chat:terminated` carries `{"reason": …}`;
+//! * `"awayNotices": true` on `chats:<cid>`: `chat:away` / `chat:back` when the other
+//!   side's connection drops and when it is back (PROTOCOL 6.3).
 //!
 //! Only the JSON value `true` turns an extension on; anything else leaves it off.
 
@@ -21,6 +23,7 @@ pub struct Extensions {
     pub queue_position: bool,
     pub live_status: bool,
     pub end_reason: bool,
+    pub away_notices: bool,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +34,8 @@ struct Asked {
     live_status: serde_json::Value,
     #[serde(rename = "endReason", default)]
     end_reason: serde_json::Value,
+    #[serde(rename = "awayNotices", default)]
+    away_notices: serde_json::Value,
 }
 
 impl Extensions {
@@ -41,6 +46,7 @@ impl Extensions {
                 queue_position: asked.queue_position == true,
                 live_status: asked.live_status == true,
                 end_reason: asked.end_reason == true,
+                away_notices: asked.away_notices == true,
             },
             Err(_) => Extensions::default(),
         }
@@ -59,9 +65,9 @@ mod tests {
     #[test]
     fn only_true_turns_an_extension_on() {
         let all = parse(
-            r#"{"userId":1,"role":"student","queuePosition":true,"liveStatus":true,"endReason":true}"#,
+            r#"{"userId":1,"role":"student","queuePosition":true,"liveStatus":true,"endReason":true,"awayNotices":true}"#,
         );
-        assert!(all.queue_position && all.live_status && all.end_reason);
+        assert!(all.queue_position && all.live_status && all.end_reason && all.away_notices);
         assert_eq!(
             parse(r#"{"userId":1,"role":"student"}"#),
             Extensions::default()

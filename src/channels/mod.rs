@@ -41,6 +41,9 @@ pub enum Refusal {
     /// A chat message the transcript store cannot record: it is failing
     /// (disk full, I/O error).
     TranscriptUnavailable,
+    /// A chat message for a side that is away (PROTOCOL 6.3) when as many
+    /// of its messages as the server holds are held already.
+    RecipientAway,
 }
 
 impl Refusal {
@@ -58,6 +61,7 @@ impl Refusal {
             Refusal::InvalidId => "invalid id",
             Refusal::InvalidRef => "invalid ref",
             Refusal::TranscriptUnavailable => "transcript unavailable",
+            Refusal::RecipientAway => "recipient away",
         }
     }
 }

@@ -39,11 +39,11 @@ pub use ids::{
 pub use positions::{PositionNotice, PositionWatch};
 pub use queue::{Arrival, WaitingQueue};
 pub use rosters::{
-    AssignRefusal, Assigned, ReadyOutcome, StudentCounts, StudentState, Students, Teachers,
-    MAX_CHATS_PER_TEACHER,
+    AssignRefusal, Assigned, AwaySpell, ReadyOutcome, StudentCounts, StudentState, Students,
+    Teachers, MAX_CHATS_PER_TEACHER,
 };
 pub use status::StatusSnapshot;
 pub use steps::{
-    Abandoned, Claimed, LocalParts, PartGone, StatusNews, Stepped, StudentPart, Tutoring,
-    TutoringParts, Vanished,
+    Abandoned, Claimed, LocalParts, PartGone, StatusNews, Stepped, StudentPart, StudentReturn,
+    Tutoring, TutoringParts, Vanished,
 };

@@ -94,6 +94,23 @@ impl WaitingQueue {
         Some((student, Arrival(sequence)))
     }
 
+    /// The first student in order whom `serve` accepts, taken out; the students before
+    /// it stay where they are. Costs one step per student passed over (students who are
+    /// away, PROTOCOL 6.3), so it is O(log n) when `serve` accepts the head.
+    pub fn take_first(
+        &mut self,
+        mut serve: impl FnMut(&StudentKey, Arrival) -> bool,
+    ) -> Option<(StudentKey, Arrival)> {
+        let sequence = self
+            .order
+            .iter()
+            .find(|(&sequence, student)| serve(student, Arrival(sequence)))
+            .map(|(&sequence, _)| sequence)?;
+        let student = self.order.remove(&sequence)?;
+        self.index.remove(&student);
+        Some((student, Arrival(sequence)))
+    }
+
     /// Take a student out wherever it stands (it vanished); its arrival if it was queued.
     pub fn remove(&mut self, student: &StudentKey) -> Option<Arrival> {
         let arrival = self.index.remove(student)?;
@@ -198,6 +215,19 @@ mod tests {
         assert!(queue.requeue(student("x"), early));
         assert_eq!(queue.len(), 2);
         assert_eq!(drain(&mut queue), ["x", "y"]);
+    }
+
+    #[test]
+    fn take_first_passes_over_students_it_does_not_serve_and_leaves_them_in_place() {
+        let mut queue = WaitingQueue::new();
+        for id in ["away", "1", "2"] {
+            queue.enqueue(student(id));
+        }
+        let away = student("away");
+        let taken = queue.take_first(|s, _| *s != away);
+        assert_eq!(taken.map(|(s, _)| s.to_string()), Some("1".into()));
+        assert_eq!(queue.take_first(|_, _| false), None);
+        assert_eq!(drain(&mut queue), ["away", "2"]);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! joined, on any number of connections), the cap of [`MAX_CHATS_PER_TEACHER`], the
 //! student state machine and the student counts that `user:status` reports, kept in O(1).
 //!
+//! A token user whose last presence channel went with its connection is *away*
+//! (PROTOCOL 6.3): it keeps its entry, its place in the queue and its chats, with no
+//! channel, until it comes back (joins again) or its window ends ([`AwaySpell`]). Claims
+//! pass over away students.
+//!
 //! Must never reset a known user on a re-join (the 2015 server did, so a reconnected
 //! teacher could hold more than 5 chats and a chatting student could be assigned twice,
 //! PROTOCOL 8.8), never let the counts drift from the states, and never panic on an
@@ -18,19 +23,37 @@ use super::queue::{Arrival, WaitingQueue};
 /// The most students one teacher chats with at once (client A hard-codes it too).
 pub const MAX_CHATS_PER_TEACHER: usize = 5;
 
+/// One absence of an away user (PROTOCOL 6.3). Each absence gets a new one, so the end
+/// of a window that was left behind (the user came back, then went away again) cannot
+/// remove the user: only the spell it was started for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AwaySpell(u64);
+
+impl AwaySpell {
+    /// The next spell after `counter`, which moves on.
+    fn next(counter: &mut u64) -> AwaySpell {
+        *counter = counter.wrapping_add(1);
+        AwaySpell(*counter)
+    }
+}
+
 #[derive(Debug, Default)]
 struct TeacherEntry {
-    /// Joined `presence:teachers` channels; the teacher vanishes when it reaches 0.
+    /// Joined `presence:teachers` channels; the teacher vanishes when it reaches 0, or
+    /// is away if it went with its connection.
     channels: usize,
     /// At most MAX_CHATS_PER_TEACHER, so a Vec beats a set.
     chats: Vec<ChatId>,
+    /// Away since its last channel went with its connection (then `channels` is 0).
+    away: Option<AwaySpell>,
 }
 
-/// Teachers present (at least one joined `presence:teachers` channel) and their active
-/// chats.
+/// Teachers present (at least one joined `presence:teachers` channel, or away) and their
+/// active chats.
 #[derive(Default, Debug)]
 pub struct Teachers {
     teachers: HashMap<TeacherKey, TeacherEntry>,
+    spells: u64,
 }
 
 /// Why a teacher could not take another chat.
@@ -46,10 +69,43 @@ impl Teachers {
     }
 
     /// One more presence channel for this teacher; creates it with 0 chats if new. Never
-    /// resets an existing teacher (re-joins do not reset state).
-    pub fn join(&mut self, teacher: TeacherKey) {
+    /// resets an existing teacher (re-joins do not reset state). True if it was away:
+    /// it is back, with its chats.
+    pub fn join(&mut self, teacher: TeacherKey) -> bool {
         let entry = self.teachers.entry(teacher).or_default();
         entry.channels = entry.channels.saturating_add(1);
+        entry.away.take().is_some()
+    }
+
+    /// One presence channel fewer, gone with its connection. If it was the last one the
+    /// teacher is away: it keeps its chats and its place in the count. Otherwise (or
+    /// unknown) None.
+    pub fn away(&mut self, teacher: &TeacherKey) -> Option<AwaySpell> {
+        let entry = self.teachers.get_mut(teacher)?;
+        if entry.away.is_some() {
+            return None;
+        }
+        entry.channels = entry.channels.saturating_sub(1);
+        if entry.channels > 0 {
+            return None;
+        }
+        let spell = AwaySpell::next(&mut self.spells);
+        entry.away = Some(spell);
+        Some(spell)
+    }
+
+    /// The window of `spell` ended: if the teacher is still away in it, it vanishes as
+    /// in [`Teachers::leave`], and its chats are returned. Otherwise None.
+    pub fn expire(&mut self, teacher: &TeacherKey, spell: AwaySpell) -> Option<Vec<ChatId>> {
+        let entry = self.teachers.get(teacher)?;
+        if entry.away != Some(spell) || entry.channels > 0 {
+            return None;
+        }
+        self.teachers.remove(teacher).map(|gone| gone.chats)
+    }
+
+    pub fn is_away(&self, teacher: &TeacherKey) -> bool {
+        self.teachers.get(teacher).is_some_and(|t| t.away.is_some())
     }
 
     /// One presence channel fewer. If it was the last one the teacher vanishes: it is
@@ -57,6 +113,10 @@ impl Teachers {
     /// Unknown teacher: None.
     pub fn leave(&mut self, teacher: &TeacherKey) -> Option<Vec<ChatId>> {
         let entry = self.teachers.get_mut(teacher)?;
+        if entry.away.is_some() {
+            // No channel to lose: only its window's end removes it.
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;
@@ -140,6 +200,16 @@ impl StudentState {
     pub fn in_roster(&self) -> bool {
         !matches!(self, StudentState::Present)
     }
+
+    /// Its name in join replies (PROTOCOL 6.3).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StudentState::Present => "present",
+            StudentState::Waiting(_) => "waiting",
+            StudentState::Chatting { .. } => "chatting",
+            StudentState::Finished => "finished",
+        }
+    }
 }
 
 /// The `students` part of `user:status`.
@@ -203,20 +273,25 @@ pub struct Assigned {
 struct StudentEntry {
     /// The id as first sent, echoed as `student_id` in chat objects.
     id: UserId,
-    /// Joined `presence:student:<sid>` channels; the student vanishes when it reaches 0.
+    /// Joined `presence:student:<sid>` channels; the student vanishes when it reaches 0,
+    /// or is away if it went with its connection.
     channels: usize,
     state: StudentState,
+    /// Away since its last channel went with its connection (then `channels` is 0).
+    away: Option<AwaySpell>,
 }
 
 /// Students present, their state, and the waiting queue; keeps the counts in O(1).
 ///
 /// Invariant: the queue holds exactly the `Waiting` students, each with the arrival its
-/// state records, and `counts` equals a scan of the states.
+/// state records, and `counts` equals a scan of the states. An away student keeps its
+/// state (and so its place and its count) until it is back or its window ends.
 #[derive(Default, Debug)]
 pub struct Students {
     students: HashMap<StudentKey, StudentEntry>,
     queue: WaitingQueue,
     counts: StudentCounts,
+    spells: u64,
 }
 
 impl Students {
@@ -225,8 +300,9 @@ impl Students {
     }
 
     /// One more presence channel; `id` is remembered (first join wins) to echo in the chat
-    /// object. Never resets the state of a known student.
-    pub fn join(&mut self, id: UserId) {
+    /// object. Never resets the state of a known student. True if it was away: it is back
+    /// where it stood.
+    pub fn join(&mut self, id: UserId) -> bool {
         let entry = self
             .students
             .entry(id.as_student())
@@ -234,8 +310,41 @@ impl Students {
                 id,
                 channels: 0,
                 state: StudentState::Present,
+                away: None,
             });
         entry.channels = entry.channels.saturating_add(1);
+        entry.away.take().is_some()
+    }
+
+    /// One presence channel fewer, gone with its connection. If it was the last one the
+    /// student is away: it stays where it stands (waiting at its place, or in its chat),
+    /// and its state is returned with the spell. Otherwise (or unknown) None.
+    pub fn away(&mut self, student: &StudentKey) -> Option<(AwaySpell, StudentState)> {
+        let entry = self.students.get_mut(student)?;
+        if entry.away.is_some() {
+            return None;
+        }
+        entry.channels = entry.channels.saturating_sub(1);
+        if entry.channels > 0 {
+            return None;
+        }
+        let spell = AwaySpell::next(&mut self.spells);
+        entry.away = Some(spell);
+        Some((spell, entry.state.clone()))
+    }
+
+    /// The window of `spell` ended: if the student is still away in it, it vanishes as
+    /// in [`Students::leave`]. Otherwise None.
+    pub fn expire(&mut self, student: &StudentKey, spell: AwaySpell) -> Option<StudentState> {
+        let entry = self.students.get(student)?;
+        if entry.away != Some(spell) || entry.channels > 0 {
+            return None;
+        }
+        self.remove(student)
+    }
+
+    pub fn is_away(&self, student: &StudentKey) -> bool {
+        self.students.get(student).is_some_and(|e| e.away.is_some())
     }
 
     /// student:ready. Present or Finished -> Waiting (new arrival, tail). Waiting or
@@ -257,12 +366,15 @@ impl Students {
         }
     }
 
-    /// Claim step 3-4: pop the head of the queue and mark it Chatting in `chat`. None if
-    /// nobody waits.
+    /// Claim step 3-4: take the first student of the queue who is not away and mark it
+    /// Chatting in `chat`. None if nobody present waits. Away students keep their place.
     pub fn dequeue(&mut self, chat: ChatId) -> Option<Assigned> {
-        // The invariant makes the first pop the answer; the loop only skips an entry
+        // The invariant makes the first take the answer; the loop only skips an entry
         // that broke it, so a bug elsewhere cannot assign a student who is not waiting.
-        while let Some((student, arrival)) = self.queue.pop_front() {
+        loop {
+            let students = &self.students;
+            let here = |s: &StudentKey, _| students.get(s).is_some_and(|e| e.away.is_none());
+            let (student, arrival) = self.queue.take_first(here)?;
             let Some(entry) = self.students.get_mut(&student) else {
                 continue;
             };
@@ -278,7 +390,6 @@ impl Students {
                 id: entry.id.clone(),
             });
         }
-        None
     }
 
     /// Chat finished normally: Chatting{chat} -> Finished. false (no change) otherwise.
@@ -324,10 +435,19 @@ impl Students {
     /// Chatting). Otherwise None.
     pub fn leave(&mut self, student: &StudentKey) -> Option<StudentState> {
         let entry = self.students.get_mut(student)?;
+        if entry.away.is_some() {
+            // No channel to lose: only its window's end removes it.
+            return None;
+        }
         entry.channels = entry.channels.saturating_sub(1);
         if entry.channels > 0 {
             return None;
         }
+        self.remove(student)
+    }
+
+    /// Out of the roster and the queue; its last state.
+    fn remove(&mut self, student: &StudentKey) -> Option<StudentState> {
         let gone = self.students.remove(student)?;
         self.queue.remove(student);
         self.counts.count_out(&gone.state);
@@ -781,7 +901,9 @@ mod tests {
         ];
         for (at, (step, expected)) in script.into_iter().enumerate() {
             match step {
-                Join(n) => students.join(user(json!(n))),
+                Join(n) => {
+                    students.join(user(json!(n)));
+                }
                 Ready(n) => {
                     let _ = students.ready(&student(n));
                 }
@@ -811,7 +933,9 @@ mod tests {
         for _ in 0..5000 {
             let n = rng.random_range(1..=12u64);
             match rng.random_range(0..6) {
-                0 => students.join(user(json!(n))),
+                0 => {
+                    students.join(user(json!(n)));
+                }
                 1 => {
                     let _ = students.ready(&student(n));
                 }

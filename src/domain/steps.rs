@@ -28,7 +28,7 @@ use std::sync::Arc;
 use super::chats::{Chats, Ended, EnterOutcome, JoinCheck, Role};
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
 use super::positions::{PositionNotice, PositionWatch};
-use super::rosters::{ReadyOutcome, StudentState, Students, Teachers};
+use super::rosters::{AwaySpell, ReadyOutcome, StudentState, Students, Teachers};
 use super::status::StatusSnapshot;
 
 /// The students' part of the state: who is present, where each one stands, the FIFO
@@ -138,6 +138,14 @@ pub struct Claimed {
     pub object: Arc<str>,
 }
 
+/// A student that joined its presence topic: whether it was away and is back
+/// (PROTOCOL 6.3), and where it stands.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StudentReturn {
+    pub back: bool,
+    pub state: StudentState,
+}
+
 /// A student that vanished with its last presence channel (PROTOCOL 6.1).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Vanished {
@@ -225,21 +233,92 @@ impl<P: TutoringParts> Tutoring<P> {
     // ----- joins --------------------------------------------------------
 
     /// A teacher joined `presence:teachers` on one more channel (PROTOCOL 5.2). A
-    /// teacher new to the roster changes the count of teachers only.
-    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<()> {
-        let ((), changed) = self.change_teachers(move |t| t.join(teacher)).await?;
+    /// teacher new to the roster changes the count of teachers only. Answers whether it
+    /// was away and is back (PROTOCOL 6.3); a teacher away was still counted.
+    pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<bool> {
+        let (back, changed) = self.change_teachers(move |t| t.join(teacher)).await?;
         let news = if changed {
             StatusNews::Teachers
         } else {
             StatusNews::None
         };
-        Ok(self.stepped((), news))
+        Ok(self.stepped(back, news))
     }
 
     /// A student joined its presence topic on one more channel; not queued yet, so no
-    /// count changes (PROTOCOL 5.2, 7.3).
-    pub async fn student_present(&self, student: UserId) -> Result<(), PartGone> {
-        self.parts.students(move |s| s.students.join(student)).await
+    /// count changes (PROTOCOL 5.2, 7.3). If it was away it is back where it stood
+    /// (PROTOCOL 6.3): a student back in the queue can be served again, which teachers
+    /// hear of by a `user:status` with the same counts.
+    pub async fn student_present(&self, student: UserId) -> Step<StudentReturn> {
+        let (back, state) = self
+            .change_students(move |s| {
+                let key = student.as_student();
+                let back = s.join(student);
+                (
+                    back,
+                    s.state(&key).cloned().unwrap_or(StudentState::Present),
+                )
+            })
+            .await?;
+        let news = match state {
+            StudentState::Waiting(_) if back => StatusNews::Students,
+            _ => StatusNews::None,
+        };
+        Ok(self.stepped(StudentReturn { back, state }, news))
+    }
+
+    /// Where a student stands, and its chat's object if it is in one, for its join
+    /// reply (PROTOCOL 6.3). None if it is not present.
+    pub async fn standing(
+        &self,
+        student: &StudentKey,
+    ) -> Result<Option<(StudentState, Option<Arc<str>>)>, PartGone> {
+        let student = student.clone();
+        let Some(state) = self
+            .parts
+            .students(move |s| s.students.state(&student).cloned())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let chat = match state {
+            StudentState::Chatting { chat, .. } => {
+                self.parts.chats(move |c| c.object(chat)).await?
+            }
+            _ => None,
+        };
+        Ok(Some((state, chat)))
+    }
+
+    /// The active chats of a teacher, with their chat objects, for its join reply
+    /// (PROTOCOL 6.3).
+    pub async fn chats_of(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Result<Vec<(ChatId, Arc<str>)>, PartGone> {
+        let teacher = teacher.clone();
+        let chats = self
+            .parts
+            .teachers(move |t| t.chats_of(&teacher).to_vec())
+            .await?;
+        self.parts
+            .chats(move |c| {
+                chats
+                    .into_iter()
+                    .filter_map(|chat| Some((chat, c.object(chat)?)))
+                    .collect()
+            })
+            .await
+    }
+
+    /// The teacher and the student of a chat the log still knows.
+    pub async fn sides(&self, chat: ChatId) -> Result<Option<(TeacherKey, StudentKey)>, PartGone> {
+        self.parts
+            .chats(move |c| {
+                c.participants(chat)
+                    .map(|(teacher, student)| (teacher.clone(), student.clone()))
+            })
+            .await
     }
 
     /// May this user join `chats:<chat>` (PROTOCOL 5.2)? `user` is None when the join
@@ -338,7 +417,41 @@ impl<P: TutoringParts> Tutoring<P> {
     /// it only if it was in the roster (had sent `student:ready`, PROTOCOL 8.4).
     pub async fn student_absent(&self, student: &StudentKey) -> Step<Option<Vanished>> {
         let student = student.clone();
-        let was = self.change_students(move |s| s.leave(&student)).await?;
+        self.student_gone(move |s| s.leave(&student)).await
+    }
+
+    /// A student lost one presence channel with its connection (PROTOCOL 6.3). On its
+    /// last one it is away: it stays where it stands, nothing a teacher sees changes.
+    /// Answers the spell and where it stands.
+    pub async fn student_away(
+        &self,
+        student: &StudentKey,
+    ) -> Step<Option<(AwaySpell, StudentState)>> {
+        let student = student.clone();
+        let away = self
+            .parts
+            .students(move |s| s.students.away(&student))
+            .await?;
+        Ok(self.stepped(away, StatusNews::None))
+    }
+
+    /// The window of an away student's `spell` ended: if it is still away, it vanishes
+    /// as in [`Tutoring::student_absent`].
+    pub async fn student_expired(
+        &self,
+        student: &StudentKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vanished>> {
+        let student = student.clone();
+        self.student_gone(move |s| s.expire(&student, spell)).await
+    }
+
+    /// A student vanishes if `gone` takes it out of the roster.
+    async fn student_gone(
+        &self,
+        gone: impl FnOnce(&mut Students) -> Option<StudentState> + Send + 'static,
+    ) -> Step<Option<Vanished>> {
+        let was = self.change_students(gone).await?;
         let Some(was) = was else {
             return Ok(self.stepped(None, StatusNews::None));
         };
@@ -360,7 +473,44 @@ impl<P: TutoringParts> Tutoring<P> {
     /// None while the teacher is still present elsewhere (or unknown).
     pub async fn teacher_absent(&self, teacher: &TeacherKey) -> Step<Option<Vec<Abandoned>>> {
         let teacher = teacher.clone();
-        let (chats, fewer_teachers) = self.change_teachers(move |t| t.leave(&teacher)).await?;
+        self.teacher_gone(move |t| t.leave(&teacher)).await
+    }
+
+    /// A teacher lost one presence channel with its connection (PROTOCOL 6.3). On its
+    /// last one it is away: it keeps its chats and stays counted. Answers the spell and
+    /// its chats.
+    pub async fn teacher_away(
+        &self,
+        teacher: &TeacherKey,
+    ) -> Step<Option<(AwaySpell, Vec<ChatId>)>> {
+        let teacher = teacher.clone();
+        let away = self
+            .parts
+            .teachers(move |t| {
+                let spell = t.away(&teacher)?;
+                Some((spell, t.chats_of(&teacher).to_vec()))
+            })
+            .await?;
+        Ok(self.stepped(away, StatusNews::None))
+    }
+
+    /// The window of an away teacher's `spell` ended: if it is still away, it vanishes
+    /// as in [`Tutoring::teacher_absent`].
+    pub async fn teacher_expired(
+        &self,
+        teacher: &TeacherKey,
+        spell: AwaySpell,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        let teacher = teacher.clone();
+        self.teacher_gone(move |t| t.expire(&teacher, spell)).await
+    }
+
+    /// A teacher vanishes if `gone` takes it out of the roster, answering its chats.
+    async fn teacher_gone(
+        &self,
+        gone: impl FnOnce(&mut Teachers) -> Option<Vec<ChatId>> + Send + 'static,
+    ) -> Step<Option<Vec<Abandoned>>> {
+        let (chats, fewer_teachers) = self.change_teachers(gone).await?;
         let Some(chats) = chats else {
             let news = if fewer_teachers {
                 StatusNews::Teachers
@@ -437,7 +587,7 @@ impl<P: TutoringParts> Tutoring<P> {
 #[cfg(test)]
 mod tests {
     use std::cell::Ref;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -468,6 +618,13 @@ mod tests {
         status_broadcasts: usize,
         /// `user:status` to the teacher channels that asked for live counts only.
         live_broadcasts: usize,
+        /// The spell of each user away now, by (is a teacher, number).
+        away: HashMap<(bool, u64), AwaySpell>,
+        /// Spells that are over (the user came back or vanished): their windows'
+        /// end must change nothing.
+        stale: Vec<(bool, u64, AwaySpell)>,
+        /// The next step must tell the teachers although no count changes.
+        cue: bool,
     }
 
     impl Run {
@@ -479,6 +636,16 @@ mod tests {
                 terminated_sent: HashSet::new(),
                 status_broadcasts: 0,
                 live_broadcasts: 0,
+                away: HashMap::new(),
+                stale: Vec::new(),
+                cue: false,
+            }
+        }
+
+        /// The user is no longer away in `spell` (back, or gone).
+        fn spell_over(&mut self, teacher: bool, n: u64) {
+            if let Some(spell) = self.away.remove(&(teacher, n)) {
+                self.stale.push((teacher, n, spell));
             }
         }
 
@@ -522,7 +689,9 @@ mod tests {
             let after = self.snapshot();
             assert_eq!(stepped.status, after, "the snapshot is not the state after");
             assert_eq!(self.tutoring.snapshot(), after);
-            let news = if after.students != before.students {
+            // A waiting student back from away is news with the same counts.
+            let cue = std::mem::take(&mut self.cue);
+            let news = if after.students != before.students || cue {
                 StatusNews::Students
             } else if after.teachers != before.teachers {
                 StatusNews::Teachers
@@ -538,26 +707,127 @@ mod tests {
             stepped.outcome
         }
 
+        /// A teacher that was away is back with the chats it had.
         fn teacher_joins(&mut self, t: u64) {
-            self.step(async |w| w.teacher_present(user(t).as_teacher()).await);
+            let key = user(t).as_teacher();
+            let was_away = self.away.contains_key(&(true, t));
+            let chats = self.teachers().chats_of(&key).to_vec();
+            let back = self.step(async |w| w.teacher_present(user(t).as_teacher()).await);
+            assert_eq!(back, was_away);
+            assert!(!self.teachers().is_away(&key));
+            if back {
+                assert_eq!(self.teachers().chats_of(&key), chats, "chats kept");
+                self.spell_over(true, t);
+            }
         }
 
+        /// A student that was away is back where it stood; teachers hear of it only if
+        /// it can be served again (waiting), with the same counts.
         fn student_joins(&mut self, n: u64) {
+            let key = user(n).as_student();
+            let was_away = self.away.contains_key(&(false, n));
+            let before = (self.snapshot(), self.students().state(&key).cloned());
+            let broadcasts = self.status_broadcasts;
+            self.cue = was_away && matches!(before.1, Some(StudentState::Waiting(_)));
+            let returned = self.step(async |w| w.student_present(user(n)).await);
+            assert_eq!(self.snapshot(), before.0, "a join changes no count");
+            assert_eq!(returned.back, was_away);
+            assert!(!self.students().is_away(&key));
+            if let Some(state) = before.1 {
+                assert_eq!(returned.state, state, "where it stood");
+            }
+            let waiting = matches!(returned.state, StudentState::Waiting(_));
+            let cue = usize::from(returned.back && waiting);
+            assert_eq!(self.status_broadcasts, broadcasts + cue);
+            if returned.back {
+                self.spell_over(false, n);
+            }
+        }
+
+        /// The last presence channel went with the connection: away, nothing a teacher
+        /// sees changes.
+        fn student_away(&mut self, n: u64) {
+            let key = user(n).as_student();
+            let before = (self.snapshot(), self.students().state(&key).cloned());
+            let broadcasts = (self.status_broadcasts, self.live_broadcasts);
+            let away = self.step(async |w| w.student_away(&user(n).as_student()).await);
+            assert_eq!(self.snapshot(), before.0);
+            assert_eq!(broadcasts, (self.status_broadcasts, self.live_broadcasts));
+            if let Some((spell, state)) = away {
+                assert_eq!(
+                    Some(state),
+                    before.1,
+                    "an away student stays where it stood"
+                );
+                assert!(self.students().is_away(&key));
+                self.away.insert((false, n), spell);
+            }
+        }
+
+        fn teacher_away(&mut self, t: u64) {
+            let key = user(t).as_teacher();
+            let chats = self.teachers().chats_of(&key).to_vec();
             let before = self.snapshot();
-            now(self.tutoring.student_present(user(n)));
-            assert_eq!(self.snapshot(), before);
+            let away = self.step(async |w| w.teacher_away(&user(t).as_teacher()).await);
+            assert_eq!(self.snapshot(), before, "an away teacher is still counted");
+            if let Some((spell, held)) = away {
+                assert_eq!(held, chats, "an away teacher keeps its chats");
+                assert!(self.teachers().is_away(&key));
+                self.away.insert((true, t), spell);
+            }
+        }
+
+        /// The window of some spell ends: a current one makes its user vanish as a
+        /// leave would; a stale one changes nothing.
+        fn window_ends(&mut self) {
+            let current: Vec<((bool, u64), AwaySpell)> = {
+                let mut all: Vec<_> = self.away.iter().map(|(k, s)| (*k, *s)).collect();
+                all.sort_by_key(|((teacher, n), _)| (*teacher, *n));
+                all
+            };
+            let pick_stale = !self.stale.is_empty() && self.rng.random_bool(0.3);
+            if pick_stale || current.is_empty() {
+                if self.stale.is_empty() {
+                    return;
+                }
+                let at = self.rng.random_range(0..self.stale.len());
+                let (teacher, n, spell) = self.stale.swap_remove(at);
+                let before = self.snapshot();
+                if teacher {
+                    let key = user(n).as_teacher();
+                    let gone = self.step(async |w| w.teacher_expired(&key, spell).await);
+                    assert_eq!(gone, None, "a stale window removed teacher {n}");
+                } else {
+                    let key = user(n).as_student();
+                    let gone = self.step(async |w| w.student_expired(&key, spell).await);
+                    assert_eq!(gone, None, "a stale window removed student {n}");
+                }
+                assert_eq!(self.snapshot(), before);
+                return;
+            }
+            let ((teacher, n), spell) = current[self.rng.random_range(0..current.len())];
+            self.away.remove(&(teacher, n));
+            if teacher {
+                self.teacher_leaves_with(n, Some(spell));
+            } else {
+                self.student_leaves_with(n, Some(spell));
+            }
         }
 
         fn ready(&mut self, n: u64) -> ReadyOutcome {
             self.step(async |w| w.ready(&user(n).as_student()).await)
         }
 
-        /// A claim serves the head of the queue, and is refused only when the teacher
-        /// is absent or full or nobody waits.
+        /// A claim serves the first student of the queue who is not away, and is
+        /// refused only when the teacher is absent or full or nobody present waits.
         fn claim(&mut self, t: u64) -> Option<(ChatId, StudentKey)> {
             let teacher = user(t);
             let key = teacher.as_teacher();
-            let head = self.students().queue().front().map(|(s, _)| s.clone());
+            let head = {
+                let students = self.students();
+                let head = students.queue().iter().find(|(s, _)| !students.is_away(s));
+                head.map(|(s, _)| s.clone())
+            };
             let may = self.teachers().is_present(&key)
                 && self.teachers().active_chats(&key) < MAX_CHATS_PER_TEACHER
                 && head.is_some();
@@ -601,8 +871,22 @@ mod tests {
         }
 
         fn student_leaves(&mut self, n: u64) -> Option<Vanished> {
+            self.student_leaves_with(n, None)
+        }
+
+        /// The student leaves (`spell` None) or its away window ends.
+        fn student_leaves_with(&mut self, n: u64, spell: Option<AwaySpell>) -> Option<Vanished> {
             let student = user(n).as_student();
-            let vanished = self.step(async |w| w.student_absent(&student).await);
+            let vanished = match spell {
+                None => self.step(async |w| w.student_absent(&student).await),
+                Some(spell) => self.step(async |w| w.student_expired(&student, spell).await),
+            };
+            if spell.is_some() {
+                assert!(
+                    vanished.is_some(),
+                    "student {n}'s window ended but it stayed"
+                );
+            }
             if let Some(vanished) = &vanished {
                 assert!(!self.students().is_present(&student));
                 let chat = match vanished.was {
@@ -621,6 +905,11 @@ mod tests {
         /// students are back in the queue with the arrival they had: ahead of everyone
         /// who came later.
         fn teacher_leaves(&mut self, t: u64) -> usize {
+            self.teacher_leaves_with(t, None)
+        }
+
+        /// The teacher leaves (`spell` None) or its away window ends.
+        fn teacher_leaves_with(&mut self, t: u64, spell: Option<AwaySpell>) -> usize {
             let teacher = user(t).as_teacher();
             let held: Vec<(ChatId, StudentKey, StudentState)> = self
                 .teachers()
@@ -634,7 +923,12 @@ mod tests {
                 })
                 .collect();
             let terminated = self.terminated_sent.len();
-            let Some(abandoned) = self.step(async |w| w.teacher_absent(&teacher).await) else {
+            let gone = match spell {
+                None => self.step(async |w| w.teacher_absent(&teacher).await),
+                Some(spell) => self.step(async |w| w.teacher_expired(&teacher, spell).await),
+            };
+            let Some(abandoned) = gone else {
+                assert!(spell.is_none(), "teacher {t}'s window ended but it stayed");
                 assert!(held.is_empty() || self.teachers().is_present(&teacher));
                 return 0;
             };
@@ -801,6 +1095,75 @@ mod tests {
         assert_eq!(run.teachers().total(), 0);
     }
 
+    #[test]
+    fn an_away_student_keeps_its_place_and_is_served_once_back() {
+        let mut run = Run::new(6);
+        run.teacher_joins(1);
+        for n in 1..=3 {
+            run.student_joins(n);
+            run.ready(n);
+        }
+        run.student_away(1);
+        let broadcasts = run.status_broadcasts;
+        let (_, served) = run.claim(1).expect("2 is here");
+        assert_eq!(
+            served,
+            user(2).as_student(),
+            "the away student is passed over"
+        );
+        assert_eq!(
+            run.students().queue().front().map(|(s, _)| s.clone()),
+            Some(user(1).as_student())
+        );
+        run.student_joins(1);
+        assert_eq!(
+            run.status_broadcasts,
+            broadcasts + 2,
+            "the claim, then the cue"
+        );
+        let (_, served) = run.claim(1).expect("1 is back");
+        assert_eq!(
+            served,
+            user(1).as_student(),
+            "back at its place, ahead of 3"
+        );
+        run.check();
+    }
+
+    #[test]
+    fn an_away_teachers_window_ends_as_a_leave_but_a_stale_one_does_nothing() {
+        let mut run = Run::new(7);
+        run.teacher_joins(1);
+        run.student_joins(7);
+        run.ready(7);
+        let (chat, _) = run.claim(1).expect("7 waits");
+        run.teacher_away(1);
+        let stale = run.away[&(true, 1)];
+        run.teacher_joins(1);
+        run.teacher_away(1);
+        let gone = now(run.tutoring.teacher_expired(&user(1).as_teacher(), stale));
+        assert_eq!(
+            gone.outcome, None,
+            "an old window removed a teacher away again"
+        );
+        assert_eq!(run.chats().phase(chat), Some(ChatPhase::Active));
+        let current = run.away.remove(&(true, 1)).expect("away again");
+        assert_eq!(
+            run.teacher_leaves_with(1, Some(current)),
+            1,
+            "its student requeued"
+        );
+        assert!(!run.teachers().is_present(&user(1).as_teacher()));
+        assert_eq!(
+            run.students()
+                .state(&user(7).as_student())
+                .map(StudentState::as_str),
+            Some("waiting"),
+            "its student is back in the queue"
+        );
+        run.check();
+    }
+
     /// What a random run went through, to check that it exercised the paths it checks.
     #[derive(Debug, Default)]
     struct Covered {
@@ -810,6 +1173,8 @@ mod tests {
         terminated_sent: usize,
         status_broadcasts: usize,
         live_broadcasts: usize,
+        away: usize,
+        windows_ended: usize,
     }
 
     /// 5000 random steps from `seed`, every invariant checked after each.
@@ -828,12 +1193,24 @@ mod tests {
             };
             let t = run.rng.random_range(1..=TEACHERS);
             let n = run.rng.random_range(1..=STUDENTS);
-            match run.rng.random_range(0..100) {
+            match run.rng.random_range(0..110) {
                 0..=4 => run.teacher_joins(t),
                 5..=7 => covered.requeued += run.teacher_leaves(t),
                 8..=19 => run.student_joins(n),
                 20..=27 => {
                     run.student_leaves(n);
+                }
+                100..=103 => {
+                    run.student_away(n);
+                    covered.away += usize::from(run.away.contains_key(&(false, n)));
+                }
+                104..=105 => {
+                    run.teacher_away(t);
+                    covered.away += usize::from(run.away.contains_key(&(true, t)));
+                }
+                106..=109 => {
+                    covered.windows_ended += 1;
+                    run.window_ends();
                 }
                 28..=49 => {
                     run.ready(n);
@@ -885,5 +1262,6 @@ mod tests {
         assert!(c.requeued > 40, "{c:?}");
         assert!(c.ready_sent > 80 && c.terminated_sent > 80, "{c:?}");
         assert!(c.status_broadcasts > 800 && c.live_broadcasts > 50, "{c:?}");
+        assert!(c.away > 300 && c.windows_ended > 300, "{c:?}");
     }
 }

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use super::frame_guard::{Refusals, Violation};
 use super::handle::{OutboundBound, SessionHandle, SessionId};
-use crate::actors::chat_lifetime::{ChannelLeft, Join, Request, SessionGone};
+use crate::actors::chat_lifetime::{ChannelLeft, Join, Joined, Request, SessionGone};
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
     bind_join, check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId,
@@ -29,7 +29,7 @@ use crate::domain::{ChatId, Role};
 use crate::identity::Identity;
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
-use crate::topics::RelayRefused;
+use crate::topics::{RelayRefused, Relayed};
 use crate::transcripts::Backpressure;
 
 /// One chat message on its way to the other side.
@@ -45,7 +45,7 @@ struct Relay {
 impl Relay {
     /// Records the message in the transcript and hands it to the other
     /// side's connections, both or neither.
-    fn send(&self, hub: &Hub, payload: &RawValue) -> Result<(), RelayRefused> {
+    fn send(&self, hub: &Hub, payload: &RawValue) -> Result<Relayed, RelayRefused> {
         let record = || {
             hub.transcripts
                 .message(self.chat, self.from, payload, SystemTime::now())
@@ -63,9 +63,14 @@ impl Relay {
         for session in evicted {
             hub.lifetime.do_send(SessionGone { session });
         }
-        if relayed.is_ok() {
-            hub.metrics.relayed_messages.inc();
-        }
+        match relayed {
+            Ok(Relayed::Delivered) => hub.metrics.relayed_messages.inc(),
+            Ok(Relayed::Held) => {
+                hub.metrics.relayed_messages.inc();
+                hub.metrics.held_messages.inc()
+            }
+            Err(_) => 0,
+        };
         relayed
     }
 }
@@ -402,7 +407,7 @@ impl Session {
                 .map(move |outcome, session, ctx| {
                     let reply_refs = (request_join_ref.as_deref(), msg_ref.as_deref());
                     match outcome {
-                        Ok(Ok(kind)) => {
+                        Ok(Ok(Joined { kind, reply })) => {
                             session.table.insert(Channel {
                                 id: channel,
                                 topic: topic.clone(),
@@ -415,7 +420,7 @@ impl Session {
                                 reply_refs.1,
                                 &topic,
                                 ReplyStatus::Ok,
-                                "{}",
+                                reply.as_deref().unwrap_or("{}"),
                             );
                         }
                         Ok(Err(refusal)) => {
@@ -466,13 +471,20 @@ impl Session {
                     read_at: self.last_seen,
                 };
                 match relay.send(&self.hub, message.payload) {
-                    Ok(()) => {}
+                    Ok(_) => {}
                     Err(RelayRefused::ChatNotActive) => self.refuse(
                         ctx,
                         join_ref,
                         msg_ref,
                         &message.topic,
                         Refusal::ChatFinished,
+                    ),
+                    Err(RelayRefused::RecipientAway) => self.refuse(
+                        ctx,
+                        join_ref,
+                        msg_ref,
+                        &message.topic,
+                        Refusal::RecipientAway,
                     ),
                     Err(RelayRefused::NotRecorded(_)) => {
                         let refs = (join_ref.map(Arc::from), msg_ref.map(Arc::from));
@@ -529,8 +541,9 @@ impl Session {
                 .into_actor(self)
                 .map(move |(outcome, topic), session, ctx| {
                     let refusal = match outcome {
-                        Ok(()) => return,
+                        Ok(_) => return,
                         Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
+                        Err(RelayRefused::RecipientAway) => Refusal::RecipientAway,
                         Err(RelayRefused::NotRecorded(Backpressure::Backlog)) => {
                             Refusal::TranscriptBacklog
                         }
