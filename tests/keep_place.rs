@@ -422,6 +422,42 @@ async fn an_away_waiting_student_leaves_the_line_after_the_window(framing: Frami
     .await;
 }
 
+/// Ana drops, comes back (1 s later), drops again: the second spell gets a window of its
+/// own, so she leaves the line a full window after the second drop, not the first.
+async fn a_second_drop_gets_a_window_of_its_own(framing: Framing) {
+    let srv = start(keeping(SHORT));
+    let mut t = signed_teacher(&srv, framing, "t1").await;
+    let ana = signed_student(&srv, framing, "ana").await;
+    let _ben = signed_student(&srv, framing, "ben").await;
+    status_is(&mut t, (1, 1, 1, 0, 0), "ana ready").await;
+    status_is(&mut t, (1, 2, 2, 0, 0), "ben ready").await;
+
+    ana.vanish();
+    tokio::time::sleep(SHORT / 2).await;
+    let mut ana = signed_in(&srv, framing, "ana", Role::Student).await;
+    join_replying(
+        &mut ana,
+        &student_topic(&json!("ana")),
+        student_params(&json!("ana")),
+        json!({"state": "waiting"}),
+    )
+    .await;
+    status_is(&mut t, (1, 2, 2, 0, 0), "ana back within the window").await;
+    let dropped = Instant::now();
+    ana.vanish();
+    let st = t
+        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
+        .await;
+    let waited = dropped.elapsed();
+    assert_eq!(status_tuple(&st.payload), (1, 1, 1, 0, 0), "{}", st.raw);
+    assert!(
+        waited + Duration::from_millis(100) >= SHORT,
+        "ana left the line {waited:?} after her second drop: the first spell's window \
+         ({SHORT:?}) ended her second"
+    );
+    t.claim_expect(&json!("t1"), &json!("ben")).await;
+}
+
 // ----- 3. a chat survives either side being away -----
 
 /// The teacher writes while Ana is away: recorded, held, and on her return (a new
@@ -440,10 +476,10 @@ async fn messages_to_an_away_student_wait_for_her(framing: Framing) {
     t.wait_for(&topic, "teacher:receive", WAIT).await;
 
     goes_away(s, "student", &mut t, &cid, LONG).await;
-    let held: Vec<Value> = (1..=3)
+    let held: Vec<Value> = (1..=4)
         .map(|i| json!({"message": format!("while you were away {i}")}))
         .collect();
-    for m in &held {
+    for m in &held[..3] {
         t.push(&topic, "teacher:send", m.clone()).await;
     }
     // A reply on the same channel: every send before it has been handled.
@@ -475,11 +511,17 @@ async fn messages_to_an_away_student_wait_for_her(framing: Framing) {
         "state and chat only: {}",
         reply.raw
     );
+    // Back, but not on the chat yet (a page rebuilding itself): still held.
+    t.wait_for(&topic, "chat:back", WAIT).await;
+    t.push(&topic, "teacher:send", held[3].clone()).await;
+    t.call(&topic, "teacher:joined", json!({}))
+        .await
+        .assert_ok_empty();
     join_replying(
         &mut s,
         &topic,
         student_params(&json!("ana")),
-        json!({"seq": 5, "held": 3}),
+        json!({"seq": 6, "held": 4}),
     )
     .await;
     next_are(&mut s, &topic, "student:receive", &held).await;
@@ -573,6 +615,45 @@ async fn messages_to_an_away_teacher_wait_for_it(framing: Framing) {
         stored, expected,
         "the transcript holds every message, in order"
     );
+}
+
+/// The teacher ends the chat while Ana is away: what was held for her is never
+/// delivered; back, she is `finished`, the chat is finished, and she may queue again.
+async fn a_chat_ended_while_the_student_is_away(framing: Framing) {
+    let srv = start(keeping(LONG));
+    let (tid, sid) = ("t1", "ana");
+    let (mut t, s, cid) = signed_chat(&srv, framing, tid, sid).await;
+    let topic = chat_topic(&cid);
+    t.clear();
+    goes_away(s, "student", &mut t, &cid, LONG).await;
+    t.push(&topic, "teacher:send", json!({"message": "bye"}))
+        .await;
+    t.call(&topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    status_is(
+        &mut t,
+        (1, 1, 0, 0, 1),
+        "ana's chat ended while she was away",
+    )
+    .await;
+
+    let mut s = signed_in(&srv, framing, sid, Role::Student).await;
+    join_replying(
+        &mut s,
+        &student_topic(&json!(sid)),
+        student_params(&json!(sid)),
+        json!({"state": "finished"}),
+    )
+    .await;
+    s.join(&topic, student_params(&json!(sid)))
+        .await
+        .assert_error("chat finished");
+    s.expect_no_event(&topic, "student:receive", SILENCE).await;
+    s.ready(&json!(sid)).await;
+    status_is(&mut t, (1, 1, 1, 0, 0), "ana queued again").await;
+    t.claim_expect(&json!(tid), &json!(sid)).await;
 }
 
 // ----- 4. away notices, for the channels that ask -----
@@ -851,9 +932,20 @@ async fn an_away_teachers_chats_are_abandoned_after_the_window(framing: Framing)
 
 // ----- 7. a teacher who comes back gets its chats back -----
 
+/// Teacher t1 drops with two chats: the other teacher's live counts still show it,
+/// its students hear `chat:away` and write; back, its presence join reply lists both
+/// chats, and each chat join delivers what was held for it, then both chats go on.
 async fn a_returning_teacher_gets_its_chats_back(framing: Framing) {
     let srv = start(keeping(LONG));
     let t1 = json!("t1");
+    let mut watcher = signed_in(&srv, framing, "t9", Role::Teacher).await;
+    join_replying(
+        &mut watcher,
+        "presence:teachers",
+        with(teacher_params(&json!("t9")), "liveStatus"),
+        json!({"chats": []}),
+    )
+    .await;
     let mut t = signed_teacher(&srv, framing, "t1").await;
     let mut ana = signed_student(&srv, framing, "ana").await;
     let mut ben = signed_student(&srv, framing, "ben").await;
@@ -882,6 +974,8 @@ async fn a_returning_teacher_gets_its_chats_back(framing: Framing) {
             away.raw
         );
     }
+    settle(&mut watcher, (2, 2, 0, 2, 0)).await;
+    no_status(&mut watcher, "t1 went away (still counted, live status)").await;
     let from_ana = vec![json!({"message": "a1"}), json!({"message": "a2"})];
     let from_ben = vec![json!({"message": "b1"})];
     for (s, topic, held) in [
@@ -1129,8 +1223,10 @@ async fn with_no_window_token_users_vanish_at_once(framing: Framing) {
 both!(
     an_away_waiting_student_keeps_her_place,
     an_away_waiting_student_leaves_the_line_after_the_window,
+    a_second_drop_gets_a_window_of_its_own,
     messages_to_an_away_student_wait_for_her,
     messages_to_an_away_teacher_wait_for_it,
+    a_chat_ended_while_the_student_is_away,
     away_notices_reach_the_channels_that_ask,
     past_the_held_count_the_sender_is_refused,
     past_the_held_bytes_the_sender_is_refused,
