@@ -656,6 +656,136 @@ async fn a_chat_ended_while_the_student_is_away(framing: Framing) {
     t.claim_expect(&json!(tid), &json!(sid)).await;
 }
 
+/// Ana's chat ended while she was away and she never returns: her window still ends,
+/// and she leaves the roster then (one `user:status`).
+async fn a_finished_away_student_leaves_after_the_window(framing: Framing) {
+    let srv = start(keeping(SHORT));
+    let (tid, sid) = ("t1", "ana");
+    let (mut t, s, cid) = signed_chat(&srv, framing, tid, sid).await;
+    let topic = chat_topic(&cid);
+    t.clear();
+    let dropped = Instant::now();
+    goes_away(s, "student", &mut t, &cid, SHORT).await;
+    t.call(&topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    status_is(
+        &mut t,
+        (1, 1, 0, 0, 1),
+        "ana's chat ended while she was away",
+    )
+    .await;
+    let st = t
+        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
+        .await;
+    let waited = dropped.elapsed();
+    assert_eq!(status_tuple(&st.payload), (1, 0, 0, 0, 0), "{}", st.raw);
+    assert!(
+        waited + Duration::from_millis(100) >= SHORT,
+        "ana left {waited:?} after dropping, before the window ({SHORT:?}) ended"
+    );
+}
+
+/// Ana, present, leaves the chat channel alone (her page moves on): the chat goes on,
+/// and what the teacher sends meanwhile is held for her and delivered when she joins it
+/// again.
+async fn messages_wait_for_a_present_student_off_the_chat(framing: Framing) {
+    let srv = start(keeping(LONG));
+    let (mut t, mut s, cid) = signed_chat(&srv, framing, "t1", "ana").await;
+    let topic = chat_topic(&cid);
+    s.leave(&topic).await;
+    let m = json!({"message": "did you see this?"});
+    t.push(&topic, "teacher:send", m.clone()).await;
+    t.call(&topic, "teacher:joined", json!({}))
+        .await
+        .assert_ok_empty();
+    t.expect_no_event(&topic, "chat:away", Duration::ZERO).await;
+    join_replying(
+        &mut s,
+        &topic,
+        student_params(&json!("ana")),
+        json!({"seq": 1, "held": 1}),
+    )
+    .await;
+    next_are(&mut s, &topic, "student:receive", std::slice::from_ref(&m)).await;
+}
+
+/// Ana ends the chat while her teacher is away: back, the teacher has no chats to
+/// rebuild, the chat is finished, and its slot is free.
+async fn a_chat_the_student_ends_while_the_teacher_is_away(framing: Framing) {
+    let srv = start(keeping(LONG));
+    let (tid, sid) = (json!("t1"), json!("ana"));
+    let mut t = signed_teacher(&srv, framing, "t1").await;
+    let mut s = signed_student(&srv, framing, "ana").await;
+    let cid = t.claim_expect(&tid, &sid).await;
+    let topic = chat_topic(&cid);
+    enter(
+        &mut t,
+        teacher_params(&tid),
+        &mut s,
+        with(student_params(&sid), "awayNotices"),
+        &cid,
+    )
+    .await;
+    goes_away(t, "teacher", &mut s, &cid, LONG).await;
+    s.push(&topic, "student:send", json!({"message": "never mind"}))
+        .await;
+    s.call(&topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    s.wait_for(&topic, "chat:terminated", WAIT).await;
+
+    let mut t = signed_in(&srv, framing, "t1", Role::Teacher).await;
+    join_replying(
+        &mut t,
+        "presence:teachers",
+        teacher_params(&tid),
+        json!({"chats": []}),
+    )
+    .await;
+    t.join(&topic, teacher_params(&tid))
+        .await
+        .assert_error("chat finished");
+    t.expect_no_event(&topic, "teacher:receive", SILENCE).await;
+    let _ben = signed_student(&srv, framing, "ben").await;
+    t.claim_expect(&tid, &json!("ben")).await;
+}
+
+/// A connection the server closes as idle (PROTOCOL 1.5) is a connection gone too:
+/// the student is away, not gone, and her chat goes on.
+async fn an_idle_connection_closed_by_the_server_makes_its_user_away(framing: Framing) {
+    let srv = start(Config {
+        idle_timeout: Duration::from_secs(2),
+        ..keeping(LONG)
+    });
+    let (mut t, mut s, cid) = signed_chat(&srv, framing, "t1", "ana").await;
+    let topic = chat_topic(&cid);
+    // Ana says nothing from now on; her teacher keeps heart-beating.
+    let away = crate::bad_input::wait_keepalive(
+        &mut t,
+        |f| f.is(&topic, "chat:away"),
+        "chat:away after ana's idle connection was closed",
+        WAIT,
+    )
+    .await;
+    assert_eq!(away.payload["role"], json!("student"), "{}", away.raw);
+    s.wait_close(WAIT).await;
+    t.expect_no_event(&topic, "chat:terminated", SILENCE).await;
+    t.heartbeat().await;
+    let mut s = signed_in(&srv, framing, "ana", Role::Student).await;
+    let reply = s
+        .join(&student_topic(&json!("ana")), student_params(&json!("ana")))
+        .await;
+    assert_eq!(
+        reply.response()["state"],
+        json!("chatting"),
+        "{}",
+        reply.raw
+    );
+    let back = t.wait_for(&topic, "chat:back", WAIT).await;
+    assert_eq!(back.payload, json!({"role": "student"}), "{}", back.raw);
+}
+
 // ----- 4. away notices, for the channels that ask -----
 
 /// The teacher's channel asked: `chat:away` when Ana drops, `chat:back` when her
@@ -1227,6 +1357,10 @@ both!(
     messages_to_an_away_student_wait_for_her,
     messages_to_an_away_teacher_wait_for_it,
     a_chat_ended_while_the_student_is_away,
+    a_finished_away_student_leaves_after_the_window,
+    a_chat_the_student_ends_while_the_teacher_is_away,
+    an_idle_connection_closed_by_the_server_makes_its_user_away,
+    messages_wait_for_a_present_student_off_the_chat,
     away_notices_reach_the_channels_that_ask,
     past_the_held_count_the_sender_is_refused,
     past_the_held_bytes_the_sender_is_refused,
