@@ -182,9 +182,29 @@ async fn connections(port: u16) -> f64 {
         .sum()
 }
 
+/// Users away now, as `/metrics` counts them (`tutor_queue_users_away`).
+async fn users_away(port: u16) -> f64 {
+    let metrics = http_get(port, "/metrics").await.text();
+    sample(&metrics, "tutor_queue_users_away").unwrap_or(-1.0)
+}
+
+/// Drops `c` without a close handshake and waits until `/metrics` counts `away` users.
+/// A waiting student's drop shows in nothing a client sees (that is the point), so
+/// this is what a test waits for before claiming.
+async fn drop_and_wait_away(port: u16, c: Client, away: f64) {
+    c.vanish();
+    let deadline = Instant::now() + WAIT;
+    while users_away(port).await != away {
+        assert!(
+            Instant::now() < deadline,
+            "/metrics does not count {away} users away {WAIT:?} after a drop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Drops `c` without a close handshake and waits until the server has let go of the
-/// connection. A waiting student's drop shows in nothing a client sees (that is the
-/// point), so this is what a test can wait for before claiming.
+/// connection (a tab closed while another tab of the user stays).
 async fn drop_connection(port: u16, c: Client) {
     let before = connections(port).await;
     c.vanish();
@@ -327,7 +347,7 @@ async fn an_away_waiting_student_keeps_her_place(framing: Framing) {
     .await;
     cara.clear();
 
-    drop_connection(srv.port, ana).await;
+    drop_and_wait_away(srv.port, ana, 1.0).await;
     no_status(&mut t, "ana (waiting, with a token) dropped").await;
 
     t.claim_expect(&tid, &json!("ben")).await;
@@ -1190,6 +1210,7 @@ async fn a_second_tab_keeps_a_student_present(framing: Framing) {
 
     drop_connection(srv.port, first_tab).await;
     no_status(&mut t, "one of ana's two tabs dropped").await;
+    assert_eq!(users_away(srv.port).await, 0.0, "ana is not away");
     let cid = t.claim_expect(&t1, &sid).await;
     status_is(&mut t, (1, 1, 0, 1, 0), "ana taken").await;
     enter(
@@ -1220,6 +1241,7 @@ async fn a_second_tab_keeps_a_student_present(framing: Framing) {
     drop_connection(srv.port, second_tab).await;
     t.expect_no_event(&chat, "chat:away", SILENCE).await;
     no_status(&mut t, "one of ana's two tabs dropped mid-chat").await;
+    assert_eq!(users_away(srv.port).await, 0.0, "ana is not away");
     let m = json!({"message": "still here?"});
     t.push(&chat, "teacher:send", m.clone()).await;
     next_are(
