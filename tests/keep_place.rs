@@ -806,6 +806,74 @@ async fn an_idle_connection_closed_by_the_server_makes_its_user_away(framing: Fr
     assert_eq!(back.payload, json!({"role": "student"}), "{}", back.raw);
 }
 
+/// PROTOCOL 6.3: a page rebuilding itself shows the transcript's messages with
+/// `seq` ≤ `S` and skips the first `H` receive events; so the transcript read as soon
+/// as the chat join reply has arrived holds all `S`, or the page shows a gap. Checked
+/// with a transcript writer that lags (paused): the reply may wait for it, or the
+/// transcript may already hold them, but the reply may not promise what is not there.
+async fn the_transcript_holds_what_the_chat_join_reply_counts(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = crate::transcripts::start_server(Config {
+        reconnect_grace: LONG,
+        ..crate::transcripts::with_data_dir(&dir)
+    });
+    let srv = Server { port: running.port };
+    let (mut t, mut s, cid) = signed_chat(&srv, framing, "t1", "ana").await;
+    let topic = chat_topic(&cid);
+    let live = json!({"message": "live"});
+    t.push(&topic, "teacher:send", live.clone()).await;
+    s.wait_for(&topic, "student:receive", WAIT).await;
+    goes_away(s, "student", &mut t, &cid, LONG).await;
+
+    running.transcripts.set_paused(true);
+    let held: Vec<Value> = (1..=2)
+        .map(|i| json!({"message": format!("held {i}")}))
+        .collect();
+    for m in &held {
+        t.push(&topic, "teacher:send", m.clone()).await;
+    }
+    t.call(&topic, "teacher:joined", json!({}))
+        .await
+        .assert_ok_empty();
+    let mut s = signed_in(&srv, framing, "ana", Role::Student).await;
+    s.join(&student_topic(&json!("ana")), student_params(&json!("ana")))
+        .await;
+    let r = json!(s.new_ref());
+    s.send_msg(&r, &r, &topic, "phx_join", &student_params(&json!("ana")))
+        .await;
+    let token = token_for("ana", Role::Student);
+    let (reply, stored) = match s
+        .try_wait_match(|f| f.is_reply_to(&topic, &r), SILENCE)
+        .await
+    {
+        // Answered while the writer is paused: what the page reads now.
+        Some(reply) => {
+            let (_, stored) = transcript_as(srv.port, &cid, &token).await;
+            running.transcripts.set_paused(false);
+            (reply, stored)
+        }
+        None => {
+            running.transcripts.set_paused(false);
+            let reply = s.reply(&topic, &r).await;
+            let (_, stored) = transcript_as(srv.port, &cid, &token).await;
+            (reply, stored)
+        }
+    };
+    assert_eq!(
+        reply.payload,
+        json!({"status": "ok", "response": {"seq": 3, "held": 2}}),
+        "{}",
+        reply.raw
+    );
+    let mut expected = from("teacher", &[live]);
+    expected.extend(from("teacher", &held));
+    assert_eq!(
+        stored, expected,
+        "the transcript as the page reads it right after the join reply {}",
+        reply.raw
+    );
+}
+
 // ----- 4. away notices, for the channels that ask -----
 
 /// The teacher's channel asked: `chat:away` when Ana drops, `chat:back` when her
@@ -1380,6 +1448,7 @@ both!(
     messages_to_an_away_teacher_wait_for_it,
     a_chat_ended_while_the_student_is_away,
     a_finished_away_student_leaves_after_the_window,
+    the_transcript_holds_what_the_chat_join_reply_counts,
     a_chat_the_student_ends_while_the_teacher_is_away,
     an_idle_connection_closed_by_the_server_makes_its_user_away,
     messages_wait_for_a_present_student_off_the_chat,
