@@ -874,6 +874,70 @@ async fn the_transcript_holds_what_the_chat_join_reply_counts(framing: Framing) 
     );
 }
 
+/// The teacher writes a burst while Ana, away since before it began, rejoins the chat in
+/// the middle of it: she gets every message exactly once, in order: the held ones
+/// right after the join reply (as many as it says, all it counts), then the live ones.
+async fn a_rejoin_in_the_middle_of_a_burst_loses_and_repeats_nothing(framing: Framing) {
+    const N: usize = 400;
+    let srv = start(Config {
+        held_messages: 10 * N,
+        held_bytes: 1 << 20,
+        ..keeping(LONG)
+    });
+    let (mut t, s, cid) = signed_chat(&srv, framing, "t1", "ana").await;
+    let topic = chat_topic(&cid);
+    goes_away(s, "student", &mut t, &cid, LONG).await;
+    let mut s = signed_in(&srv, framing, "ana", Role::Student).await;
+    s.join(&student_topic(&json!("ana")), student_params(&json!("ana")))
+        .await;
+    t.wait_for(&topic, "chat:back", WAIT).await;
+
+    let burst_topic = topic.clone();
+    let burst = tokio::spawn(async move {
+        for n in 0..N {
+            t.push(&burst_topic, "teacher:send", json!({"n": n})).await;
+            tokio::task::yield_now().await;
+        }
+        t.call(&burst_topic, "teacher:joined", json!({}))
+            .await
+            .assert_ok_empty();
+        t
+    });
+    // Join once the server has held a quarter of the burst, and before it ends.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = http_get(srv.port, "/metrics").await.text();
+        let held = sample(&metrics, "tutor_queue_held_messages_total").unwrap_or(0.0);
+        if held >= (N / 4) as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server held {held} of {N}");
+        tokio::task::yield_now().await;
+    }
+    let reply = s.join(&topic, student_params(&json!("ana"))).await;
+    let (seq, held) = (
+        reply.response()["seq"].as_u64(),
+        reply.response()["held"].as_u64(),
+    );
+    assert_eq!(seq, held, "ana was away before the first: {}", reply.raw);
+    let mut got = Vec::new();
+    while got.len() < N {
+        let f = s.next_frame(WAIT).await;
+        assert!(f.is(&topic, "student:receive"), "{}", f.raw);
+        got.push(f.payload["n"].as_u64().unwrap_or(u64::MAX));
+    }
+    let expected: Vec<u64> = (0..N as u64).collect();
+    assert_eq!(got, expected, "join reply {}", reply.raw);
+    let mut t = burst.await.expect("the burst");
+    t.expect_none(
+        |f| f.is(&topic, "phx_reply") && f.status() == "error",
+        "an error reply to the burst",
+        Duration::ZERO,
+    )
+    .await;
+    s.expect_no_event(&topic, "student:receive", SILENCE).await;
+}
+
 // ----- 4. away notices, for the channels that ask -----
 
 /// The teacher's channel asked: `chat:away` when Ana drops, `chat:back` when her
@@ -1449,6 +1513,7 @@ both!(
     a_chat_ended_while_the_student_is_away,
     a_finished_away_student_leaves_after_the_window,
     the_transcript_holds_what_the_chat_join_reply_counts,
+    a_rejoin_in_the_middle_of_a_burst_loses_and_repeats_nothing,
     a_chat_the_student_ends_while_the_teacher_is_away,
     an_idle_connection_closed_by_the_server_makes_its_user_away,
     messages_wait_for_a_present_student_off_the_chat,
