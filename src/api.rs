@@ -10,6 +10,11 @@
 //!   for a body that is not that JSON or a name that is empty after
 //!   trimming, longer than 100 characters or has control characters. The
 //!   body is bounded ([`MAX_SESSION_BODY`] bytes; more: 413).
+//! * `GET /api/session` → `{"user": {"id","name","role"},
+//!   "reconnect_grace_ms": n}`: who the bearer token is, and how long the
+//!   server keeps a token user's place after its connection goes (PROTOCOL
+//!   6.3; 0 = not at all). The pages read it while connected, so that when
+//!   the connection drops they can say until when the place is kept.
 //! * `GET /api/chats?teacher=&student=&limit=&before=` →
 //!   `{"chats":[chat…],"next":cursor|null}`, newest first; `limit` 1..=500
 //!   (default 50); `next` is the `before` of the following page.
@@ -63,7 +68,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::resource("/api/session")
             .app_data(web::PayloadConfig::new(MAX_SESSION_BODY))
-            .route(web::post().to(sign_in)),
+            .route(web::post().to(sign_in))
+            .route(web::get().to(session)),
     );
     config.route("/api/chats", web::get().to(list_chats));
     config.route("/api/chats/{id}/transcript", web::get().to(transcript));
@@ -131,6 +137,30 @@ async fn sign_in(hub: web::Data<Hub>, body: web::Bytes) -> HttpResponse {
             error(HttpResponse::InternalServerError(), "cannot sign a token")
         }
     }
+}
+
+#[derive(Serialize)]
+struct SessionInfo<'a> {
+    user: SessionUser<'a>,
+    reconnect_grace_ms: u128,
+}
+
+/// `GET /api/session`: who the token is, and the grace window of 6.3.
+async fn session(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
+    let caller = match caller(&req, &hub) {
+        Ok(caller) => caller,
+        Err(response) => return *response,
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(SessionInfo {
+            user: SessionUser {
+                id: caller.user().key.as_str(),
+                name: caller.name(),
+                role: caller.role(),
+            },
+            reconnect_grace_ms: hub.config.reconnect_grace.as_millis(),
+        })
 }
 
 /// Longest name prefix of a guest id, in characters (the pages cut names

@@ -118,10 +118,15 @@ export async function apiFetch(me, url, options = {}){
   return response
 }
 
-/** Wires the header's "Sign out" button: forget the token, back to the start page. */
-export function signOutButton(button, me){
+/**
+ * Wires the header's "Sign out" button: `leave()` (the page leaves its
+ * presence topic: a deliberate leave, so the server does not keep its place),
+ * forget the token, back to the start page.
+ */
+export function signOutButton(button, me, leave = () => {}){
   button.hidden = false
   button.addEventListener("click", () => {
+    try { leave() } catch {}
     forgetToken(me.role)
     location.assign("/")
   })
@@ -145,35 +150,125 @@ export function showSignInProblem(statusEl, error){
  * on this host) as `me` and keeps `statusEl` telling whether it is connected.
  * The socket cannot see an HTTP 401 at the upgrade, so when it fails to
  * connect the token is checked against the API, and a refused one is dropped.
+ *
+ * Answers a `link`: `{socket, up, droppedAt, graceMs, keptUntil(), onDown(f),
+ * onUp(f), describe}`. phoenix.js reconnects by itself (backoff up to 5 s, at
+ * once when the browser says it is online again) and rejoins the channels the
+ * page keeps. While the connection is down the banner `#reconnecting` says so;
+ * its second line is `link.describe()`, set by the page (e.g. "Your place is
+ * kept until 14:05."). `graceMs` is the server's grace window (PROTOCOL 6.3,
+ * from `GET /api/session`: `undefined` until known, `null` if the server does
+ * not say), `droppedAt` the moment this page saw the connection go.
  */
 export function connect(statusEl, me){
-  const socket = new Socket("/socket", {params: {token: me.token}})
+  // Heartbeats every 15 s: a connection that died without a word (Wi-Fi gone)
+  // is noticed within about 30 s rather than a minute.
+  const socket = new Socket("/socket", {params: {token: me.token}, heartbeatIntervalMs: 15000})
+  const banner = document.getElementById("reconnecting")
+  const link = {
+    socket, up: false, droppedAt: null, graceMs: undefined, describe: () => "",
+    downHooks: [], upHooks: [],
+    onDown(f){ this.downHooks.push(f) },
+    onUp(f){ this.upHooks.push(f) },
+    /** When a place or a chat kept for this page ends (unix ms), or null if not known. */
+    keptUntil(){
+      return this.droppedAt !== null && Number.isFinite(this.graceMs) ? this.droppedAt + this.graceMs : null
+    },
+  }
   const show = (state, text) => {
     statusEl.dataset.state = state
     statusEl.textContent = text
   }
+  let ticker = null
+  const renderBanner = () => {
+    if(!banner) return
+    banner.hidden = link.up || link.droppedAt === null
+    const detail = banner.querySelector(".banner-detail")
+    if(detail) detail.textContent = banner.hidden ? "" : link.describe()
+  }
+  link.renderBanner = renderBanner
+  const learnGrace = () => {
+    apiFetch(me, "/api/session", {cache: "no-store"})
+      .then((response) => response.ok ? response.json() : null)
+      .then((body) => {
+        link.graceMs = Number.isFinite(body?.reconnect_grace_ms) ? body.reconnect_grace_ms : null
+        renderBanner()
+      })
+      .catch(() => {})
+  }
+  const lost = (text) => {
+    show("offline", text)
+    if(!link.up) return
+    link.up = false
+    link.droppedAt = Date.now()
+    for(const hook of link.downHooks) hook()
+    renderBanner()
+    // "kept until" turns into "may be lost" when the time passes.
+    ticker ??= setInterval(renderBanner, 5000)
+  }
   show("connecting", "Connecting…")
-  socket.onOpen(() => show("online", "Connected"))
+  socket.onOpen(() => {
+    show("online", "Connected")
+    const wasDown = link.droppedAt !== null
+    link.up = true
+    clearInterval(ticker)
+    ticker = null
+    for(const hook of link.upHooks) hook(wasDown)
+    link.droppedAt = null
+    renderBanner()
+    learnGrace()
+  })
   let checking = false
   socket.onError(() => {
-    show("offline", "Connection lost, reconnecting…")
-    if(checking) return
+    lost("Connection lost, reconnecting…")
+    if(checking || navigator.onLine === false) return
     checking = true
     apiFetch(me, "/api/chats?limit=1", {cache: "no-store"}).catch(() => {}).finally(() => { checking = false })
   })
-  socket.onClose(() => { if(statusEl.dataset.state !== "offline") show("offline", "Disconnected, reconnecting…") })
+  socket.onClose(() => lost(statusEl.dataset.state === "offline" ? statusEl.textContent : "Disconnected, reconnecting…"))
+  // Back online: try now rather than when the backoff timer says (the same
+  // thing phoenix.js does when a hidden page becomes visible again).
+  addEventListener("online", () => {
+    if(!socket.isConnected() && typeof socket.handleVisibilityChange === "function") socket.handleVisibilityChange()
+  })
   socket.connect()
-  // Leaving the page leaves the queue and any chat: close the socket at once
-  // rather than when the browser gets round to it. A page restored from the
-  // back/forward cache starts over.
+  // Leaving the page closes the socket at once rather than when the browser
+  // gets round to it. The server keeps this user's place for its grace window
+  // (a reload comes straight back). A page restored from the back/forward
+  // cache starts over.
   addEventListener("pagehide", () => socket.disconnect())
   addEventListener("pageshow", (event) => { if(event.persisted) location.reload() })
-  return socket
+  return link
+}
+
+/** "14:05": the hour and minute of unix ms `ms`. */
+export function clock(ms){
+  return new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})
+}
+
+/**
+ * What the banner says about something kept for this page while it is away
+ * (`what`: "Your place in line", "Your chat"): until when, or that the time
+ * is up, or that the server keeps nothing.
+ */
+export function keptText(link, what){
+  const until = link.keptUntil()
+  if(link.graceMs === 0) return `${what} is not kept while you are disconnected.`
+  if(until === null) return `${what} is kept for a while.`
+  if(Date.now() > until) return `${what} was kept until ${clock(until)}: it may be lost by now.`
+  return `${what} is kept until ${clock(until)}.`
+}
+
+/** A random id for one message (`payload.id`), to find it in the transcript later. */
+export function messageId(){
+  const bytes = new Uint8Array(16)
+  crypto.getRandomValues(bytes)
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
 }
 
 /** The payload of `teacher:send` / `student:send`. */
 export function messagePayload(text, name){
-  return {message: text, name, at: new Date().toISOString()}
+  return {message: text, name, at: new Date().toISOString(), id: messageId()}
 }
 
 function timeOf(at){
@@ -185,10 +280,10 @@ function timeOf(at){
  * Appends one chat message to the list `log`. `payload` is what the other
  * side sent (`{message, name, at}`); everything is shown as text, never HTML.
  */
-export function appendMessage(log, payload, {own = false, fallbackName = "someone"} = {}){
+export function appendMessage(log, payload, {own = false, fallbackName = "someone", at = null, delivery = null} = {}){
   const text = typeof payload?.message === "string" ? payload.message : JSON.stringify(payload)
   const name = typeof payload?.name === "string" && payload.name.trim() ? payload.name.slice(0, MAX_NAME) : fallbackName
-  const when = timeOf(payload?.at)
+  const when = typeof payload?.at !== "string" && Number.isFinite(at) ? new Date(at) : timeOf(payload?.at)
 
   const item = document.createElement("li")
   item.className = own ? "msg own" : "msg"
@@ -205,7 +300,40 @@ export function appendMessage(log, payload, {own = false, fallbackName = "someon
   body.className = "text"
   body.textContent = text
   item.append(meta, body)
+  if(delivery) setDelivery(item, delivery)
   addToLog(log, item)
+  return item
+}
+
+const DELIVERY = {
+  sending: "Sending…",
+  pending: "Not sent yet: it is sent when you are back online.",
+  unknown: "Not confirmed: it may not have been delivered.",
+}
+
+/**
+ * Marks one own message (an item of `appendMessage`): `"sending"` (sent, not
+ * yet confirmed), `"pending"` (not sent: no connection), `"sent"`, or
+ * `{failed: reason}` (not delivered; `retry` adds a "Send again" button).
+ * Only a confirmed message looks like a plain sent one.
+ */
+export function setDelivery(item, state, retry = null){
+  item.querySelector(".delivery")?.remove()
+  const failed = typeof state === "object" && state !== null
+  item.dataset.delivery = failed ? "failed" : state
+  if(state === "sent") return
+  const note = document.createElement("p")
+  note.className = "delivery"
+  note.textContent = failed ? `Not delivered: ${state.failed}` : DELIVERY[state] ?? ""
+  if(retry){
+    const again = document.createElement("button")
+    again.type = "button"
+    again.className = "secondary again"
+    again.textContent = "Send again"
+    again.addEventListener("click", retry)
+    note.append(" ", again)
+  }
+  item.append(note)
 }
 
 /** Appends a line such as "Chat started" to the list `log`. */

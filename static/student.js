@@ -3,11 +3,23 @@
 // chat when a teacher takes it, and offers "Get back in line" when it ends.
 //
 // States (also on <body data-state>): connecting → waiting → chatting → ended
-// → (get back in line) waiting. If the teacher disconnects mid-chat the
-// server closes the chat channel and puts this student back at the head of
-// the line: chatting → waiting, until the next `new:chat`.
+// → (get back in line) waiting. If the teacher disconnects for good mid-chat
+// the server closes the chat channel and puts this student back at the head
+// of the line: chatting → waiting, until the next `new:chat`.
+//
+// Keeping one's place (PROTOCOL 6.3: the page always has a token). When the
+// connection drops, the banner says "Reconnecting…" and until when the place
+// or the chat is kept (the moment of the drop + the server's grace window);
+// the place stays on screen, and messages written meanwhile wait and are sent
+// on the way back. On every (re)join of the presence topic its reply
+// `{"state": …, "chat": …}` says where this student stands, and the page
+// follows it: waiting (still at its place: `student:ready` again, which keeps
+// it), chatting (the chat is joined again, with what was missed), finished
+// (the chat ended meanwhile), or present (away too long: the place is lost,
+// and the page says so before getting back in line).
 
-import {appendMessage, appendNote, connect, displayName, messagePayload, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {appendNote, clock, connect, displayName, keptText, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {Conversation} from "./conversation.js"
 
 const $ = (id) => document.getElementById(id)
 // Who this page is: a stored token, one from #token=, or a guest sign-in.
@@ -17,17 +29,16 @@ const session = await signIn("student").catch((error) => {
   return null
 })
 if(!session) await new Promise(() => {})
-const name = session.name
 const me = session.id
-$("me").textContent = name
-signOutButton($("sign-out"), session)
+$("me").textContent = session.name
 
-const socket = connect($("connection"), session)
+const link = connect($("connection"), session)
+const socket = link.socket
 const log = $("messages")
 
 let state = "connecting"
 let queue = null        // last queue:position payload: {position, waiting, teachers}
-let chat = null         // {id, channel, partner, leaving}
+let chat = null         // {id, conversation, partner}
 let joinedBefore = false
 
 // ------------------------------------------------------------------ rendering
@@ -41,12 +52,16 @@ function render(){
   const inLine = state === "connecting" || state === "waiting"
   $("line").hidden = !inLine
   $("chat").hidden = inLine
+  // While the connection is down, what is written waits and is sent later.
   const chatting = state === "chatting"
   $("text").disabled = !chatting
   $("send").disabled = !chatting
   $("end").hidden = !chatting
+  $("end").disabled = !link.up
   $("after").hidden = state !== "ended"
+  if(state !== "chatting") $("partner-status").textContent = ""
   renderLine()
+  link.renderBanner()
 }
 
 function renderLine(){
@@ -57,6 +72,19 @@ function renderLine(){
   $("teachers").textContent = known(queue?.teachers)
   $("waiting").textContent = known(queue?.waiting)
   $("no-teachers").hidden = queue?.teachers !== 0
+  // Disconnected while waiting: the place shown is the one kept for us.
+  const until = link.keptUntil()
+  const keeping = !link.up && state === "waiting" && link.droppedAt !== null
+  $("kept").hidden = !keeping
+  $("kept").textContent = !keeping ? ""
+    : link.graceMs === 0 ? "Not kept while you are disconnected"
+    : until === null ? "Kept while you reconnect"
+    : Date.now() > until ? `Kept until ${clock(until)}: it may be lost by now`
+    : `Kept until ${clock(until)}`
+  const grace = link.graceMs
+  $("keep-hint").textContent = Number.isFinite(grace) && grace > 0
+    ? `If your connection drops or you reload, your place is kept for ${duration(grace)}.`
+    : "You keep your place while this page is open."
   document.title = {
     connecting: `Student · tutor-queue`,
     waiting: Number.isInteger(position) ? `#${position} in line · tutor-queue` : `In line · tutor-queue`,
@@ -65,7 +93,24 @@ function renderLine(){
   }[state]
 }
 
+function duration(ms){
+  const s = Math.round(ms / 1000)
+  if(s < 60 || s % 60 !== 0) return s === 1 ? "1 second" : `${s} seconds`
+  return s === 60 ? "1 minute" : `${s / 60} minutes`
+}
+
 function notice(text){ $("notice").textContent = text }
+
+link.describe = () => state === "waiting" ? keptText(link, "Your place in line")
+  : state === "chatting" ? `${keptText(link, "Your chat")} Messages you write now are sent when you are back.`
+  : ""
+link.onDown(() => {
+  chat?.conversation.detach()
+  render()
+})
+link.onUp(() => render())
+// "kept until" turns into "may be lost" when the time is up.
+setInterval(() => { if(!link.up) renderLine() }, 5000)
 
 // ------------------------------------------------------------------ presence and queue
 const presence = socket.channel(`presence:student:${me}`, {userId: me, role: "student", queuePosition: true})
@@ -75,20 +120,70 @@ presence.on("queue:position", (payload) => {
 })
 presence.on("new:chat", (payload) => openChat(payload))
 presence.join()
-  .receive("ok", () => {
-    if(joinedBefore){
-      // A rejoin after the connection dropped: the server has forgotten us
-      // (no session resumption), so a chat in progress is over.
-      if(state === "chatting"){
-        leaveChat()
-        chatOver("The connection was lost, so the chat ended.")
-        return
-      }
-    }
+  .receive("ok", (reply) => {
+    const rejoined = joinedBefore
     joinedBefore = true
-    if(state !== "ended") getInLine()
+    if(typeof reply?.state === "string") follow(reply, rejoined)
+    else legacyRejoin(rejoined)
   })
   .receive("error", (resp) => notice(`The server refused to let you in: ${resp?.reason ?? "unknown reason"}.`))
+// Signing out leaves the line (and a chat) at once: a deliberate leave.
+signOutButton($("sign-out"), session, () => presence.leave())
+
+/** Follows the presence join reply `{"state", "chat"}` (PROTOCOL 6.3). */
+function follow({state: where, chat: current}, rejoined){
+  if(where === "chatting" && typeof current?.id === "string"){
+    if(chat?.id === current.id){
+      chat.conversation.rejoin()
+      notice("")
+      render()
+    } else {
+      openChat(current)
+    }
+    return
+  }
+  if(chat){
+    // The chat we had when the connection went is not there any more.
+    const {partner} = chat
+    leaveChat()
+    if(where === "waiting"){
+      backInLine(`${partner} left while you were away. You are back at the front of the line.`)
+      getInLine()
+    } else if(where === "finished"){
+      chatOver("The chat ended while you were away.")
+    } else {
+      chatOver("You were away too long: the chat ended and you lost your place in line.")
+    }
+    return
+  }
+  if(state === "ended") return
+  if(where === "finished" && !rejoined){
+    // A reload after the chat ended: offer to get back in line.
+    log.replaceChildren()
+    chatOver("Your chat has ended.")
+    return
+  }
+  if(where === "waiting"){
+    if(rejoined) notice("You're back, and you kept your place in line.")
+    else if(state === "connecting") notice("Welcome back: you kept your place in line.")
+    getInLine()
+    setState("waiting")
+    return
+  }
+  // Present and not in line: new here, or away longer than the window.
+  if(rejoined && state === "waiting") notice("You were away too long and lost your place. You are in line again, at the end.")
+  getInLine()
+}
+
+/** A server without join replies forgets a student whose connection drops. */
+function legacyRejoin(rejoined){
+  if(rejoined && state === "chatting"){
+    leaveChat()
+    chatOver("The connection was lost, so the chat ended.")
+    return
+  }
+  if(state !== "ended") getInLine()
+}
 
 function getInLine(){
   presence.push("student:ready", {userId: me})
@@ -110,33 +205,46 @@ function openChat(payload){
   if(chat?.id === payload.id) return
   if(chat) leaveChat()
   const partner = displayName(payload.teacher_id)
-  const channel = socket.channel(`chats:${payload.id}`, {userId: me, role: "student", endReason: true})
-  const current = {id: payload.id, channel, partner, leaving: false}
+  const current = {id: payload.id, partner, conversation: null}
   chat = current
-  channel.on("student:receive", (msg) => appendMessage(log, msg, {fallbackName: partner}))
-  channel.on("chat:terminated", (msg) => {
-    if(chat !== current) return
-    const reason = msg?.reason
-    leaveChat()
-    chatOver(reason === "ended by teacher" ? `${partner} ended the chat.`
-      : reason === "ended by student" ? "You ended the chat."
-      : "The chat has ended.")
-  })
-  // phx_close from the server: the teacher disconnected and we are back at
-  // the head of the line (our own leave() also closes, hence `leaving`).
-  channel.onClose(() => {
-    if(chat === current && !current.leaving) backInLine(`${partner} disconnected. You are back at the front of the line.`)
-  })
-  channel.join()
-    .receive("ok", () => channel.push("student:joined", {}))
-    .receive("error", () => {
-      // The teacher vanished before we got in: the server put us back at the
-      // front of the line already. Stop phoenix.js retrying the join.
-      if(chat === current) backInLine(`${partner} is no longer available. You are back at the front of the line.`)
-    })
+  const partnerStatus = $("partner-status")
+  current.conversation = new Conversation({link, me: session, chatId: payload.id, partner, log, hooks: {
+    terminated(msg){
+      if(chat !== current) return
+      const reason = msg?.reason
+      leaveChat()
+      chatOver(reason === "ended by teacher" ? `${partner} ended the chat.`
+        : reason === "ended by student" ? "You ended the chat."
+        : "The chat has ended.")
+    },
+    // phx_close from the server: the teacher is gone for good and we are
+    // back at the head of the line.
+    closed(){
+      if(chat === current) backInLine(`${partner} disconnected. You are back at the front of the line.`)
+    },
+    joinError(reason, rejoining){
+      if(chat !== current) return
+      if(rejoining){
+        leaveChat()
+        chatOver("The chat ended while you were away.")
+      } else {
+        // The teacher vanished before we got in: the server put us back at
+        // the front of the line already.
+        backInLine(`${partner} is no longer available. You are back at the front of the line.`)
+      }
+    },
+    away(until){
+      if(chat === current) partnerStatus.textContent = `${partner} is reconnecting…${until ? ` The chat is kept until ${clock(until)}.` : ""}`
+    },
+    back(){
+      if(chat === current) partnerStatus.textContent = `${partner} is back.`
+    },
+  }})
+  current.conversation.join()
 
   notice("")
   log.replaceChildren()
+  partnerStatus.textContent = ""
   $("partner").textContent = partner
   appendNote(log, `${partner} took you from the line. Say hello!`)
   setState("chatting")
@@ -145,8 +253,7 @@ function openChat(payload){
 
 function leaveChat(){
   if(!chat) return
-  chat.leaving = true
-  chat.channel.leave()
+  chat.conversation.end()
   chat = null
 }
 
@@ -165,14 +272,11 @@ function backInLine(text){
 }
 
 onCompose($("compose"), $("text"), (text) => {
-  if(!chat || state !== "chatting") return
-  const payload = messagePayload(text, name)
-  chat.channel.push("student:send", payload)
-  appendMessage(log, payload, {own: true})
+  if(chat && state === "chatting") chat.conversation.send(text)
 })
 
 $("end").addEventListener("click", () => {
-  if(chat) chat.channel.push("chat:terminate", {})
+  if(chat && link.up) chat.conversation.channel?.push("chat:terminate", {})
 })
 
 render()

@@ -3,8 +3,18 @@
 // input and "End chat" button. A pane says when its chat ended and why, e.g.
 // that the student left; "Close" then removes it. Below them, "Past chats"
 // (past-chats.js) lists this teacher's finished chats and their transcripts.
+//
+// Keeping one's chats (PROTOCOL 6.3: the page always has a token). When the
+// connection drops, the banner says "Reconnecting…" and until when the chats
+// are kept; what is written meanwhile waits and is sent on the way back. On
+// every (re)join of `presence:teachers` its reply `{"chats": [...]}` lists
+// this teacher's active chats: each pane is joined again (with what it
+// missed), a pane for a chat not listed says it ended meanwhile, and a chat
+// without a pane (after a reload: all of them) gets one, with its history.
+// A pane says "Ana is reconnecting…" while its student is away.
 
-import {appendMessage, appendNote, connect, displayName, messagePayload, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {appendNote, clock, connect, displayName, keptText, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {Conversation} from "./conversation.js"
 import {pastChats} from "./past-chats.js"
 
 const MAX_CHATS = 5
@@ -20,10 +30,10 @@ if(!session) await new Promise(() => {})
 const name = session.name
 const me = session.id
 $("me").textContent = name
-signOutButton($("sign-out"), session)
 document.title = `${name} (teacher) · tutor-queue`
 
-const socket = connect($("connection"), session)
+const link = connect($("connection"), session)
+const socket = link.socket
 const panes = $("panes")
 const take = $("take")
 
@@ -32,7 +42,7 @@ let joinedBefore = false
 let claiming = false
 let counts = null          // last user:status payload
 let claimNote = ""         // e.g. "Nobody was waiting", until the counts change
-const chats = new Map()    // chat id → {channel, pane, partner, active, leaving}
+const chats = new Map()    // chat id → {id, conversation, pane, partner, active}
 const endReasons = new Map() // chat id → the `chat:terminated` reason seen here
 
 // The store has committed a chat before `chat:terminated` is sent, so a
@@ -72,10 +82,11 @@ presence.on("user:status", (payload) => {
 })
 presence.on(`new:chat:${me}`, (payload) => openPane(payload))
 presence.join()
-  .receive("ok", () => {
-    if(joinedBefore){
-      // A rejoin after the connection dropped: the server abandoned our
-      // chats and put their students back in line.
+  .receive("ok", (reply) => {
+    if(Array.isArray(reply?.chats)) follow(reply.chats, joinedBefore)
+    else if(joinedBefore){
+      // A server without join replies abandoned our chats when the
+      // connection dropped, and put their students back in line.
       for(const chat of chats.values()){
         if(chat.active) endPane(chat, "The connection was lost; the student went back to the line.")
       }
@@ -90,6 +101,30 @@ presence.join()
     $("take-reason").textContent = `The server refused to let you in: ${resp?.reason ?? "unknown reason"}.`
   })
 presence.onError(() => { joined = false; renderTake() })
+// Signing out leaves at once: a deliberate leave (the chats are not kept).
+signOutButton($("sign-out"), session, () => presence.leave())
+
+link.describe = () => activeChats() > 0
+  ? `${keptText(link, activeChats() === 1 ? "Your chat" : "Your chats")} Messages you write now are sent when you are back.`
+  : ""
+link.onDown(() => {
+  for(const chat of chats.values()) if(chat.active) chat.conversation.detach()
+})
+
+/** Follows the join reply's list of this teacher's active chats (PROTOCOL 6.3). */
+function follow(current, rejoined){
+  const listed = new Set(current.filter((c) => typeof c?.id === "string").map((c) => c.id))
+  for(const chat of chats.values()){
+    if(chat.active && !listed.has(chat.id)) endPane(chat, `This chat ended while you were offline.`)
+  }
+  for(const payload of current){
+    if(typeof payload?.id !== "string") continue
+    const chat = chats.get(payload.id)
+    if(!chat) openPane(payload, {restored: true})
+    else if(chat.active) chat.conversation.rejoin()
+  }
+  if(rejoined) past.refresh()
+}
 
 take.addEventListener("click", () => {
   if(take.disabled) return
@@ -111,7 +146,7 @@ take.addEventListener("click", () => {
 })
 
 // ------------------------------------------------------------------ chat panes
-function openPane(payload){
+function openPane(payload, {restored = false} = {}){
   if(!payload || typeof payload.id !== "string" || chats.has(payload.id)) return
   const partner = displayName(payload.student_id)
   const pane = $("pane-template").content.firstElementChild.cloneNode(true)
@@ -129,36 +164,49 @@ function openPane(payload){
   pane.querySelector(".end").setAttribute("aria-label", `End chat with ${partner}`)
   pane.querySelector(".close").setAttribute("aria-label", `Close chat with ${partner}`)
 
-  const channel = socket.channel(`chats:${payload.id}`, {userId: me, role: "teacher", endReason: true})
-  const chat = {id: payload.id, channel, pane, partner, active: true, leaving: false}
-  chats.set(payload.id, chat)
   const log = pane.querySelector(".messages")
   const status = pane.querySelector(".pane-status")
+  const chat = {id: payload.id, pane, partner, active: true, conversation: null}
+  chats.set(payload.id, chat)
 
-  channel.on("teacher:receive", (msg) => appendMessage(log, msg, {fallbackName: partner}))
-  channel.on("chat:ready", () => { if(chat.active) status.textContent = `${partner} is here.` })
-  channel.on("chat:terminated", (msg) => {
-    const reason = msg?.reason
-    if(typeof reason === "string") endReasons.set(chat.id, reason)
-    past.refresh()
-    endPane(chat, reason === "student left" ? `${partner} left.`
-      : reason === "ended by student" ? `${partner} ended the chat.`
-      : reason === "ended by teacher" ? "You ended the chat."
-      : "The chat has ended.")
-  })
-  channel.onClose(() => { if(!chat.leaving) endPane(chat, "The chat was closed by the server.") })
-  channel.join()
-    .receive("ok", () => channel.push("teacher:joined", {}))
-    .receive("error", (resp) => endPane(chat, `Could not open the chat: ${resp?.reason ?? "unknown reason"}.`))
+  chat.conversation = new Conversation({link, me: session, chatId: payload.id, partner, log, hooks: {
+    ready(){ if(chat.active) status.textContent = `${partner} is here.` },
+    // Back on a chat that was going on (after a reload or a drop): the
+    // student is here unless a `chat:away` follows.
+    joined(rejoining){
+      if(chat.active && (restored || rejoining)) status.textContent = `${partner} is here.`
+    },
+    terminated(msg){
+      const reason = msg?.reason
+      if(typeof reason === "string") endReasons.set(chat.id, reason)
+      past.refresh()
+      endPane(chat, reason === "student left" ? `${partner} left.`
+        : reason === "ended by student" ? `${partner} ended the chat.`
+        : reason === "ended by teacher" ? "You ended the chat."
+        : "The chat has ended.")
+    },
+    closed(){ endPane(chat, "The chat was closed by the server.") },
+    joinError(reason, rejoining){
+      endPane(chat, rejoining ? "This chat ended while you were offline." : `Could not open the chat: ${reason ?? "unknown reason"}.`)
+    },
+    away(until){
+      if(!chat.active) return
+      pane.dataset.partner = "away"
+      status.textContent = `${partner} is reconnecting…${until ? ` The chat is kept until ${clock(until)}.` : ""}`
+    },
+    back(){
+      if(!chat.active) return
+      delete pane.dataset.partner
+      status.textContent = `${partner} is back.`
+    },
+  }})
+  chat.conversation.join()
 
   onCompose(pane.querySelector("form"), input, (text) => {
-    if(!chat.active) return
-    const message = messagePayload(text, name)
-    channel.push("teacher:send", message)
-    appendMessage(log, message, {own: true})
+    if(chat.active) chat.conversation.send(text)
   })
   pane.querySelector(".end").addEventListener("click", () => {
-    if(chat.active) channel.push("chat:terminate", {})
+    if(chat.active && link.up) chat.conversation.channel?.push("chat:terminate", {})
   })
   pane.querySelector(".close").addEventListener("click", () => removePane(chat))
 
@@ -174,8 +222,8 @@ function openPane(payload){
 function endPane(chat, text){
   if(!chat.active) return
   chat.active = false
-  chat.leaving = true
-  chat.channel.leave()
+  chat.conversation.end()
+  delete chat.pane.dataset.partner
   const {pane} = chat
   pane.dataset.state = "ended"
   pane.querySelector(".pane-status").textContent = text

@@ -306,3 +306,22 @@ async fn the_binary_takes_guest_roles_from_its_flag_and_never_admin() {
     let response = sign_in(open.port(), &json!({"name": "Ada", "role": "teacher"})).await;
     assert_eq!(response.status, 200, "open by default: {}", response.text());
 }
+
+#[tokio::test]
+async fn get_session_says_who_the_token_is_and_how_long_a_place_is_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = start_server(Config {
+        reconnect_grace: Duration::from_secs(90),
+        ..with_data_dir(&dir)
+    });
+    let token = token_for("Ana·1", Role::Student);
+    let response = http_get_as(srv.port, "/api/session", &token).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = json_of(&response);
+    assert_eq!(body["user"]["id"], "Ana·1");
+    assert_eq!(body["user"]["role"], "student");
+    assert_eq!(body["reconnect_grace_ms"], 90_000);
+    let anonymous = http_get(srv.port, "/api/session").await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    srv.stopper.shutdown().await;
+}

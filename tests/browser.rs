@@ -8,9 +8,17 @@
 //! temporary directory). Sign-in: each page signs in as a guest and keeps
 //! its token, so a reloaded teacher page is the same teacher with the same
 //! Past chats; "Sign out" makes a new one; a token handed in `#token=`
-//! (minted here with the server's secret) signs the page in as its user. Screenshots of both pages mid-chat, and of the
-//! teacher's page with a transcript open, are written to
-//! `target/screenshots/`.
+//! (minted here with the server's secret) signs the page in as its user.
+//! Keeping one's place (PROTOCOL 6.3, issue 12): a waiting student who
+//! reloads keeps her place; a student whose connection drops mid-chat sees
+//! "Reconnecting…" and until when the chat is kept, her messages wait
+//! (never shown as sent), the teacher's third message for her is refused
+//! (at most two are held here) and shown as not delivered, and after the
+//! return the messages both ways arrive in order, once; a teacher who reloads mid-chat gets the pane and
+//! its history back; a student offline past the window is told she lost her
+//! place. Screenshots of both pages mid-chat, of the teacher's page with a
+//! transcript open, of a student reconnecting and of a restored teacher
+//! pane are written to `target/screenshots/`.
 //!
 //! Needs `node`, `npm` and Chromium (`/usr/bin/chromium`, or the `CHROMIUM`
 //! environment variable). Without them the test skips with a message, except
@@ -38,12 +46,28 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         return node::missing("browser", &format!("Chromium at {}", chromium.display()));
     }
 
-    // Transcripts on, in a directory that lives as long as the test.
+    // Transcripts on, in a directory that lives as long as the test. The
+    // pages sign in, so every page user keeps its place for the grace
+    // window: 2 s on the first server (a closed page is gone soon after,
+    // as the steps that close pages need), 120 s on the second (whatever
+    // the keep-your-place steps drop or reload comes back well within it).
     let data = tempfile::tempdir().expect("temp dir");
     let server = support::start(support::Config {
         data_dir: data.path().to_owned(),
         transcripts: true,
         tokens: Some(test_keys()),
+        reconnect_grace: Duration::from_secs(2),
+        ..support::Config::default()
+    });
+    let keep_data = tempfile::tempdir().expect("temp dir");
+    let keep = support::start(support::Config {
+        data_dir: keep_data.path().to_owned(),
+        transcripts: true,
+        tokens: Some(test_keys()),
+        reconnect_grace: Duration::from_secs(120),
+        // Two messages held for an away user, so the test sees the third
+        // refused ("recipient away") and sent again later.
+        held_messages: 2,
         ..support::Config::default()
     });
     // What an organisation hands its teacher in `#token=`: minted with the
@@ -57,8 +81,15 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         ))
         .expect("mint");
     let base = format!("http://127.0.0.1:{}", server.port);
+    let keep_base = format!("http://127.0.0.1:{}", keep.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    const SHOTS: [&str; 3] = ["student.png", "teacher.png", "teacher-past-chats.png"];
+    const SHOTS: [&str; 5] = [
+        "student.png",
+        "teacher.png",
+        "teacher-past-chats.png",
+        "student-reconnecting.png",
+        "teacher-restored.png",
+    ];
     for shot in SHOTS {
         // A screenshot left over from an earlier run must not count.
         let _ = std::fs::remove_file(screenshots.join(shot));
@@ -66,12 +97,12 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
     node::run_script(
         "browser test",
         "browser_pages.mjs",
-        &[base.as_ref(), screenshots.as_os_str()],
+        &[base.as_ref(), screenshots.as_os_str(), keep_base.as_ref()],
         &[
             ("CHROMIUM", chromium.as_ref()),
             ("ORG_TOKEN", org_token.as_ref()),
         ],
-        Duration::from_secs(120),
+        Duration::from_secs(180),
     )
     .await;
     for shot in SHOTS {

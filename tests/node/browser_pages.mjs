@@ -2,7 +2,11 @@
 // Browser test of the web pages (static/): headless Chromium, driven through
 // playwright-core, against a fresh tutor-queue server.
 //
-// Usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
+// Usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT
+//
+// The first server keeps a dropped user's place for a short grace window
+// (2 s: a page closed is gone soon after), the second (KEEP) for long enough
+// that whatever the test drops or reloads there comes back within it.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium).
 //
@@ -25,6 +29,19 @@
 // with the server's secret) signs the page in as its user and leaves the
 // address bar.
 //
+// Keeping one's place (PROTOCOL 6.3), on the KEEP server: a waiting student
+// at place 1 who reloads is still at place 1, and the student behind still
+// at 2; a student whose connection drops mid-chat sees "Reconnecting…" with
+// until when the chat is kept, the teacher's pane says "Ana is
+// reconnecting…", what the student writes meanwhile is marked "Not sent yet"
+// (never as sent), a message the server cannot hold for her (at most two
+// are held on the KEEP server) is shown to the teacher as not delivered,
+// with "Send again", and after the return the messages both ways arrive, in
+// order, once each; a teacher who reloads mid-chat (after being offline
+// while the student wrote) gets its pane back with the whole history. On the
+// short-window server: a waiting student offline past the window is told
+// "You were away too long and lost your place".
+//
 // Every wait is bounded; the first failed expectation, page error or console
 // error fails the run with a message. Prints PASS at the end and exits 0.
 // Screenshots of both pages mid-chat, and of the teacher's page with a
@@ -34,16 +51,16 @@ import {mkdirSync} from "node:fs"
 import {join} from "node:path"
 import {chromium} from "playwright-core"
 
-const [base, shotDir] = process.argv.slice(2)
-if(!base || !shotDir){
-  console.error("usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR")
+const [base, shotDir, keepBase] = process.argv.slice(2)
+if(!base || !shotDir || !keepBase){
+  console.error("usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT")
   process.exit(2)
 }
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium"
 const ORG_TOKEN = process.env.ORG_TOKEN
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-const OVERALL_TIMEOUT_MS = 90000
+const OVERALL_TIMEOUT_MS = 150000
 const STEP_TIMEOUT_MS = 8000
 const PHONE = {width: 390, height: 780}
 const LAPTOP = {width: 1440, height: 860}
@@ -109,9 +126,23 @@ async function waitEnabled(locator, enabled, what, ms = STEP_TIMEOUT_MS){
 }
 
 // ---------------------------------------------------------------- pages
-async function openPage(path, viewport, label, context = null){
+// Every page keeps a list of its WebSockets, so that a step can drop its
+// connection (offline emulation alone leaves an open WebSocket alone).
+function trackSockets(){
+  const Native = window.WebSocket
+  window.__sockets = []
+  window.WebSocket = class extends Native {
+    constructor(...args){
+      super(...args)
+      window.__sockets.push(this)
+    }
+  }
+}
+
+async function openPage(path, viewport, label, context = null, server = base){
   context ??= await browser.newContext({viewport})
   const page = await context.newPage()
+  await page.addInitScript(trackSockets)
   page.setDefaultTimeout(STEP_TIMEOUT_MS)
   page.on("pageerror", (err) => problems.push(`${label}: page error: ${err.message}`))
   page.on("console", (msg) => {
@@ -121,15 +152,18 @@ async function openPage(path, viewport, label, context = null){
   })
   page.on("requestfailed", (req) => {
     // A WebSocket torn down by closing a page is expected; nothing else is.
-    if(!req.url().startsWith("ws")) problems.push(`${label}: request failed: ${req.url()} ${req.failure()?.errorText}`)
+    if(req.url().startsWith("ws")) return
+    const text = `request failed: ${req.url()} ${req.failure()?.errorText}`
+    if(expectedProblems.some(([l, pattern]) => l === label && pattern.test(text))) return
+    problems.push(`${label}: ${text}`)
   })
-  const response = await page.goto(new URL(path, base).href)
+  const response = await page.goto(new URL(path, server).href)
   if(!response || response.status() !== 200) await fail(`${label}: GET ${path} answered ${response?.status()}`)
   return {page, context, label}
 }
 
-async function student(name){
-  const s = await openPage(`/student?name=${encodeURIComponent(name)}`, PHONE, `student ${name}`)
+async function student(name, server = base){
+  const s = await openPage(`/student?name=${encodeURIComponent(name)}`, PHONE, `student ${name}`, null, server)
   await waitText(s.page.locator("#connection"), "Connected", `${name}: connection status`)
   await waitText(s.page.locator("#me"), name, `${name}: own name in the header`)
   return s
@@ -231,10 +265,203 @@ async function expectTranscript(t, studentName, expected, what, {screenshot} = {
   ok(`${what}: transcript of ${n} messages in order; focus to the heading and back to View`)
 }
 
+// The connection of page `p` drops: the browser goes offline (no
+// reconnecting) and its WebSockets close.
+async function dropConnection(p){
+  expectedProblems.push([p.label, /ERR_INTERNET_DISCONNECTED/])
+  await p.context.setOffline(true)
+  await p.page.evaluate(() => { for(const ws of window.__sockets) if(ws.readyState <= 1) ws.close() })
+  await waitVisible(p.page.locator("#reconnecting"), `${p.label}: the Reconnecting banner`)
+  await waitText(p.page.locator("#reconnecting strong"), "Reconnecting…", `${p.label}: banner text`)
+}
+
+async function restoreConnection(p){
+  await p.context.setOffline(false)
+  await waitText(p.page.locator("#connection"), "Connected", `${p.label}: connection status after going online`, 15000)
+  await waitHidden(p.page.locator("#reconnecting"), `${p.label}: the banner once connected`)
+}
+
+// The chat messages of `log`, top to bottom: [sender, text, delivery mark].
+function messagesOf(log){
+  return log.locator(".msg:not(.system)").evaluateAll((items) => items.map((item) => [
+    item.querySelector(".sender")?.textContent.trim(),
+    item.querySelector(".text")?.textContent,
+    item.querySelector(".delivery")?.textContent.trim() ?? "",
+  ]))
+}
+
 async function studentSays(s, text){
   const input = s.page.getByLabel("Message", {exact: true})
   await input.fill(text)
   await s.page.getByRole("button", {name: "Send"}).click()
+}
+
+// ---------------------------------------------------------------- keep your place
+// On the KEEP server (a long grace window): reload, drop and return.
+async function keepYourPlace(){
+  step("K1", "keep server: a teacher; Ana and Ben in line at 1 and 2")
+  const teacher = await openPage("/teacher?name=Mr%20Keep", LAPTOP, "keep teacher", null, keepBase)
+  await waitText(teacher.page.locator("#connection"), "Connected", "keep teacher: connection status")
+  const ana = await student("Ana", keepBase)
+  await waitText(place(ana), "1", "Ana's place in line")
+  const ben = await student("Ben", keepBase)
+  await waitText(place(ben), "2", "Ben's place in line")
+  await expectCounts(teacher, {waiting: 2}, "Ana and Ben waiting")
+
+  step("K2", "Ana, first in line, reloads her page: still first, Ben still second")
+  await ana.page.reload()
+  await waitText(ana.page.locator("#connection"), "Connected", "Ana: connection status after a reload")
+  await waitText(ana.page.locator("#notice"), "Welcome back: you kept your place in line.", "Ana's notice after a reload")
+  await waitText(place(ana), "1", "Ana's place after a reload")
+  await waitText(place(ben), "2", "Ben's place after Ana reloaded")
+  await expectCounts(teacher, {waiting: 2, chatting: 0}, "after Ana's reload")
+  await ben.page.screenshot({path: join(shotDir, "student-waiting.png")})
+  ok("a reload keeps the place: Ana 1, Ben 2")
+
+  step("K3", "the teacher takes Ana; messages both ways")
+  await take(teacher, "Ana")
+  const anaPane = pane(teacher, "Ana")
+  await waitText(anaPane.locator(".pane-status"), "Ana is here.", "teacher pane once Ana joined")
+  await teacherSays(teacher, "Ana", "Hi Ana, what is the question?")
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Hi Ana, what is the question?", "Ana's page")
+  await studentSays(ana, "Why is the sky blue?")
+  await expectMessage(anaPane.locator(".messages"), "Ana", "Why is the sky blue?", "teacher's pane")
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
+    ["Mr Keep", "Hi Ana, what is the question?", ""],
+    ["Ana (you)", "Why is the sky blue?", ""],
+  ], "Ana's messages before the drop (own one confirmed)")
+
+  step("K4", "Ana's connection drops mid-chat: both sides are told; what she writes waits")
+  await dropConnection(ana)
+  await waitText(ana.page.locator("#reconnecting .banner-detail"), /^Your chat is kept until \d{1,2}:\d{2}(?: [AP]M)?\. Messages you write now are sent when you are back\.$/, "Ana's banner")
+  await waitText(anaPane.locator(".pane-status"), /^Ana is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?\.$/, "teacher's pane while Ana is away")
+  await teacherSays(teacher, "Ana", "Rayleigh scattering.")
+  await teacherSays(teacher, "Ana", "Short wavelengths scatter more.")
+  // A third one is more than the server holds for Ana: refused, and said so.
+  await teacherSays(teacher, "Ana", "Blue light bounces around the most.")
+  await studentSays(ana, "Sorry, my Wi-Fi is flaky")
+  await studentSays(ana, "Are you still there?")
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
+    ["Mr Keep", "Hi Ana, what is the question?", ""],
+    ["Ana (you)", "Why is the sky blue?", ""],
+    ["Ana (you)", "Sorry, my Wi-Fi is flaky", "Not sent yet: it is sent when you are back online."],
+    ["Ana (you)", "Are you still there?", "Not sent yet: it is sent when you are back online."],
+  ], "Ana's page while offline: her new messages are not shown as sent")
+  // The teacher's two messages were accepted (held for Ana): confirmed.
+  await waitEqual(() => messagesOf(anaPane.locator(".messages")), [
+    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
+    ["Ana", "Why is the sky blue?", ""],
+    ["Mr Keep (you)", "Rayleigh scattering.", ""],
+    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
+  ], "teacher's pane while Ana is away: two held, the third refused")
+  await ana.page.screenshot({path: join(shotDir, "student-reconnecting.png"), fullPage: true})
+  ok("Ana: Reconnecting…, chat kept until a time, her messages marked not sent; teacher: Ana is reconnecting…")
+
+  step("K5", "Ana comes back: the messages both ways arrive, in order, once")
+  await restoreConnection(ana)
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
+    ["Mr Keep", "Hi Ana, what is the question?", ""],
+    ["Ana (you)", "Why is the sky blue?", ""],
+    ["Mr Keep", "Rayleigh scattering.", ""],
+    ["Mr Keep", "Short wavelengths scatter more.", ""],
+    ["Ana (you)", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana (you)", "Are you still there?", ""],
+  ], "Ana's page after the return")
+  await waitEqual(() => messagesOf(anaPane.locator(".messages")), [
+    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
+    ["Ana", "Why is the sky blue?", ""],
+    ["Mr Keep (you)", "Rayleigh scattering.", ""],
+    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
+    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana", "Are you still there?", ""],
+  ], "teacher's pane after Ana's return")
+  await waitText(anaPane.locator(".pane-status"), "Ana is back.", "teacher's pane once Ana is back")
+  await anaPane.getByRole("button", {name: "Send again"}).click()
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Blue light bounces around the most.", "Ana's page after Send again")
+  await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana is still in the chat")
+  await expectCounts(teacher, {waiting: 1, chatting: 1}, "the chat went on")
+  await waitEqual(() => messagesOf(anaPane.locator(".messages")).then((m) => m.slice(2)), [
+    ["Mr Keep (you)", "Rayleigh scattering.", ""],
+    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana", "Are you still there?", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
+  ], "teacher's pane after Send again")
+  ok("held messages reached Ana, hers reached the teacher, in order, nothing twice; the refused one went on Send again")
+
+  step("K6", "the teacher goes offline, Ana writes, the teacher reloads: pane and history back")
+  await dropConnection(teacher)
+  await waitText(ana.page.locator("#partner-status"), /^Mr Keep is reconnecting…/, "Ana's page while her teacher is away")
+  await studentSays(ana, "Thanks! One more thing")
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")).then((m) => m.at(-1)), ["Ana (you)", "Thanks! One more thing", ""],
+    "Ana's message to an away teacher is accepted (held)")
+  // Back online, the page reconnects and starts reading the transcript;
+  // the reload may cut those reads short.
+  expectedProblems.push([teacher.label, /^request failed: .* net::ERR_ABORTED$/])
+  await teacher.context.setOffline(false)
+  await teacher.page.reload()
+  await waitText(teacher.page.locator("#connection"), "Connected", "keep teacher: connection status after a reload")
+  const restored = pane(teacher, "Ana")
+  await waitVisible(restored, "Ana's pane after the teacher's reload")
+  await waitEqual(() => messagesOf(restored.locator(".messages")), [
+    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
+    ["Ana", "Why is the sky blue?", ""],
+    ["Mr Keep (you)", "Rayleigh scattering.", ""],
+    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
+    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana", "Are you still there?", ""],
+    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
+    ["Ana", "Thanks! One more thing", ""],
+  ], "the teacher's pane after a reload: the whole history, the held message once")
+  await waitText(restored.locator(".pane-status"), "Ana is here.", "the restored pane's status")
+  await waitText(ana.page.locator("#partner-status"), "Mr Keep is back.", "Ana's page once her teacher is back")
+  await teacherSays(teacher, "Ana", "Go ahead.")
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Go ahead.", "Ana's page after the teacher's reload")
+  await studentSays(ana, "Why are sunsets red?")
+  await expectMessage(restored.locator(".messages"), "Ana", "Why are sunsets red?", "the restored pane")
+  if(await teacher.page.locator(".pane").count() !== 1) await fail(`expected 1 pane after the reload, found ${await teacher.page.locator(".pane").count()}`)
+  await expectCounts(teacher, {waiting: 1, chatting: 1}, "after the teacher's reload")
+  await teacher.page.screenshot({path: join(shotDir, "teacher-restored.png")})
+  ok("after a reload the pane came back with every message, and the chat goes on both ways")
+
+  step("K7", "Ana reloads mid-chat: her chat and its history are back")
+  await ana.page.reload()
+  await waitText(ana.page.locator("#connection"), "Connected", "Ana: connection status after a reload")
+  await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana's chat after a reload")
+  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
+    ["Mr Keep", "Hi Ana, what is the question?", ""],
+    ["Ana (you)", "Why is the sky blue?", ""],
+    ["Mr Keep", "Rayleigh scattering.", ""],
+    ["Mr Keep", "Short wavelengths scatter more.", ""],
+    ["Ana (you)", "Sorry, my Wi-Fi is flaky", ""],
+    ["Ana (you)", "Are you still there?", ""],
+    ["Mr Keep", "Blue light bounces around the most.", ""],
+    ["Ana (you)", "Thanks! One more thing", ""],
+    ["Mr Keep", "Go ahead.", ""],
+    ["Ana (you)", "Why are sunsets red?", ""],
+  ], "Ana's page after a reload: the whole chat, in order")
+  // "back" after a "reconnecting…", or "here" if the new page joined before
+  // the server saw the old one go: Ana is there either way.
+  await waitText(restored.locator(".pane-status"), /^Ana is (back|here)\.$/, "the teacher's pane once Ana reloaded")
+  await teacherSays(teacher, "Ana", "Longer path through the air.")
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Longer path through the air.", "Ana's page after her reload")
+  ok("a student's reload mid-chat brings the chat back, history and all")
+
+  step("K8", "the teacher ends the chat while Ana is offline: back online, she is told")
+  await dropConnection(ana)
+  await waitText(restored.locator(".pane-status"), /^Ana is reconnecting…/, "teacher's pane while Ana is away again")
+  await restored.getByRole("button", {name: "End chat with Ana"}).click()
+  await waitText(restored.locator(".pane-status"), "You ended the chat.", "teacher's pane after End chat")
+  await restoreConnection(ana)
+  await waitText(ana.page.locator("#notice"), "The chat ended while you were away.", "Ana's notice once back")
+  await waitVisible(ana.page.getByRole("button", {name: "Get back in line"}), "Ana's \"Get back in line\" button")
+  ok("a chat that ended meanwhile is said to have ended while Ana was away")
+
+  await ana.context.close()
+  await ben.context.close()
+  await teacher.context.close()
 }
 
 // ---------------------------------------------------------------- the run
@@ -258,7 +485,9 @@ async function main(){
     await start.page.waitForURL(/\/student\?name=Zoe$/)
     await waitText(start.page.locator("#me"), "Zoe", "the student page opened from the start page")
     ok("the start page opens the student page with the chosen name")
-    await start.context.close()   // Zoe leaves: leaving the page leaves the line
+    // Zoe closes the page: her place is kept for the server's grace window
+    // (2 s here), then she is gone (the empty queue of step 1).
+    await start.context.close()
   }
 
   step("1", "a teacher opens the teacher page")
@@ -281,7 +510,6 @@ async function main(){
   await waitText(place(bob), "2", "Bob's place in line")
   await waitText(teachersOnline(bob), "1", "teachers online on Bob's page")
   await expectCounts(teacher, {waiting: 2, chatting: 0}, "two waiting")
-  await bob.page.screenshot({path: join(shotDir, "student-waiting.png")})
   ok("Alice is 1st and Bob 2nd in line; both see 1 teacher online")
 
   step("3", "the teacher takes the next student: Alice; Bob moves up to 1")
@@ -366,9 +594,10 @@ async function main(){
   await waitEnabled(takeButton, true, "take button with Alice waiting")
   ok("Alice is 1st in line again; the take button is enabled")
 
-  step("9", "Bob closes his page: his pane says he left")
+  step("9", "Bob closes his page: his pane says he is reconnecting, then (after the window) that he left")
   await bob.context.close()
   const bobPane = pane(teacher, "Bob")
+  await waitText(bobPane.locator(".pane-status"), /^Bob is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?/, "teacher's Bob pane while Bob is away")
   await waitText(bobPane.locator(".pane-status"), "Bob left.", "teacher's Bob pane after Bob closed his page")
   await waitVisible(bobPane.getByRole("button", {name: "Close chat with Bob"}), "Close button on Bob's ended pane")
   await expectCounts(teacher, {waiting: 1, chatting: 0, finished: 0}, "Bob gone")
@@ -418,8 +647,9 @@ async function main(){
   await waitEnabled(takeButton, true, "take button after ending one of five chats")
   ok("ending one chat enabled the take button again")
 
-  step("11", "the teacher closes the page: Alice goes back to the front of the line")
+  step("11", "the teacher closes the page: Alice sees it reconnecting, then (after the window) goes back to the front of the line")
   await teacher.context.close()
+  await waitText(alice.page.locator("#partner-status"), /^Ms Rivera is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?/, "Alice's page while her teacher is away")
   await waitText(alice.page.locator("#notice"), "Ms Rivera disconnected. You are back at the front of the line.", "Alice's notice when her teacher left")
   await waitVisible(alice.page.locator("#line"), "Alice's place-in-line card after her teacher left")
   await waitText(place(alice), "1", "Alice's place after her teacher left")
@@ -476,6 +706,29 @@ async function main(){
   await org.page.reload()
   await waitText(org.page.locator("#me"), "Dr Org", "the handed token is kept across a reload")
   ok("#token= signs in as Dr Org, leaves the address bar, and is kept")
+
+  step("16", "a waiting student offline past the window is told she lost her place")
+  {
+    // Everyone else leaves first (their places go after the 2 s window).
+    for(const s of [alice, ...others]) await s.context.close()
+    await waitText(org.page.locator('[data-count="waiting"]'), "0", "nobody waiting once the others left")
+    const lou = await student("Lou")
+    await waitText(place(lou), "1", "Lou's place in line")
+    await waitText(org.page.locator('[data-count="waiting"]'), "1", "the org teacher counts Lou waiting")
+    await dropConnection(lou)
+    await waitText(lou.page.locator("#kept"), /^Kept until \d{1,2}:\d{2}(?: [AP]M)?/, "Lou's place while she is offline")
+    await waitText(place(lou), "1", "Lou's place stays on screen while offline")
+    await waitText(lou.page.locator("#reconnecting .banner-detail"), /^Your place in line (is|was) kept until \d{1,2}:\d{2}(?: [AP]M)?/, "Lou's banner")
+    // The window (2 s) ends: the server takes her out of the line.
+    await waitText(org.page.locator('[data-count="waiting"]'), "0", "the org teacher's count once Lou's window ended")
+    await restoreConnection(lou)
+    await waitText(lou.page.locator("#notice"), "You were away too long and lost your place. You are in line again, at the end.", "Lou's notice")
+    await waitText(place(lou), "1", "Lou back in line (at the end, which is first here)")
+    await waitHidden(lou.page.locator("#kept"), "the 'kept until' line once back")
+    ok("Lou was told she lost her place, and is in line again")
+  }
+
+  await keepYourPlace()
 
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")
