@@ -938,6 +938,78 @@ async fn a_rejoin_in_the_middle_of_a_burst_loses_and_repeats_nothing(framing: Fr
     s.expect_no_event(&topic, "student:receive", SILENCE).await;
 }
 
+/// A message sent as soon as `chat:away` arrives is held, never relayed to the channel
+/// of the connection that went: once the other side hears the user is away, none of
+/// its chat channels may still take messages. Many rounds, both ways, since a wrong
+/// order inside the server shows only now and then.
+async fn a_message_sent_right_after_chat_away_is_held(framing: Framing) {
+    let srv = start(keeping(LONG));
+    for round in 0..30 {
+        let (tid, sid) = (format!("t{round}"), format!("s{round}"));
+        let (mut t, mut s) = (
+            signed_teacher(&srv, framing, &tid).await,
+            signed_student(&srv, framing, &sid).await,
+        );
+        let cid = t.claim_expect(&json!(tid), &json!(sid)).await;
+        let topic = chat_topic(&cid);
+        let (t_params, s_params) = (
+            with(teacher_params(&json!(tid)), "awayNotices"),
+            with(student_params(&json!(sid)), "awayNotices"),
+        );
+        enter(&mut t, t_params.clone(), &mut s, s_params.clone(), &cid).await;
+        let m = json!({"message": format!("round {round}")});
+        let (mut stays, role, event, back_as, back_params, presence, back_topic) = if round % 2 == 0
+        {
+            s.vanish();
+            (
+                t,
+                "teacher",
+                "teacher:send",
+                Role::Student,
+                s_params,
+                student_params(&json!(sid)),
+                student_topic(&json!(sid)),
+            )
+        } else {
+            t.vanish();
+            (
+                s,
+                "student",
+                "student:send",
+                Role::Teacher,
+                t_params,
+                teacher_params(&json!(tid)),
+                "presence:teachers".to_owned(),
+            )
+        };
+        let away = stays.wait_for(&topic, "chat:away", WAIT).await;
+        stays.push(&topic, event, m.clone()).await;
+        let sync = if role == "teacher" {
+            "teacher:joined"
+        } else {
+            "student:joined"
+        };
+        stays.call(&topic, sync, json!({})).await.assert_ok_empty();
+        let back_id = if back_as == Role::Student { &sid } else { &tid };
+        let mut back = signed_in(&srv, framing, back_id, back_as).await;
+        back.join(&back_topic, presence).await;
+        let reply = back.join(&topic, back_params).await;
+        assert_eq!(
+            reply.response(),
+            &json!({"seq": 1, "held": 1}),
+            "round {round}: {event} right after {} was relayed to the gone connection, not held: {}",
+            away.raw,
+            reply.raw
+        );
+        let receive = if role == "teacher" {
+            "student:receive"
+        } else {
+            "teacher:receive"
+        };
+        next_are(&mut back, &topic, receive, std::slice::from_ref(&m)).await;
+    }
+}
+
 // ----- 4. away notices, for the channels that ask -----
 
 /// The teacher's channel asked: `chat:away` when Ana drops, `chat:back` when her
@@ -1514,6 +1586,7 @@ both!(
     a_finished_away_student_leaves_after_the_window,
     the_transcript_holds_what_the_chat_join_reply_counts,
     a_rejoin_in_the_middle_of_a_burst_loses_and_repeats_nothing,
+    a_message_sent_right_after_chat_away_is_held,
     a_chat_the_student_ends_while_the_teacher_is_away,
     an_idle_connection_closed_by_the_server_makes_its_user_away,
     messages_wait_for_a_present_student_off_the_chat,
