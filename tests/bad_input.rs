@@ -208,7 +208,7 @@ fn short_idle() -> Config {
 }
 
 /// Keeps `c` alive with heartbeats while waiting for a frame matching `pred`.
-async fn wait_keepalive(
+pub(crate) async fn wait_keepalive(
     c: &mut Client,
     pred: impl Fn(&Frame) -> bool,
     what: &str,

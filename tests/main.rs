@@ -13,6 +13,7 @@ mod chat;
 mod extensions;
 mod identity;
 mod identity_binding;
+mod keep_place;
 mod limits;
 mod operations;
 mod phoenix_js;
