@@ -21,7 +21,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use dashmap::DashMap;
 
-use crate::channels::{ChannelId, Extensions, JsonRef};
+use crate::channels::{ChannelId, Extensions, JsonRef, Liveness};
 use crate::domain::Role;
 use crate::protocol::{self, Framing};
 use crate::transcripts::Backpressure;
@@ -37,6 +37,9 @@ pub struct Subscriber {
     pub role: Option<Role>,
     /// The opt-in extensions the channel asked for when it joined.
     pub extensions: Extensions,
+    /// Closed by the connection when the channel is left or the connection
+    /// goes, before this registry hears of it: relays pass it over.
+    pub open: Liveness,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +211,37 @@ fn deliver_all<'a>(
     }
 }
 
+/// Pushes to a channel joining a chat what was held for its side, in order;
+/// answers the chat's message count and how many were pushed. The caller
+/// holds the topic's lock, so no relay comes between.
+fn push_held(
+    topic: &str,
+    chat: Option<&ChatRelay>,
+    subscriber: &Subscriber,
+    evicted: &mut Vec<SessionId>,
+) -> Subscribed {
+    let (Some(chat), Some(side)) = (chat, subscriber.role) else {
+        return Subscribed::default();
+    };
+    let mut subscribed = Subscribed {
+        relayed: chat.relayed.load(Ordering::Relaxed),
+        held: 0,
+    };
+    let Some(mut held) = chat.held(side) else {
+        return subscribed;
+    };
+    let payloads = std::mem::take(&mut *held).payloads;
+    subscribed.held = payloads.len();
+    let session = &subscriber.session;
+    for payload in payloads {
+        let frame = protocol::encode_push(session.framing(), topic, receive_event(side), &payload);
+        if session.deliver(subscriber.channel, ByteString::from(frame)) == Delivery::Evicted {
+            evicted.push(session.id());
+        }
+    }
+    subscribed
+}
+
 impl Topics {
     pub fn new(hold: HoldBounds) -> Self {
         Topics {
@@ -238,27 +272,7 @@ impl Topics {
         evicted: &mut Vec<SessionId>,
     ) -> Subscribed {
         let mut entry = self.map.entry(topic.clone()).or_default();
-        let mut subscribed = Subscribed::default();
-        if let (Some(chat), Some(side)) = (&entry.chat, subscriber.role) {
-            subscribed.relayed = chat.relayed.load(Ordering::Relaxed);
-            if let Some(mut held) = chat.held(side) {
-                let payloads = std::mem::take(&mut *held);
-                subscribed.held = payloads.payloads.len();
-                let session = &subscriber.session;
-                for payload in payloads.payloads {
-                    let frame = protocol::encode_push(
-                        session.framing(),
-                        &topic,
-                        receive_event(side),
-                        &payload,
-                    );
-                    let frame = ByteString::from(frame);
-                    if session.deliver(subscriber.channel, frame) == Delivery::Evicted {
-                        evicted.push(session.id());
-                    }
-                }
-            }
-        }
+        let subscribed = push_held(&topic, entry.chat.as_deref(), &subscriber, evicted);
         entry.subscribers.push(subscriber);
         subscribed
     }
@@ -280,20 +294,24 @@ impl Topics {
     }
 
     /// Replaces the channel of a duplicate join in place, keeping its position.
-    /// Nothing is held for a side that had a channel, so nothing is pushed.
-    pub fn replace(&self, topic: &str, old: ChannelId, new: Subscriber) -> Subscribed {
+    /// What was held for its side while the old one was already closed is
+    /// pushed to the new one first, as in `subscribe`.
+    pub fn replace(
+        &self,
+        topic: &str,
+        old: ChannelId,
+        new: Subscriber,
+        evicted: &mut Vec<SessionId>,
+    ) -> Subscribed {
         let Some(mut entry) = self.map.get_mut(topic) else {
             return Subscribed::default();
         };
-        let relayed = entry
-            .chat
-            .as_ref()
-            .map_or(0, |chat| chat.relayed.load(Ordering::Relaxed));
+        let subscribed = push_held(topic, entry.chat.as_deref(), &new, evicted);
         match entry.subscribers.iter_mut().find(|s| s.channel == old) {
             Some(slot) => *slot = new,
             None => entry.subscribers.push(new),
         }
-        Subscribed { relayed, held: 0 }
+        subscribed
     }
 
     /// Sends `event` with `payload` to the channels joined to `topic` that
@@ -347,7 +365,7 @@ impl Topics {
         let mut to_side = entry
             .subscribers
             .iter()
-            .filter(|s| s.role == Some(to))
+            .filter(|s| s.role == Some(to) && s.open.is_open())
             .peekable();
         let chat = entry.chat.as_deref();
         if to_side.peek().is_none() {

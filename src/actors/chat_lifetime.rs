@@ -37,8 +37,8 @@ use bytestring::ByteString;
 
 use super::gate::Gate;
 use crate::channels::{
-    student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Refusal,
-    StudentTopic,
+    student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
+    Refusal, StudentTopic,
 };
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
@@ -70,6 +70,8 @@ pub struct Join {
     pub target: JoinTarget,
     pub extensions: Extensions,
     pub replaces: Option<ChannelId>,
+    /// The channel's liveness, shared with its connection.
+    pub open: Liveness,
 }
 
 /// A channel joined: its kind, and the response of its `ok` reply when it is
@@ -495,11 +497,16 @@ impl Core {
             join_ref: msg.join_ref.clone(),
             role,
             extensions: msg.extensions,
+            open: msg.open.clone(),
         };
         let subscribed = match old {
             // D3 by the same user: swap the channel, no presence effects.
             Some(old) if old.kind == member => {
-                let subscribed = self.topics.replace(&msg.topic, old.channel, subscriber);
+                let mut evicted = Vec::new();
+                let subscribed =
+                    self.topics
+                        .replace(&msg.topic, old.channel, subscriber, &mut evicted);
+                self.state.borrow_mut().evicted.extend(evicted);
                 self.stop_watching(&old).await;
                 subscribed
             }

@@ -80,6 +80,7 @@ mod tests {
             topic: Arc::from(topic),
             join_ref: Some(Arc::from(join_ref)),
             kind: ChannelKind::Student { student },
+            open: Default::default(),
         });
         (table, id)
     }

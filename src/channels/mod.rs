@@ -18,7 +18,7 @@ pub use routes::{
     bind_join, check_join_refs, command_for, route_join, student_topic, Command, JoinTarget,
     StudentTopic, MAX_REF_BYTES, MAX_TOPIC_BYTES,
 };
-pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef};
+pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef, Liveness};
 
 /// Why a join or an event was refused: the `reason` of an `error` reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! channel stands for (a teacher's presence, a student's presence, one side of
 //! a chat). At most one channel per topic; bounded by `max_channels`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::domain::{ChatId, Role, UserId};
@@ -21,6 +21,34 @@ impl ChannelId {
     pub fn next() -> ChannelId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         ChannelId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Whether a channel still takes frames, shared by its connection and the
+/// topic registry. The connection marks it closed the moment the channel is
+/// left or the connection goes, before the registry hears of it, so a chat
+/// message relayed meanwhile is held for the side (PROTOCOL 6.3) instead of
+/// being handed to a channel that will only drop it.
+#[derive(Clone, Debug)]
+pub struct Liveness(Arc<AtomicBool>);
+
+impl Liveness {
+    pub fn new() -> Liveness {
+        Liveness(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn close(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness::new()
     }
 }
 
@@ -44,6 +72,8 @@ pub struct Channel {
     /// `join_ref` key if sent, else the `ref` of the `phx_join` (PROTOCOL 2.1).
     pub join_ref: Option<JsonRef>,
     pub kind: ChannelKind,
+    /// Closed when the channel is left or its connection goes.
+    pub open: Liveness,
 }
 
 /// The channel table of one connection (PROTOCOL 3: topic → channel).
@@ -98,6 +128,11 @@ impl ChannelTable {
         let index = self.channels.iter().position(|c| c.id == id)?;
         Some(self.channels.swap_remove(index))
     }
+
+    /// Every channel, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.channels.iter()
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +148,7 @@ mod tests {
                 chat: ChatId::random(&mut rand::rng()),
                 role: Role::Teacher,
             },
+            open: Liveness::new(),
         }
     }
 

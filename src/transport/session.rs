@@ -23,7 +23,7 @@ use crate::actors::chat_lifetime::{ChannelLeft, Join, Joined, Request, SessionGo
 use crate::actors::{ConnectionSlot, Hub};
 use crate::channels::{
     bind_join, check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId,
-    ChannelKind, Command, Extensions, JsonRef, Refusal,
+    ChannelKind, Command, Extensions, JsonRef, Liveness, Refusal,
 };
 use crate::domain::{ChatId, Role};
 use crate::identity::Identity;
@@ -245,6 +245,11 @@ impl Session {
         if std::mem::replace(&mut self.departed, true) {
             return;
         }
+        // From here on relays pass these channels over (and hold for a token
+        // user who is away) rather than queue frames nobody will write.
+        for channel in self.table.iter() {
+            channel.open.close();
+        }
         self.hub.sessions.remove(&self.id);
         self.hub.metrics.connections(self.framing).dec();
         self.hub.lifetime.do_send(SessionGone { session: self.id });
@@ -310,6 +315,7 @@ impl Session {
                     "{}",
                 );
                 if let Some(channel) = self.table.remove(channel) {
+                    channel.open.close();
                     self.write_close(ctx, &channel);
                     self.hub.lifetime.do_send(ChannelLeft {
                         session: self.id,
@@ -354,6 +360,7 @@ impl Session {
         let msg_ref: Option<JsonRef> = message.msg_ref.map(|r| Arc::from(r.get()));
         if let Some(old) = replaces.and_then(|old| self.table.remove(old)) {
             // D3: the old channel is closed first, without leave effects.
+            old.open.close();
             self.write_close(ctx, &old);
         } else if self.table.is_full() {
             return self.refuse(
@@ -390,6 +397,7 @@ impl Session {
         let channel = ChannelId::next();
         // V1 has no join refs of its own: the join's ref stands in (2.1).
         let join_ref = request_join_ref.clone().or_else(|| msg_ref.clone());
+        let open = Liveness::new();
         let join = Join {
             session: handle,
             channel,
@@ -398,48 +406,64 @@ impl Session {
             target,
             extensions: Extensions::from_params(message.payload),
             replaces,
+            open: open.clone(),
         };
-        let answer =
-            self.hub
-                .lifetime
-                .send(join)
-                .into_actor(self)
-                .map(move |outcome, session, ctx| {
-                    let reply_refs = (request_join_ref.as_deref(), msg_ref.as_deref());
-                    match outcome {
-                        Ok(Ok(Joined { kind, reply })) => {
-                            session.table.insert(Channel {
-                                id: channel,
-                                topic: topic.clone(),
-                                join_ref,
-                                kind,
-                            });
-                            session.reply(
-                                ctx,
-                                reply_refs.0,
-                                reply_refs.1,
-                                &topic,
-                                ReplyStatus::Ok,
-                                reply.as_deref().unwrap_or("{}"),
-                            );
-                        }
-                        Ok(Err(refusal)) => {
-                            session.refuse(ctx, reply_refs.0, reply_refs.1, &topic, refusal)
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "ChatLifetime did not answer a join");
-                            let response = protocol::error_response("internal error");
-                            session.reply(
-                                ctx,
-                                reply_refs.0,
-                                reply_refs.1,
-                                &topic,
-                                ReplyStatus::Error,
-                                &response,
-                            );
-                        }
-                    }
-                });
+        let hub = self.hub.clone();
+        let joined = async move {
+            let outcome = hub.lifetime.send(join).await;
+            // A token user's chat join reply counts the chat's messages (`seq`,
+            // PROTOCOL 6.3): it goes out once the transcript holds all of them,
+            // so a page reading the history right after it finds them. Bounded
+            // like a held sender: a failing store does not hold the join.
+            if let Ok(Ok(Joined {
+                kind,
+                reply: Some(_),
+            })) = &outcome
+            {
+                if matches!(kind, ChannelKind::Chat { .. }) {
+                    let wait = hub.config.transcript_wait;
+                    let _ = tokio::time::timeout(wait, hub.transcripts.flush_async()).await;
+                }
+            }
+            outcome
+        };
+        let answer = joined.into_actor(self).map(move |outcome, session, ctx| {
+            let reply_refs = (request_join_ref.as_deref(), msg_ref.as_deref());
+            match outcome {
+                Ok(Ok(Joined { kind, reply })) => {
+                    session.table.insert(Channel {
+                        id: channel,
+                        topic: topic.clone(),
+                        join_ref,
+                        kind,
+                        open,
+                    });
+                    session.reply(
+                        ctx,
+                        reply_refs.0,
+                        reply_refs.1,
+                        &topic,
+                        ReplyStatus::Ok,
+                        reply.as_deref().unwrap_or("{}"),
+                    );
+                }
+                Ok(Err(refusal)) => {
+                    session.refuse(ctx, reply_refs.0, reply_refs.1, &topic, refusal)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "ChatLifetime did not answer a join");
+                    let response = protocol::error_response("internal error");
+                    session.reply(
+                        ctx,
+                        reply_refs.0,
+                        reply_refs.1,
+                        &topic,
+                        ReplyStatus::Error,
+                        &response,
+                    );
+                }
+            }
+        });
         ctx.wait(answer);
     }
 
