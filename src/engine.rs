@@ -17,7 +17,7 @@ use crate::domain::{
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
     StudentState, TeacherKey, Tutoring, UserId, UserKey, Vanished,
 };
-use crate::redis_engine::{EngineError, RedisTutoring};
+use crate::redis_engine::{EngineError, Health, RedisTutoring};
 
 /// Where the state lives, and the steps over it.
 pub enum Engine {
@@ -56,6 +56,14 @@ impl Engine {
     /// The steps in memory, over the three part actors.
     pub fn memory(parts: RosterParts) -> Engine {
         Engine::Memory(Tutoring::new(parts))
+    }
+
+    /// Whether the shared state answers (None in memory, where it always does).
+    pub fn health(&self) -> Option<Arc<Health>> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, .. } => Some(steps.health()),
+        }
     }
 
     /// The steps in Redis.

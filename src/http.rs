@@ -95,13 +95,19 @@ async fn upgrade(
 /// with the reason while the store is failing (chat messages are refused
 /// then, so the server is not healthy).
 async fn healthz(hub: web::Data<Hub>) -> HttpResponse {
-    match hub.transcripts.failure() {
+    let shared = hub.engine_health.as_ref().and_then(|h| h.failure());
+    let failing = match (hub.transcripts.failure(), shared) {
+        (Some(reason), _) => Some(format!("transcript store failing: {reason}")),
+        (None, Some(reason)) => Some(format!("shared state (redis) unreachable: {reason}")),
+        (None, None) => None,
+    };
+    match failing {
         None => HttpResponse::Ok()
             .content_type(ContentType::plaintext())
             .body("ok\n"),
         Some(reason) => HttpResponse::ServiceUnavailable()
             .content_type(ContentType::plaintext())
-            .body(format!("transcript store failing: {reason}\n")),
+            .body(format!("{reason}\n")),
     }
 }
 

@@ -83,6 +83,7 @@ impl Rejection {
                 Refusal::InvalidRef => "invalid_ref",
                 Refusal::TranscriptUnavailable => "transcript_unavailable",
                 Refusal::RecipientAway => "recipient_away",
+                Refusal::Unavailable => "unavailable",
             },
         }
     }

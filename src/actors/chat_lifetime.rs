@@ -516,7 +516,7 @@ impl Core {
                 if let Some(old) = other {
                     self.leave_effects(old, Departure::Left).await;
                 }
-                self.enter_presence(&kind).await;
+                self.enter_presence(&kind).await?;
                 let mut evicted = Vec::new();
                 let subscribed = self
                     .topics
@@ -730,8 +730,10 @@ impl Core {
                 user,
             } => {
                 let (chat, asking) = (*chat, user.clone());
-                let check = self.tutoring.authorize_join(chat, asking).await.ok();
-                match (check, user) {
+                let Ok(check) = self.tutoring.authorize_join(chat, asking).await else {
+                    return Err(Refusal::Unavailable);
+                };
+                match (Some(check), user) {
                     (Some(JoinCheck::Allowed), Some((role, _))) => Ok((
                         MemberKind::Chat(chat),
                         ChannelKind::Chat { chat, role: *role },
@@ -747,12 +749,13 @@ impl Core {
 
     /// A presence channel makes its user present (no broadcast: 5.2, 7.3).
     /// A user that was away is back (PROTOCOL 6.3): its chats hear of it.
-    async fn enter_presence(&self, kind: &ChannelKind) {
+    /// Refused with `unavailable` if the step cannot run (Redis down).
+    async fn enter_presence(&self, kind: &ChannelKind) -> Result<(), Refusal> {
         match kind {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
                 let Ok(stepped) = self.tutoring.teacher_present(teacher.clone()).await else {
-                    return;
+                    return Err(Refusal::Unavailable);
                 };
                 let (back, news) = self.record(stepped);
                 self.announce(news);
@@ -767,7 +770,7 @@ impl Core {
             ChannelKind::Student { student } => {
                 let key = student.as_student();
                 let Ok(stepped) = self.tutoring.student_present(student.clone()).await else {
-                    return;
+                    return Err(Refusal::Unavailable);
                 };
                 let (returned, news) = self.record(stepped);
                 if returned.back {
@@ -780,6 +783,7 @@ impl Core {
             }
             ChannelKind::Chat { .. } => {}
         }
+        Ok(())
     }
 
     /// An away user is back in time: its window is over.
@@ -820,42 +824,48 @@ impl Core {
         match (r.command, &r.kind) {
             (Command::Ready, ChannelKind::Student { student }) => {
                 let student = student.as_student();
-                if let Ok(stepped) = self.tutoring.ready(&student).await {
-                    let (outcome, news) = self.record(stepped);
-                    if matches!(outcome, ReadyOutcome::Queued(_)) {
-                        let mut state = self.state.borrow_mut();
-                        state.ready_at.insert(student, Instant::now());
-                    }
-                    self.announce(news);
+                let Ok(stepped) = self.tutoring.ready(&student).await else {
+                    return self.refuse(&r, Refusal::Unavailable);
+                };
+                let (outcome, news) = self.record(stepped);
+                if matches!(outcome, ReadyOutcome::Queued(_)) {
+                    let mut state = self.state.borrow_mut();
+                    state.ready_at.insert(student, Instant::now());
                 }
+                self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
             }
             (Command::Claim, ChannelKind::Teachers { teacher }) => {
-                let response = self.claim(&r, teacher).await;
-                self.reply(&r, ReplyStatus::Ok, response.as_deref().unwrap_or("{}"));
+                match self.claim(&r, teacher).await {
+                    Ok(claimed) => {
+                        self.reply(&r, ReplyStatus::Ok, claimed.as_deref().unwrap_or("{}"))
+                    }
+                    Err(refusal) => self.refuse(&r, refusal),
+                }
             }
             (Command::Entered(role), ChannelKind::Chat { chat, .. }) => {
                 let chat = *chat;
-                let entered = self.tutoring.enter(chat, role).await.ok();
-                match entered {
-                    Some(EnterOutcome::Ready) => {
+                match self.tutoring.enter(chat, role).await {
+                    Ok(EnterOutcome::Ready) => {
                         self.transcripts.chat_started(chat, SystemTime::now());
                         self.broadcast(&r.topic, "chat:ready", "{}");
                         self.reply(&r, ReplyStatus::Ok, "{}");
                     }
-                    Some(EnterOutcome::NotActive) => self.refuse(&r, Refusal::ChatFinished),
-                    _ => self.reply(&r, ReplyStatus::Ok, "{}"),
+                    Ok(EnterOutcome::NotActive) => self.refuse(&r, Refusal::ChatFinished),
+                    Ok(EnterOutcome::Entered) => self.reply(&r, ReplyStatus::Ok, "{}"),
+                    Err(_) => self.refuse(&r, Refusal::Unavailable),
                 }
             }
             (Command::Terminate, ChannelKind::Chat { chat, role }) => {
                 let (chat, role) = (*chat, *role);
-                if let Ok(stepped) = self.tutoring.terminate(chat).await {
-                    let (ended, news) = self.record(stepped);
-                    if ended.is_some() {
-                        self.chat_finished(chat, EndReason::EndedBy(role)).await;
-                    }
-                    self.announce(news);
+                let Ok(stepped) = self.tutoring.terminate(chat).await else {
+                    return self.refuse(&r, Refusal::Unavailable);
+                };
+                let (ended, news) = self.record(stepped);
+                if ended.is_some() {
+                    self.chat_finished(chat, EndReason::EndedBy(role)).await;
                 }
+                self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
             }
             _ => self.refuse(&r, Refusal::UnknownEvent),
@@ -863,13 +873,18 @@ impl Core {
     }
 
     /// PROTOCOL 7.1 as one step: the teacher's slot, the head of the queue,
-    /// the chat, then the frames of 5.4 in order. Answers the chat object.
-    async fn claim(&self, r: &Request, teacher_id: &UserId) -> Option<Arc<str>> {
+    /// the chat, then the frames of 5.4 in order. Answers the chat object, if
+    /// a student was assigned.
+    async fn claim(&self, r: &Request, teacher_id: &UserId) -> Result<Option<Arc<str>>, Refusal> {
         let teacher = teacher_id.as_teacher();
         let chat = ChatId::random(&mut rand::rng());
-        let stepped = self.tutoring.claim(teacher_id, chat).await.ok()?;
+        let Ok(stepped) = self.tutoring.claim(teacher_id, chat).await else {
+            return Err(Refusal::Unavailable);
+        };
         let (claimed, news) = self.record(stepped);
-        let claimed = claimed?;
+        let Some(claimed) = claimed else {
+            return Ok(None);
+        };
         if let Some(since) = self.state.borrow_mut().ready_at.remove(&claimed.student) {
             self.metrics.observe_queue_wait(since.elapsed());
         }
@@ -892,7 +907,7 @@ impl Core {
         let student_topic = format!("presence:student:{}", claimed.student.0);
         self.broadcast(&student_topic, "new:chat", &claimed.object);
         self.announce(news);
-        Some(claimed.object)
+        Ok(Some(claimed.object))
     }
 
     /// PROTOCOL 7.2, once a step has finished an active chat (exactly once):

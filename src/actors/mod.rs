@@ -26,6 +26,7 @@ pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::redis_engine::Health;
 use crate::topics::{HoldBounds, Topics};
 use crate::transcripts::Transcripts;
 use crate::transport::{SessionHandle, SessionId};
@@ -42,6 +43,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// The durable record of chats and relayed messages.
     pub transcripts: Transcripts,
+    /// Whether the shared state (Redis) answers; None in memory.
+    pub engine_health: Option<Arc<Health>>,
     /// Connections admitted and not yet closed (the `max_connections` and
     /// per-client bounds).
     admission: Arc<Admission>,
@@ -57,6 +60,7 @@ impl Hub {
         }));
         let metrics = Arc::new(Metrics::new());
         let engine = engine.unwrap_or_else(|| Engine::memory(RosterParts::start()));
+        let engine_health = engine.health();
         let lifetime = ChatLifetime::new(
             engine,
             topics.clone(),
@@ -77,6 +81,7 @@ impl Hub {
             )),
             config: Arc::new(config),
             transcripts,
+            engine_health,
         }
     }
 

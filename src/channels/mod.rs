@@ -44,6 +44,8 @@ pub enum Refusal {
     /// A chat message for a side that is away (PROTOCOL 6.3) when as many
     /// of its messages as the server holds are held already.
     RecipientAway,
+    /// The shared state (Redis) cannot be reached now; nothing changed.
+    Unavailable,
 }
 
 impl Refusal {
@@ -62,6 +64,7 @@ impl Refusal {
             Refusal::InvalidRef => "invalid ref",
             Refusal::TranscriptUnavailable => "transcript unavailable",
             Refusal::RecipientAway => "recipient away",
+            Refusal::Unavailable => "unavailable",
         }
     }
 }

@@ -101,8 +101,46 @@ impl Scripts {
 /// clients get an error, not a hang.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Whether Redis answered the last step, for `/healthz`. Shared with the hub.
+#[derive(Debug, Default)]
+pub struct Health {
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Why the last step failed, while steps fail. None when healthy.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Notes a step's outcome; logs once per change of state.
+    fn note(&self, outcome: Result<(), &EngineError>) {
+        let mut failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (outcome, failure.is_some()) {
+            (Ok(()), true) => {
+                tracing::info!("redis answers again");
+                *failure = None;
+            }
+            (Err(error), was_failing) => {
+                if !was_failing {
+                    tracing::error!(%error, "redis does not answer: steps are refused with `unavailable`");
+                }
+                *failure = Some(error.to_string());
+            }
+            (Ok(()), false) => {}
+        }
+    }
+}
+
 /// The steps over one deployment's keys in Redis.
 pub struct RedisTutoring {
+    health: Arc<Health>,
     client: redis::Client,
     /// Made at the first step (and remade by the manager after a failure).
     conn: OnceCell<ConnectionManager>,
@@ -249,6 +287,7 @@ impl RedisTutoring {
     pub fn new(url: &str, deployment: &str) -> Result<RedisTutoring, EngineError> {
         Ok(RedisTutoring {
             client: redis::Client::open(url)?,
+            health: Arc::default(),
             conn: OnceCell::new(),
             prefix: format!("tq:{{{deployment}}}"),
             scripts: Scripts::load(),
@@ -272,13 +311,25 @@ impl RedisTutoring {
         Ok(conn.clone())
     }
 
+    /// Whether Redis answers, shared with whoever reports health.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
     async fn run(&self, script: &Script, args: &[&str]) -> Result<Value, EngineError> {
         let mut invocation = script.key(&self.prefix);
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut conn = self.connection().await?;
-        Ok(invocation.invoke_async(&mut conn).await?)
+        let answer = match self.connection().await {
+            Ok(mut conn) => invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(EngineError::from),
+            Err(error) => Err(error),
+        };
+        self.health.note(answer.as_ref().map(|_| ()));
+        answer
     }
 
     /// The waiting queue as it stands, head first (for queue positions).

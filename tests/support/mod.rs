@@ -64,3 +64,4 @@ pub mod binary;
 
 /// Tokens of a known test secret and requests that carry them (`auth`).
 pub mod auth;
+pub mod redis;
