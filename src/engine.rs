@@ -8,7 +8,7 @@
 //! differential tests of `redis_engine` check it), so `ChatLifetime` does not know
 //! which one it runs on.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::actors::RosterParts;
@@ -28,6 +28,9 @@ pub enum Engine {
     Redis {
         steps: Box<RedisTutoring>,
         positions: RefCell<PositionWatch>,
+        /// A step found the shared state reset (Redis lost it): the node must
+        /// reset too.
+        reset: Cell<bool>,
     },
 }
 
@@ -47,9 +50,19 @@ macro_rules! on_engine {
     ($engine:expr, $step:ident ( $($arg:expr),* )) => {
         match $engine {
             Engine::Memory(steps) => steps.$step($($arg),*).await.map_err(StepError::from),
-            Engine::Redis { steps, .. } => steps.$step($($arg),*).await.map_err(StepError::from),
+            Engine::Redis { steps, reset, .. } => {
+                steps.$step($($arg),*).await.map_err(|error| noted(reset, error))
+            }
         }
     };
+}
+
+/// A Redis step's error, with a reset of the shared state noted.
+fn noted(reset: &Cell<bool>, error: EngineError) -> StepError {
+    if matches!(error, EngineError::Reset) {
+        reset.set(true);
+    }
+    StepError::Shared(error)
 }
 
 impl Engine {
@@ -71,6 +84,16 @@ impl Engine {
         Engine::Redis {
             steps: Box::new(steps),
             positions: RefCell::new(PositionWatch::new()),
+            reset: Cell::new(false),
+        }
+    }
+
+    /// Whether a step since the last call found the shared state reset (Redis
+    /// lost it): then every user this node serves must join again.
+    pub fn take_reset(&self) -> bool {
+        match self {
+            Engine::Memory(_) => false,
+            Engine::Redis { reset, .. } => reset.take(),
         }
     }
 
@@ -177,8 +200,12 @@ impl Engine {
     ) -> Result<PositionNotice, StepError> {
         match self {
             Engine::Memory(steps) => Ok(steps.watch_position(student).await?),
-            Engine::Redis { steps, positions } => {
-                let queue = steps.queue().await?;
+            Engine::Redis {
+                steps,
+                positions,
+                reset,
+            } => {
+                let queue = steps.queue().await.map_err(|e| noted(reset, e))?;
                 Ok(positions.borrow_mut().watch(student, &queue, teachers))
             }
         }
@@ -204,11 +231,15 @@ impl Engine {
     ) -> Result<Vec<(StudentKey, PositionNotice)>, StepError> {
         match self {
             Engine::Memory(steps) => Ok(steps.due_positions().await?),
-            Engine::Redis { steps, positions } => {
+            Engine::Redis {
+                steps,
+                positions,
+                reset,
+            } => {
                 if positions.borrow().is_empty() {
                     return Ok(Vec::new());
                 }
-                let queue = steps.queue().await?;
+                let queue = steps.queue().await.map_err(|e| noted(reset, e))?;
                 Ok(positions.borrow_mut().due(&queue, teachers))
             }
         }

@@ -1,7 +1,8 @@
 //! The shared state out of reach (issue 13): while Redis does not answer, every step
 //! a client asks for is refused at once with a clear `unavailable` error (no hang, no
 //! `ok` for something that did not happen) and `/healthz` says why; when Redis answers
-//! again the node serves again by itself.
+//! again the node serves again by itself; if Redis lost the state meanwhile, the node
+//! notices (its epoch is gone) and closes its users' connections so they join again.
 
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,9 @@ async fn an_unreachable_redis_gets_clear_errors_and_the_node_recovers(framing: F
     assert_eq!(health.status, 503, "{}", health.text());
     assert!(health.text().contains("redis"), "{}", health.text());
 
-    // Redis comes back (empty: it kept nothing): the node reconnects by itself.
+    // Redis comes back empty (it kept nothing): the node reconnects by itself, finds
+    // the deployment's state reset at its first step, and closes its users'
+    // connections so they join again rather than act on what it believed.
     redis.restart();
     let deadline = Instant::now() + WAIT;
     loop {
@@ -59,6 +62,16 @@ async fn an_unreachable_redis_gets_clear_errors_and_the_node_recovers(framing: F
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(http_get(srv.port, "/healthz").await.status, 200);
+    assert_eq!(
+        t.wait_close(WAIT).await,
+        Some(1001),
+        "the teacher must join again"
+    );
+    assert_eq!(
+        s.wait_close(WAIT).await,
+        Some(1001),
+        "the student must join again"
+    );
     late.ready(&json!(8)).await;
     let mut t2 = teacher(&srv, framing, 2).await;
     t2.claim_expect(&json!(2), &json!(8)).await;

@@ -50,7 +50,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::topics::{HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
-use crate::transport::{Delivery, SessionHandle, SessionId};
+use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
 
@@ -230,6 +230,9 @@ impl ChatLifetime {
         step: impl std::future::Future<Output = T> + 'static,
     ) -> AtomicResponse<Self, T> {
         AtomicResponse::new(Box::pin(step.into_actor(self).map(|outcome, act, ctx| {
+            if act.core.tutoring.take_reset() {
+                act.core.reset();
+            }
             act.flush_evicted(ctx);
             act.start_windows(ctx);
             act.schedule_position_round(ctx);
@@ -458,6 +461,27 @@ impl Core {
             .teachers_present
             .set(stepped.status.teachers as i64);
         (stepped.outcome, stepped.news)
+    }
+
+    /// The shared state was reset (Redis lost it): nothing this node believes
+    /// about its users holds any more. Every connection with a channel is
+    /// closed (1001, as at shutdown), so its client joins again into the new
+    /// state; the away windows this node ran are forgotten.
+    fn reset(&self) {
+        let sessions: Vec<Arc<SessionHandle>> = {
+            let mut state = self.state.borrow_mut();
+            state.away.clear();
+            state.ready_at.clear();
+            state.sessions.values().map(|m| m.handle.clone()).collect()
+        };
+        tracing::warn!(
+            connections = sessions.len(),
+            "the shared state in redis was reset: closing every connection so its users join again"
+        );
+        self.metrics.users_away.set(0);
+        for session in sessions {
+            session.addr().do_send(Shutdown);
+        }
     }
 
     /// The `user:status` a step called for.

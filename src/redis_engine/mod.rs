@@ -36,6 +36,11 @@ pub enum EngineError {
     /// Redis answered something no script of this version writes.
     #[error("unexpected data in redis: {0}")]
     Corrupt(String),
+    /// Redis lost the deployment's state (restarted empty, flushed): its epoch is
+    /// not the one this node started from. The node must reset, not act on what
+    /// it believes.
+    #[error("the shared state in redis was reset")]
+    Reset,
 }
 
 type Step<T> = Result<Stepped<T>, EngineError>;
@@ -144,6 +149,9 @@ pub struct RedisTutoring {
     client: redis::Client,
     /// Made at the first step (and remade by the manager after a failure).
     conn: OnceCell<ConnectionManager>,
+    /// The deployment's epoch this node works in: read (or set, by the first
+    /// node) at the first step, forgotten when Redis says it changed.
+    epoch: std::sync::Mutex<Option<String>>,
     /// `tq:{<deployment>}`: every key of the deployment, in one hash slot.
     prefix: String,
     scripts: Scripts,
@@ -289,6 +297,7 @@ impl RedisTutoring {
             client: redis::Client::open(url)?,
             health: Arc::default(),
             conn: OnceCell::new(),
+            epoch: std::sync::Mutex::new(None),
             prefix: format!("tq:{{{deployment}}}"),
             scripts: Scripts::load(),
         })
@@ -316,20 +325,57 @@ impl RedisTutoring {
         Arc::clone(&self.health)
     }
 
+    fn lock_epoch(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.epoch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The epoch this node works in: the deployment's, set now if this is the
+    /// first node to find none.
+    async fn epoch(&self, conn: &mut ConnectionManager) -> Result<String, EngineError> {
+        if let Some(epoch) = self.lock_epoch().clone() {
+            return Ok(epoch);
+        }
+        let key = format!("{}:epoch", self.prefix);
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let (epoch,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await?;
+        *self.lock_epoch() = Some(epoch.clone());
+        Ok(epoch)
+    }
+
     async fn run(&self, script: &Script, args: &[&str]) -> Result<Value, EngineError> {
+        let answer = self.run_in_epoch(script, args).await;
+        self.health.note(answer.as_ref().map(|_| ()));
+        answer
+    }
+
+    async fn run_in_epoch(&self, script: &Script, args: &[&str]) -> Result<Value, EngineError> {
+        let mut conn = self.connection().await?;
+        let epoch = self.epoch(&mut conn).await?;
         let mut invocation = script.key(&self.prefix);
         for arg in args {
             invocation.arg(*arg);
         }
-        let answer = match self.connection().await {
-            Ok(mut conn) => invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(EngineError::from),
-            Err(error) => Err(error),
-        };
-        self.health.note(answer.as_ref().map(|_| ()));
-        answer
+        invocation.arg(&epoch);
+        match invocation.invoke_async(&mut conn).await {
+            Ok(value) => Ok(value),
+            Err(error) if error.code() == Some("TQEPOCH") => {
+                // Forget it: the next step works in the deployment's new epoch.
+                self.lock_epoch().take();
+                Err(EngineError::Reset)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The waiting queue as it stands, head first (for queue positions).

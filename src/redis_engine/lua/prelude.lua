@@ -15,11 +15,20 @@
 --   :spell:t, :spell:s  STRING the last away spell handed out
 --   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
 --               tj, sj (the ids as sent)
+--   :epoch      STRING set once by the first node (see below)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
 -- A user is "u:<id>" (tokenless) or "s:<id>" (signed in).
 local P = KEYS[1]
 local function k(name) return P .. ':' .. name end
+
+-- The last argument is the epoch the node knows: the value of :epoch when it
+-- first connected. If Redis lost its data (restarted empty, flushed), :epoch
+-- is gone or new, and no step may act on what the node believes: refuse, so
+-- the node resets.
+if redis.call('GET', k('epoch')) ~= ARGV[#ARGV] then
+  return redis.error_reply('TQEPOCH the shared state was reset')
+end
 
 local function split(list)
   local out = {}
