@@ -46,15 +46,56 @@ impl AwaySpell {
     }
 }
 
+/// A user's presence channels (on any number of connections), or, once the last one
+/// went with its connection, the spell it is away in.
 #[derive(Debug, Default)]
-struct TeacherEntry {
-    /// Joined `presence:teachers` channels; the teacher vanishes when it reaches 0, or
-    /// is away if it went with its connection.
+struct Presence {
     channels: usize,
-    /// At most MAX_CHATS_PER_TEACHER, so a Vec beats a set.
-    chats: Vec<ChatId>,
     /// Away since its last channel went with its connection (then `channels` is 0).
     away: Option<AwaySpell>,
+}
+
+impl Presence {
+    /// One more channel; true if the user was away (it is back).
+    fn join(&mut self) -> bool {
+        self.channels = self.channels.saturating_add(1);
+        self.away.take().is_some()
+    }
+
+    /// One channel fewer; true if it was the last. An away user has none to lose:
+    /// only its window's end removes it.
+    fn lose(&mut self) -> bool {
+        if self.away.is_some() {
+            return false;
+        }
+        self.channels = self.channels.saturating_sub(1);
+        self.channels == 0
+    }
+
+    /// One channel fewer, gone with its connection: on the last one, away in the next
+    /// spell of `spells`.
+    fn go_away(&mut self, spells: &mut u64) -> Option<AwaySpell> {
+        if !self.lose() {
+            return None;
+        }
+        let spell = AwaySpell::next(spells);
+        self.away = Some(spell);
+        Some(spell)
+    }
+
+    /// Still away in `spell`: the window that ends is its own.
+    fn away_in(&self, spell: AwaySpell) -> bool {
+        self.away == Some(spell) && self.channels == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct TeacherEntry {
+    /// Its `presence:teachers` channels: it vanishes when the last goes, or is away
+    /// if that one went with its connection.
+    presence: Presence,
+    /// At most MAX_CHATS_PER_TEACHER, so a Vec beats a set.
+    chats: Vec<ChatId>,
 }
 
 /// Teachers present (at least one joined `presence:teachers` channel, or away) and their
@@ -81,9 +122,7 @@ impl Teachers {
     /// resets an existing teacher (re-joins do not reset state). True if it was away:
     /// it is back, with its chats.
     pub fn join(&mut self, teacher: TeacherKey) -> bool {
-        let entry = self.teachers.entry(teacher).or_default();
-        entry.channels = entry.channels.saturating_add(1);
-        entry.away.take().is_some()
+        self.teachers.entry(teacher).or_default().presence.join()
     }
 
     /// One presence channel fewer, gone with its connection. If it was the last one the
@@ -91,43 +130,29 @@ impl Teachers {
     /// unknown) None.
     pub fn away(&mut self, teacher: &TeacherKey) -> Option<AwaySpell> {
         let entry = self.teachers.get_mut(teacher)?;
-        if entry.away.is_some() {
-            return None;
-        }
-        entry.channels = entry.channels.saturating_sub(1);
-        if entry.channels > 0 {
-            return None;
-        }
-        let spell = AwaySpell::next(&mut self.spells);
-        entry.away = Some(spell);
-        Some(spell)
+        entry.presence.go_away(&mut self.spells)
     }
 
     /// The window of `spell` ended: if the teacher is still away in it, it vanishes as
     /// in [`Teachers::leave`], and its chats are returned. Otherwise None.
     pub fn expire(&mut self, teacher: &TeacherKey, spell: AwaySpell) -> Option<Vec<ChatId>> {
-        let entry = self.teachers.get(teacher)?;
-        if entry.away != Some(spell) || entry.channels > 0 {
+        if !self.teachers.get(teacher)?.presence.away_in(spell) {
             return None;
         }
         self.teachers.remove(teacher).map(|gone| gone.chats)
     }
 
     pub fn is_away(&self, teacher: &TeacherKey) -> bool {
-        self.teachers.get(teacher).is_some_and(|t| t.away.is_some())
+        self.teachers
+            .get(teacher)
+            .is_some_and(|t| t.presence.away.is_some())
     }
 
     /// One presence channel fewer. If it was the last one the teacher vanishes: it is
     /// removed and its active chats are returned (Some, possibly empty). Otherwise None.
     /// Unknown teacher: None.
     pub fn leave(&mut self, teacher: &TeacherKey) -> Option<Vec<ChatId>> {
-        let entry = self.teachers.get_mut(teacher)?;
-        if entry.away.is_some() {
-            // No channel to lose: only its window's end removes it.
-            return None;
-        }
-        entry.channels = entry.channels.saturating_sub(1);
-        if entry.channels > 0 {
+        if !self.teachers.get_mut(teacher)?.presence.lose() {
             return None;
         }
         self.teachers.remove(teacher).map(|gone| gone.chats)
@@ -282,12 +307,10 @@ pub struct Assigned {
 struct StudentEntry {
     /// The id as first sent, echoed as `student_id` in chat objects.
     id: UserId,
-    /// Joined `presence:student:<sid>` channels; the student vanishes when it reaches 0,
-    /// or is away if it went with its connection.
-    channels: usize,
+    /// Its `presence:student:<sid>` channels: it vanishes when the last goes, or is
+    /// away if that one went with its connection.
+    presence: Presence,
     state: StudentState,
-    /// Away since its last channel went with its connection (then `channels` is 0).
-    away: Option<AwaySpell>,
 }
 
 /// Students present, their state, and the waiting queue; keeps the counts in O(1).
@@ -317,12 +340,10 @@ impl Students {
             .entry(id.as_student())
             .or_insert_with(|| StudentEntry {
                 id,
-                channels: 0,
+                presence: Presence::default(),
                 state: StudentState::Present,
-                away: None,
             });
-        entry.channels = entry.channels.saturating_add(1);
-        entry.away.take().is_some()
+        entry.presence.join()
     }
 
     /// One presence channel fewer, gone with its connection. If it was the last one the
@@ -330,30 +351,23 @@ impl Students {
     /// and its state is returned with the spell. Otherwise (or unknown) None.
     pub fn away(&mut self, student: &StudentKey) -> Option<(AwaySpell, StudentState)> {
         let entry = self.students.get_mut(student)?;
-        if entry.away.is_some() {
-            return None;
-        }
-        entry.channels = entry.channels.saturating_sub(1);
-        if entry.channels > 0 {
-            return None;
-        }
-        let spell = AwaySpell::next(&mut self.spells);
-        entry.away = Some(spell);
+        let spell = entry.presence.go_away(&mut self.spells)?;
         Some((spell, entry.state.clone()))
     }
 
     /// The window of `spell` ended: if the student is still away in it, it vanishes as
     /// in [`Students::leave`]. Otherwise None.
     pub fn expire(&mut self, student: &StudentKey, spell: AwaySpell) -> Option<StudentState> {
-        let entry = self.students.get(student)?;
-        if entry.away != Some(spell) || entry.channels > 0 {
+        if !self.students.get(student)?.presence.away_in(spell) {
             return None;
         }
         self.remove(student)
     }
 
     pub fn is_away(&self, student: &StudentKey) -> bool {
-        self.students.get(student).is_some_and(|e| e.away.is_some())
+        self.students
+            .get(student)
+            .is_some_and(|e| e.presence.away.is_some())
     }
 
     /// student:ready. Present or Finished -> Waiting (new arrival, tail). Waiting or
@@ -382,7 +396,8 @@ impl Students {
         // that broke it, so a bug elsewhere cannot assign a student who is not waiting.
         loop {
             let students = &self.students;
-            let here = |s: &StudentKey, _| students.get(s).is_some_and(|e| e.away.is_none());
+            let here =
+                |s: &StudentKey, _| students.get(s).is_some_and(|e| e.presence.away.is_none());
             let (student, arrival) = self.queue.take_first(here)?;
             let Some(entry) = self.students.get_mut(&student) else {
                 continue;
@@ -443,13 +458,7 @@ impl Students {
     /// queue too) and its previous state returned (the caller finishes the chat if it was
     /// Chatting). Otherwise None.
     pub fn leave(&mut self, student: &StudentKey) -> Option<StudentState> {
-        let entry = self.students.get_mut(student)?;
-        if entry.away.is_some() {
-            // No channel to lose: only its window's end removes it.
-            return None;
-        }
-        entry.channels = entry.channels.saturating_sub(1);
-        if entry.channels > 0 {
+        if !self.students.get_mut(student)?.presence.lose() {
             return None;
         }
         self.remove(student)
