@@ -20,6 +20,7 @@ mod phoenix_js;
 mod presence;
 mod queue;
 mod recording;
+mod redis_engine;
 mod redis_trouble;
 mod shutdown;
 mod transcripts;

@@ -122,6 +122,53 @@ pub enum StatusNews {
     Students,
 }
 
+impl StatusNews {
+    /// The count of teachers changed (a teacher new to the roster, or gone), or not.
+    pub fn teachers_if(changed: bool) -> StatusNews {
+        if changed {
+            StatusNews::Teachers
+        } else {
+            StatusNews::None
+        }
+    }
+
+    /// A student joined its presence topic: news only if it was away and can be
+    /// served again (waiting), with the same counts (PROTOCOL 6.3).
+    pub fn student_joined(back: bool, state: &StudentState) -> StatusNews {
+        match state {
+            StudentState::Waiting(_) if back => StatusNews::Students,
+            _ => StatusNews::None,
+        }
+    }
+
+    /// `student:ready`: news when it queued the student.
+    pub fn ready(outcome: &ReadyOutcome) -> StatusNews {
+        match outcome {
+            ReadyOutcome::Queued(_) => StatusNews::Students,
+            ReadyOutcome::Unchanged | ReadyOutcome::NotPresent => StatusNews::None,
+        }
+    }
+
+    /// A student vanished: news if it was in the roster (PROTOCOL 8.4).
+    pub fn student_gone(was: &StudentState) -> StatusNews {
+        if was.in_roster() {
+            StatusNews::Students
+        } else {
+            StatusNews::None
+        }
+    }
+
+    /// A teacher vanished: its requeued students change the counts; otherwise only
+    /// the number of teachers may have.
+    pub fn teacher_gone(abandoned: &[Abandoned], fewer_teachers: bool) -> StatusNews {
+        if abandoned.iter().any(|a| a.requeued.is_some()) {
+            StatusNews::Students
+        } else {
+            StatusNews::teachers_if(fewer_teachers)
+        }
+    }
+}
+
 /// What a step did, the `user:status` snapshot right after it, and who must hear of it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stepped<T> {
@@ -237,12 +284,7 @@ impl<P: TutoringParts> Tutoring<P> {
     /// was away and is back (PROTOCOL 6.3); a teacher away was still counted.
     pub async fn teacher_present(&self, teacher: TeacherKey) -> Step<bool> {
         let (back, changed) = self.change_teachers(move |t| t.join(teacher)).await?;
-        let news = if changed {
-            StatusNews::Teachers
-        } else {
-            StatusNews::None
-        };
-        Ok(self.stepped(back, news))
+        Ok(self.stepped(back, StatusNews::teachers_if(changed)))
     }
 
     /// A student joined its presence topic on one more channel; not queued yet, so no
@@ -260,10 +302,7 @@ impl<P: TutoringParts> Tutoring<P> {
                 )
             })
             .await?;
-        let news = match state {
-            StudentState::Waiting(_) if back => StatusNews::Students,
-            _ => StatusNews::None,
-        };
+        let news = StatusNews::student_joined(back, &state);
         Ok(self.stepped(StudentReturn { back, state }, news))
     }
 
@@ -342,10 +381,7 @@ impl<P: TutoringParts> Tutoring<P> {
     pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
         let student = student.clone();
         let outcome = self.change_students(move |s| s.ready(&student)).await?;
-        let news = match outcome {
-            ReadyOutcome::Queued(_) => StatusNews::Students,
-            ReadyOutcome::Unchanged | ReadyOutcome::NotPresent => StatusNews::None,
-        };
+        let news = StatusNews::ready(&outcome);
         Ok(self.stepped(outcome, news))
     }
 
@@ -459,11 +495,7 @@ impl<P: TutoringParts> Tutoring<P> {
             StudentState::Chatting { chat, .. } => self.end_chat(chat).await?.map(|_| chat),
             _ => None,
         };
-        let news = if was.in_roster() {
-            StatusNews::Students
-        } else {
-            StatusNews::None
-        };
+        let news = StatusNews::student_gone(&was);
         Ok(self.stepped(Some(Vanished { was, finished }), news))
     }
 
@@ -512,12 +544,7 @@ impl<P: TutoringParts> Tutoring<P> {
     ) -> Step<Option<Vec<Abandoned>>> {
         let (chats, fewer_teachers) = self.change_teachers(gone).await?;
         let Some(chats) = chats else {
-            let news = if fewer_teachers {
-                StatusNews::Teachers
-            } else {
-                StatusNews::None
-            };
-            return Ok(self.stepped(None, news));
+            return Ok(self.stepped(None, StatusNews::teachers_if(fewer_teachers)));
         };
         let mut abandoned = Vec::with_capacity(chats.len());
         for chat in chats {
@@ -528,13 +555,7 @@ impl<P: TutoringParts> Tutoring<P> {
             self.parts.chats(move |c| c.discard(chat)).await?;
             abandoned.push(Abandoned { chat, requeued });
         }
-        let news = if abandoned.iter().any(|a| a.requeued.is_some()) {
-            StatusNews::Students
-        } else if fewer_teachers {
-            StatusNews::Teachers
-        } else {
-            StatusNews::None
-        };
+        let news = StatusNews::teacher_gone(&abandoned, fewer_teachers);
         Ok(self.stepped(Some(abandoned), news))
     }
 

@@ -9,8 +9,8 @@
 //! same atomic execution.
 //!
 //! [`RedisTutoring`] answers exactly what [`crate::domain::Tutoring`] answers for the
-//! same steps, value for value: the differential tests below run both on the same
-//! random steps and compare every answer, so the invariant tests of the in-memory
+//! same steps, value for value: the differential tests (`tests/redis_engine.rs`) run
+//! both on the same random steps and compare every answer, so the invariant tests of the in-memory
 //! steps hold here too. Not wired into the server yet: that, the relay across nodes,
 //! the global order of statuses and node death are the next steps of issue 13.
 
@@ -403,11 +403,7 @@ impl RedisTutoring {
             .run(&self.scripts.teacher_join, &[&user_field(&teacher.0)])
             .await?;
         let (fields, status) = answer(&reply, 2)?;
-        let news = if int(&fields[1])? == 1 {
-            StatusNews::Teachers
-        } else {
-            StatusNews::None
-        };
+        let news = StatusNews::teachers_if(int(&fields[1])? == 1);
         Ok(stepped(int(&fields[0])? == 1, status, news))
     }
 
@@ -420,10 +416,7 @@ impl RedisTutoring {
         let (fields, status) = answer(&reply, 2)?;
         let back = int(&fields[0])? == 1;
         let state = parse_state(&text(&fields[1])?)?;
-        let news = match state {
-            StudentState::Waiting(_) if back => StatusNews::Students,
-            _ => StatusNews::None,
-        };
+        let news = StatusNews::student_joined(back, &state);
         Ok(stepped(StudentReturn { back, state }, status, news))
     }
 
@@ -468,10 +461,7 @@ impl RedisTutoring {
             "N" => ReadyOutcome::NotPresent,
             _ => return Err(corrupt("ready", &reply)),
         };
-        let news = match outcome {
-            ReadyOutcome::Queued(_) => StatusNews::Students,
-            _ => StatusNews::None,
-        };
+        let news = StatusNews::ready(&outcome);
         Ok(stepped(outcome, status, news))
     }
 
@@ -563,11 +553,7 @@ impl RedisTutoring {
             "" => None,
             chat => Some(parse_chat(chat)?),
         };
-        let news = if was.in_roster() {
-            StatusNews::Students
-        } else {
-            StatusNews::None
-        };
+        let news = StatusNews::student_gone(&was);
         Ok(stepped(Some(Vanished { was, finished }), status, news))
     }
 
@@ -619,12 +605,11 @@ impl RedisTutoring {
         let (fields, status) = answer(&reply, 3)?;
         let fewer_teachers = int(&fields[2])? == 1;
         if int(&fields[0])? == 0 {
-            let news = if fewer_teachers {
-                StatusNews::Teachers
-            } else {
-                StatusNews::None
-            };
-            return Ok(stepped(None, status, news));
+            return Ok(stepped(
+                None,
+                status,
+                StatusNews::teachers_if(fewer_teachers),
+            ));
         }
         let mut abandoned = Vec::new();
         for pair in items(&fields[1])? {
@@ -640,13 +625,7 @@ impl RedisTutoring {
                 requeued,
             });
         }
-        let news = if abandoned.iter().any(|a| a.requeued.is_some()) {
-            StatusNews::Students
-        } else if fewer_teachers {
-            StatusNews::Teachers
-        } else {
-            StatusNews::None
-        };
+        let news = StatusNews::teacher_gone(&abandoned, fewer_teachers);
         Ok(stepped(Some(abandoned), status, news))
     }
 
@@ -739,6 +718,3 @@ impl RedisTutoring {
         )))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,107 +1,20 @@
-//! The shared engine against the in-memory steps: the same steps, in scripted and
+//! The shared engine (`redis_engine`) against the in-memory steps (`domain::steps`): the same steps, in scripted and
 //! random orders, on [`RedisTutoring`] and on `Tutoring<LocalParts>`, and every answer
 //! (outcome, `user:status` snapshot, who must hear of it) must be the same.
 //!
-//! They need a `redis-server`: `TQ_TEST_REDIS_URL` names one (as `.ci/run` does),
-//! else each test starts its own on a Unix socket in a temporary directory and stops
-//! it. Without either they skip with a message, and fail under `CI=true`.
-
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+//! Each test starts a `redis-server` of its own (`support::redis`); without one it
+//! skips with a message, and fails under `CI=true`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use tutor_queue::domain::{
+    Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, LocalParts, PartGone, ReadyOutcome,
+    Role, StudentReturn, StudentState, Tutoring, UserId, Vanished,
+};
+use tutor_queue::redis_engine::{EngineError, RedisTutoring};
 
-use super::*;
-use crate::domain::{LocalParts, PartGone, Tutoring};
-
-/// A Redis for one test: the one `TQ_TEST_REDIS_URL` names, or one started here and
-/// stopped on drop.
-struct TestRedis {
-    url: String,
-    child: Option<Child>,
-    dir: Option<PathBuf>,
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// None (with a message) when there is no Redis to test with here.
-fn test_redis(test: &str) -> Option<TestRedis> {
-    if let Ok(url) = std::env::var("TQ_TEST_REDIS_URL") {
-        return Some(TestRedis {
-            url,
-            child: None,
-            dir: None,
-        });
-    }
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tq-redis-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    let socket = dir.join("redis.sock");
-    let started = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--unixsocket",
-        ])
-        .arg(&socket)
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match started {
-        Ok(child) => child,
-        Err(error) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            assert!(
-                !under_ci(),
-                "{test}: redis-server is required under CI: {error}"
-            );
-            eprintln!("SKIPPED {test}: no redis-server here ({error})");
-            return None;
-        }
-    };
-    let redis = TestRedis {
-        url: format!("redis+unix://{}", socket.display()),
-        child: Some(child),
-        dir: Some(dir),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{test}: redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Some(redis)
-}
+use crate::support::redis::TestRedis;
 
 /// A deployment name no other test uses, so tests can share one Redis.
 fn deployment() -> String {
@@ -251,10 +164,10 @@ impl Twins {
 
 #[tokio::test]
 async fn one_chat_with_an_away_student_answers_as_in_memory() {
-    let Some(redis) = test_redis("one_chat_with_an_away_student_answers_as_in_memory") else {
+    let Some(redis) = TestRedis::start("redis engine") else {
         return;
     };
-    let mut twins = Twins::new(&redis.url).await;
+    let mut twins = Twins::new(&redis.url()).await;
     let mut rng = StdRng::seed_from_u64(1);
     let (t, a, b) = (user(1), signed(2), user(3));
     twins.teacher_joins(&t).await;
@@ -366,12 +279,12 @@ async fn random_run(url: &str, seed: u64) -> usize {
 
 #[tokio::test]
 async fn random_steps_answer_as_in_memory() {
-    let Some(redis) = test_redis("random_steps_answer_as_in_memory") else {
+    let Some(redis) = TestRedis::start("redis engine") else {
         return;
     };
     let mut steps = 0;
     for seed in 1..=4 {
-        steps += random_run(&redis.url, seed).await;
+        steps += random_run(&redis.url(), seed).await;
     }
     assert!(steps > 5000, "{steps} compared answers");
 }
