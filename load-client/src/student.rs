@@ -324,7 +324,11 @@ impl Student {
         }
         if frame.topic == self.presence {
             match &*frame.event {
-                "new:chat" => self.on_new_chat(conn, &frame).await?,
+                "new:chat" => {
+                    if let Some((chat, now)) = self.shared.new_chat(&frame) {
+                        self.join_new_chat(conn, chat, now).await?;
+                    }
+                }
                 "phx_close" if self.leaving => {}
                 _ => self.shared.error(ErrorKind::UnexpectedFrame),
             }
@@ -635,15 +639,6 @@ impl Student {
         };
         conn.push(&topic, "student:send", &payload).await?;
         Ok(())
-    }
-
-    async fn on_new_chat(&mut self, conn: &mut Conn, frame: &Frame<'_>) -> Result<(), WsError> {
-        let now = Instant::now();
-        let Ok(chat) = parse::<ChatObject>(frame.payload) else {
-            self.shared.error(ErrorKind::MalformedFrame);
-            return Ok(());
-        };
-        self.join_new_chat(conn, chat, now).await
     }
 
     /// A chat it was given (read at `now`): join it.

@@ -332,7 +332,9 @@ impl Teacher {
             return match &*frame.event {
                 "user:status" => Ok(self.on_status(&frame)),
                 e if e == self.new_chat_event => {
-                    self.on_new_chat(conn, &frame).await?;
+                    if let Some((chat, now)) = self.shared.new_chat(&frame) {
+                        self.join_new_chat(conn, chat, now).await?;
+                    }
                     Ok(Flow::Continue)
                 }
                 _ => {
@@ -574,15 +576,6 @@ impl Teacher {
         // Statuses sent while it was away are lost: claim until one says otherwise.
         self.students_waiting = None;
         Ok(())
-    }
-
-    async fn on_new_chat(&mut self, conn: &mut Conn, frame: &Frame<'_>) -> Result<(), WsError> {
-        let now = Instant::now();
-        let Ok(chat) = parse::<ChatObject>(frame.payload) else {
-            self.shared.error(ErrorKind::MalformedFrame);
-            return Ok(());
-        };
-        self.join_new_chat(conn, chat, now).await
     }
 
     /// A chat it was given (read at `now`): take the slot and join it.
