@@ -645,6 +645,35 @@ mod tests {
         ]
     }
 
+    /// Teacher 1's claim for `student`'s chat, written at `sent_at` and answered 1 µs
+    /// later.
+    fn claimed(student: u32, sent_at: Micros) -> Event {
+        Event::ClaimAssigned {
+            teacher: 1,
+            chat: chat(student),
+            student: Some(u64::from(student)),
+            sent_at,
+            at: sent_at + 1,
+        }
+    }
+
+    /// B (2) is assigned and notified at 11, A's (1) claim is written at 20.
+    fn b_before_a() -> [Event; 2] {
+        [claimed(2, 10), claimed(1, 20)]
+    }
+
+    /// A (1) is queued before B (2) without doubt, yet B is served first.
+    fn fifo_inversion() -> Vec<Event> {
+        let mut events = vec![
+            Event::ReadySent { student: 1, at: 0 },
+            Event::ReadyAcked { student: 1, at: 2 },
+            Event::ReadySent { student: 2, at: 3 },
+            Event::ReadyAcked { student: 2, at: 4 },
+        ];
+        events.extend(b_before_a());
+        events
+    }
+
     fn run(events: impl IntoIterator<Item = Event>) -> ViolationCounts {
         let mut checker = Checker::new();
         for e in events {
@@ -679,47 +708,13 @@ mod tests {
             Event::ReadyAcked { student: 1, at: 6 },
             Event::ReadyAcked { student: 2, at: 7 },
         ];
-        events.push(Event::ClaimAssigned {
-            teacher: 1,
-            chat: chat(2),
-            student: Some(2),
-            sent_at: 10,
-            at: 11,
-        });
-        events.push(Event::ClaimAssigned {
-            teacher: 1,
-            chat: chat(1),
-            student: Some(1),
-            sent_at: 20,
-            at: 21,
-        });
+        events.extend(b_before_a());
         assert_eq!(run(events).total(), 0);
     }
 
     #[test]
     fn fifo_inversion_is_counted() {
-        let events = vec![
-            Event::ReadySent { student: 1, at: 0 },
-            Event::ReadyAcked { student: 1, at: 2 },
-            Event::ReadySent { student: 2, at: 3 },
-            Event::ReadyAcked { student: 2, at: 4 },
-            // B (2) is assigned and notified at 11, A's claim is written at 20.
-            Event::ClaimAssigned {
-                teacher: 1,
-                chat: chat(2),
-                student: Some(2),
-                sent_at: 10,
-                at: 11,
-            },
-            Event::ClaimAssigned {
-                teacher: 1,
-                chat: chat(1),
-                student: Some(1),
-                sent_at: 20,
-                at: 21,
-            },
-        ];
-        assert_eq!(only(&run(events), Violation::FifoInversion), 1);
+        assert_eq!(only(&run(fifo_inversion()), Violation::FifoInversion), 1);
     }
 
     #[test]
@@ -735,13 +730,7 @@ mod tests {
                 chat: chat(2),
                 at: 20,
             },
-            Event::ClaimAssigned {
-                teacher: 1,
-                chat: chat(1),
-                student: Some(1),
-                sent_at: 20,
-                at: 21,
-            },
+            claimed(1, 20),
         ];
         assert_eq!(run(events).total(), 0);
     }
@@ -1012,27 +1001,8 @@ mod tests {
     fn a_student_away_may_be_skipped() {
         // The inversion of `fifo_inversion_is_counted`, but A (1) dropped its
         // connection: claims rightly skipped it while it was away (6.3).
-        let events = vec![
-            Event::ReadySent { student: 1, at: 0 },
-            Event::ReadyAcked { student: 1, at: 2 },
-            Event::StudentDropped { student: 1 },
-            Event::ReadySent { student: 2, at: 3 },
-            Event::ReadyAcked { student: 2, at: 4 },
-            Event::ClaimAssigned {
-                teacher: 1,
-                chat: chat(2),
-                student: Some(2),
-                sent_at: 10,
-                at: 11,
-            },
-            Event::ClaimAssigned {
-                teacher: 1,
-                chat: chat(1),
-                student: Some(1),
-                sent_at: 20,
-                at: 21,
-            },
-        ];
+        let mut events = fifo_inversion();
+        events.insert(2, Event::StudentDropped { student: 1 });
         assert_eq!(run(events).total(), 0);
     }
 

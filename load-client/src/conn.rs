@@ -82,6 +82,14 @@ pub enum Recv {
     Closed(String),
 }
 
+/// A timer ticking every `period`, the first tick one period from now; missed ticks
+/// are delayed, not bunched (heartbeats, claims).
+pub fn every(period: Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
 pub struct Conn {
     ws: WebSocketStream<TcpStream>,
     framing: Framing,

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::time::{interval_at, MissedTickBehavior};
 
 use crate::codec::{decode, parse, Reply};
 use crate::conn::Recv;
@@ -36,9 +35,7 @@ async fn hold(shared: &Shared, id: u64, open: &mut bool) {
         shared.error(ErrorKind::Disconnected);
         return;
     };
-    let period = shared.config.heartbeat_interval;
-    let mut heartbeat = interval_at(tokio::time::Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat = crate::conn::every(shared.config.heartbeat_interval);
     let closed = loop {
         tokio::select! {
             recv = conn.recv() => match recv {

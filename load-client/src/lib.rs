@@ -162,6 +162,22 @@ impl Shared {
         self.counters.error(kind);
     }
 
+    /// The chat object of a `new:chat` frame read just now, and when it was read; a
+    /// malformed one is counted as an error.
+    pub(crate) fn new_chat(
+        &self,
+        frame: &codec::Frame<'_>,
+    ) -> Option<(codec::ChatObject, Instant)> {
+        let now = Instant::now();
+        match codec::parse(frame.payload) {
+            Ok(chat) => Some((chat, now)),
+            Err(_) => {
+                self.error(ErrorKind::MalformedFrame);
+                None
+            }
+        }
+    }
+
     /// Takes the push a `phx_reply` answers (matched by ref) out of `pending`.
     /// A reply that answers nothing pending is counted as an error: an
     /// unexpected frame, or an error reply to a push that has no reply on

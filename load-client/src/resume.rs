@@ -21,9 +21,21 @@
 //!   server ([`ChatResume::Mismatch`], a `message_lost` violation).
 //!
 //! Which users drop, and after which frame, is drawn once per run ([`DropPlan`]).
+//! What both sides do alike around a drop lives here too: dropping or losing the
+//! connection ([`drop_now`], [`lost`]), the grace window ([`judged`]), chat join
+//! params ([`chat_params`]) and what a side tracks per chat ([`ChatAway`]).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::checks::Violation;
+use crate::codec::{parse, ChatStanding};
+use crate::conn::Conn;
+use crate::stats::ErrorKind;
+use crate::Shared;
 
 /// What a side does after its chat rejoin reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +80,87 @@ pub fn teacher_resume(sent: u32, awaiting: bool, seq: u64, held: u64) -> ChatRes
         (s, 1) if s == 2 * t => ChatResume::Wait { held: 1 },
         (s, 0) if s == 2 * t => ChatResume::RecoverLost,
         _ => ChatResume::Mismatch,
+    }
+}
+
+/// The drop plan says: drop the connection now (abruptly, no close frame).
+pub(crate) fn drop_now(shared: &Shared, conn: Conn) {
+    shared.counters.drops.fetch_add(1, Relaxed);
+    conn.drop_abruptly();
+}
+
+/// The connection was lost (an error); whether to come back (`--reconnect`).
+pub(crate) fn lost(shared: &Shared, conn: Conn) -> bool {
+    shared.error(ErrorKind::Disconnected);
+    drop(conn);
+    shared.config.reconnect
+}
+
+/// Whether a side that last dropped at `dropped_at` is judged on its resume: only
+/// within the server's grace window.
+pub(crate) fn judged(shared: &Shared, dropped_at: Option<Instant>) -> bool {
+    dropped_at.is_some_and(|at| at.elapsed() <= shared.config.reconnect_grace)
+}
+
+/// Join params of a chat topic for user `id` of `role` (`"student"`, `"teacher"`),
+/// with away notices under `--reconnect`.
+pub(crate) fn chat_params(shared: &Shared, id: u64, role: &str) -> serde_json::Value {
+    if shared.config.reconnect {
+        json!({"userId": id, "role": role, "awayNotices": true})
+    } else {
+        json!({"userId": id, "role": role})
+    }
+}
+
+/// What a side of a chat tracks about absences, its own and the other side's.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChatAway {
+    /// Held messages still to come right after a (re)join reply.
+    pub held_expected: u32,
+    /// The other side is away (`chat:away` read, no `chat:back` since).
+    pub peer_away: bool,
+}
+
+impl ChatAway {
+    /// This side's connection dropped: what it expected on it is void.
+    pub fn forget(&mut self) {
+        *self = ChatAway::default();
+    }
+
+    /// The reply to a first join under `--reconnect`: every message relayed to this
+    /// side so far was held for it (it had no channel on the chat).
+    pub fn first_join(&mut self, shared: &Shared, response: &serde_json::value::RawValue) {
+        match parse::<ChatStanding>(response) {
+            Ok(s) if s.seq == s.held => {
+                self.held_expected = u32::try_from(s.held).unwrap_or(u32::MAX);
+            }
+            Ok(_) => shared.violation(Violation::MessageLost),
+            Err(_) => shared.error(ErrorKind::MalformedFrame),
+        }
+    }
+
+    /// A chat frame `event` read, where `relayed` is this side's relayed-message
+    /// event: held messages must follow the rejoin reply at once (6.3).
+    pub fn read(&mut self, shared: &Shared, event: &str, relayed: &str) {
+        if self.held_expected > 0 && event != relayed {
+            self.held_expected = 0;
+            shared.violation(Violation::MessageLost);
+        }
+    }
+
+    /// A relayed message read (counted), perhaps one of those held.
+    pub fn relayed(&mut self, shared: &Shared) {
+        shared.counters.relayed.fetch_add(1, Relaxed);
+        if self.held_expected > 0 {
+            self.held_expected -= 1;
+            shared.counters.held_delivered.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `chat:away` or `chat:back` read.
+    pub fn notice(&mut self, shared: &Shared, event: &str) {
+        shared.counters.away_notices.fetch_add(1, Relaxed);
+        self.peer_away = event == "chat:away";
     }
 }
 

@@ -32,15 +32,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tokio::time::{interval_at, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 use crate::checks::{Event, Role, StudentRelay, Violation};
 use crate::codec::{
     decode, parse, ChatMessage, ChatObject, ChatStanding, Frame, Reply, StudentStanding,
 };
-use crate::conn::{Conn, Recv};
-use crate::resume::{self, ChatResume};
+use crate::conn::{self, Conn, Recv};
+use crate::resume::{self, ChatAway, ChatResume};
 use crate::stats::ErrorKind;
 use crate::{Shared, UserResult};
 
@@ -68,10 +67,8 @@ struct Chat {
     active: bool,
     /// This side sent `phx_leave` (or the server closed the channel).
     left: bool,
-    /// Held messages still to come right after a rejoin reply.
-    held_expected: u32,
-    /// The teacher is away (`chat:away` read, no `chat:back` since).
-    peer_away: bool,
+    /// Held messages due, the other side away.
+    away: ChatAway,
 }
 
 struct Student {
@@ -156,10 +153,14 @@ impl Student {
             s += &format!(
                 ", chat {id} ({}{}read {}{})",
                 if chat.active { "active, " } else { "over, " },
-                if chat.peer_away { "teacher away, " } else { "" },
+                if chat.away.peer_away {
+                    "teacher away, "
+                } else {
+                    ""
+                },
                 chat.relay.received(),
-                if chat.held_expected > 0 {
-                    format!(", {} held due", chat.held_expected)
+                if chat.away.held_expected > 0 {
+                    format!(", {} held due", chat.away.held_expected)
                 } else {
                     String::new()
                 }
@@ -200,22 +201,17 @@ impl Student {
                     conn.close().await;
                     return;
                 }
-                Ok(Flow::Drop) => {
-                    self.shared.counters.drops.fetch_add(1, Relaxed);
-                    conn.drop_abruptly();
-                }
+                Ok(Flow::Drop) => resume::drop_now(&self.shared, conn),
                 Ok(_) => {
                     self.give_up();
                     return;
                 }
                 Err(_) => {
-                    self.shared.error(ErrorKind::Disconnected);
                     // A student already leaving (finished) has nothing to resume.
-                    if !self.shared.config.reconnect || self.leaving {
+                    if !resume::lost(&self.shared, conn) || self.leaving {
                         self.give_up();
                         return;
                     }
-                    drop(conn);
                 }
             }
             match self.come_back(next).await {
@@ -231,8 +227,7 @@ impl Student {
         self.dropped_at = Some(Instant::now());
         self.pending.clear();
         for chat in self.chats.values_mut() {
-            chat.held_expected = 0;
-            chat.peer_away = false;
+            chat.away.forget();
         }
         // Not in the queue for sure until the server says so: teachers must not stop
         // meanwhile (their rule waits for every student to be queued).
@@ -252,17 +247,11 @@ impl Student {
 
     /// The student's resume is judged only within the server's grace window.
     fn judged(&self) -> bool {
-        self.dropped_at
-            .is_some_and(|at| at.elapsed() <= self.shared.config.reconnect_grace)
+        resume::judged(&self.shared, self.dropped_at)
     }
 
-    /// Join params of a chat topic (with away notices under `--reconnect`).
     fn chat_params(&self) -> serde_json::Value {
-        if self.shared.config.reconnect {
-            json!({"userId": self.id, "role": "student", "awayNotices": true})
-        } else {
-            json!({"userId": self.id, "role": "student"})
-        }
+        resume::chat_params(&self.shared, self.id, "student")
     }
 
     /// Runs the conversation until done, given up, dropped, or the connection is lost.
@@ -278,9 +267,7 @@ impl Student {
                 Pending::PresenceJoin
             },
         );
-        let period = self.shared.config.heartbeat_interval;
-        let mut heartbeat = interval_at(tokio::time::Instant::now() + period, period);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = conn::every(self.shared.config.heartbeat_interval);
         loop {
             tokio::select! {
                 recv = conn.recv() => match recv {
@@ -337,7 +324,11 @@ impl Student {
         }
         if frame.topic == self.presence {
             match &*frame.event {
-                "new:chat" => self.on_new_chat(conn, &frame).await?,
+                "new:chat" => {
+                    if let Some((chat, now)) = self.shared.new_chat(&frame) {
+                        self.join_new_chat(conn, chat, now).await?;
+                    }
+                }
                 "phx_close" if self.leaving => {}
                 _ => self.shared.error(ErrorKind::UnexpectedFrame),
             }
@@ -412,15 +403,7 @@ impl Student {
             Pending::ChatJoin(chat) => {
                 if let Some(c) = self.chats.get_mut(&chat) {
                     if self.shared.config.reconnect {
-                        // A first join: every message relayed to this side so far
-                        // was held for it (it had no channel on the chat).
-                        match parse::<ChatStanding>(reply.response) {
-                            Ok(s) if s.seq == s.held => {
-                                c.held_expected = u32::try_from(s.held).unwrap_or(u32::MAX);
-                            }
-                            Ok(_) => self.shared.violation(Violation::MessageLost),
-                            Err(_) => self.shared.error(ErrorKind::MalformedFrame),
-                        }
+                        c.away.first_join(&self.shared, reply.response);
                     }
                     let topic = c.topic.clone();
                     let r = conn.push(&topic, "student:joined", &json!({})).await?;
@@ -603,7 +586,7 @@ impl Student {
             standing.held,
         ) {
             ChatResume::Wait { held } => {
-                chat.held_expected = held;
+                chat.away.held_expected = held;
                 None
             }
             ChatResume::Resend => {
@@ -643,7 +626,7 @@ impl Student {
         let Some(chat) = self.chats.get(chat_id) else {
             return Ok(());
         };
-        if chat.peer_away {
+        if chat.away.peer_away {
             self.shared.emit(Event::SentToAway {
                 chat: chat_id.to_owned(),
                 from: Role::Student,
@@ -656,15 +639,6 @@ impl Student {
         };
         conn.push(&topic, "student:send", &payload).await?;
         Ok(())
-    }
-
-    async fn on_new_chat(&mut self, conn: &mut Conn, frame: &Frame<'_>) -> Result<(), WsError> {
-        let now = Instant::now();
-        let Ok(chat) = parse::<ChatObject>(frame.payload) else {
-            self.shared.error(ErrorKind::MalformedFrame);
-            return Ok(());
-        };
-        self.join_new_chat(conn, chat, now).await
     }
 
     /// A chat it was given (read at `now`): join it.
@@ -699,8 +673,7 @@ impl Student {
                 relay: StudentRelay::new(self.id),
                 active: true,
                 left: false,
-                held_expected: 0,
-                peer_away: false,
+                away: ChatAway::default(),
             },
         );
         Ok(())
@@ -717,18 +690,10 @@ impl Student {
             shared.error(ErrorKind::UnexpectedFrame);
             return Ok(Flow::Continue);
         };
-        if chat.held_expected > 0 && frame.event != "student:receive" {
-            // Held messages must follow the rejoin reply at once (6.3).
-            chat.held_expected = 0;
-            shared.violation(Violation::MessageLost);
-        }
+        chat.away.read(shared, &frame.event, "student:receive");
         match &*frame.event {
             "student:receive" => {
-                shared.counters.relayed.fetch_add(1, Relaxed);
-                if chat.held_expected > 0 {
-                    chat.held_expected -= 1;
-                    shared.counters.held_delivered.fetch_add(1, Relaxed);
-                }
+                chat.away.relayed(shared);
                 let message = parse::<ChatMessage>(frame.payload).ok();
                 let (answer, violation) = chat.relay.receive(message.as_ref().map(|m| &*m.message));
                 if let Some(v) = violation {
@@ -739,8 +704,7 @@ impl Student {
                 }
             }
             "chat:away" | "chat:back" if shared.config.reconnect => {
-                shared.counters.away_notices.fetch_add(1, Relaxed);
-                chat.peer_away = frame.event == "chat:away";
+                chat.away.notice(shared, &frame.event);
             }
             "teacher:receive" => shared.violation(chat.relay.wrong_event()),
             "chat:ready" => shared.emit(Event::ChatReady {

@@ -43,15 +43,14 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use tokio::time::{interval_at, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 use crate::checks::{check_status, Event, Role, TeacherRelay, Violation, MAX_CHATS};
 use crate::codec::{
     decode, parse, ChatMessage, ChatObject, ChatStanding, Frame, Reply, Status, TeacherStanding,
 };
-use crate::conn::{Conn, Recv};
-use crate::resume::{self, ChatResume};
+use crate::conn::{self, Conn, Recv};
+use crate::resume::{self, ChatAway, ChatResume};
 use crate::stats::{histogram, ErrorKind};
 use crate::{Shared, UserResult};
 
@@ -85,10 +84,34 @@ struct Chat {
     sent_at: Option<Instant>,
     /// It pushed `chat:terminate` (after the last answer).
     terminate_sent: bool,
-    /// Held messages still to come right after a rejoin reply.
-    held_expected: u32,
-    /// The student is away (`chat:away` read, no `chat:back` since).
-    peer_away: bool,
+    /// Held messages due, the other side away.
+    away: ChatAway,
+}
+
+impl Chat {
+    /// `teacher:send` of `message`, the relay's latest, in `chat_id` (noting when the
+    /// student is away).
+    async fn send(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        chat_id: &str,
+        message: String,
+    ) -> Result<(), WsError> {
+        self.sent_at = Some(Instant::now());
+        if self.away.peer_away {
+            shared.emit(Event::SentToAway {
+                chat: chat_id.to_owned(),
+                from: Role::Teacher,
+                k: self.relay.sent(),
+            });
+        }
+        let payload = ChatMessage {
+            message: message.into(),
+        };
+        conn.push(&self.topic, "teacher:send", &payload).await?;
+        Ok(())
+    }
 }
 
 struct Teacher {
@@ -174,7 +197,11 @@ impl Teacher {
                 } else {
                     "not awaiting"
                 },
-                if chat.peer_away { ", student away" } else { "" },
+                if chat.away.peer_away {
+                    ", student away"
+                } else {
+                    ""
+                },
                 if chat.terminate_sent {
                     ", terminate sent"
                 } else {
@@ -199,17 +226,12 @@ impl Teacher {
                     conn.close().await;
                     return true;
                 }
-                Ok(Flow::Drop) => {
-                    self.shared.counters.drops.fetch_add(1, Relaxed);
-                    conn.drop_abruptly();
-                }
+                Ok(Flow::Drop) => resume::drop_now(&self.shared, conn),
                 Ok(_) => return false,
                 Err(_) => {
-                    self.shared.error(ErrorKind::Disconnected);
-                    if !self.shared.config.reconnect {
+                    if !resume::lost(&self.shared, conn) {
                         return false;
                     }
-                    drop(conn);
                 }
             }
             // Forget what the dead connection owed; pause; connect again.
@@ -217,8 +239,7 @@ impl Teacher {
             self.pending.clear();
             self.joined = false;
             for chat in self.chats.values_mut() {
-                chat.held_expected = 0;
-                chat.peer_away = false;
+                chat.away.forget();
             }
             tokio::time::sleep(resume::pause(&mut self.rng)).await;
             match self.shared.connect_to(role, self.id, next).await {
@@ -230,17 +251,11 @@ impl Teacher {
 
     /// The teacher's resume is judged only within the server's grace window.
     fn judged(&self) -> bool {
-        self.dropped_at
-            .is_some_and(|at| at.elapsed() <= self.shared.config.reconnect_grace)
+        resume::judged(&self.shared, self.dropped_at)
     }
 
-    /// Join params of a chat topic (with away notices under `--reconnect`).
     fn chat_params(&self) -> serde_json::Value {
-        if self.shared.config.reconnect {
-            json!({"userId": self.id, "role": "teacher", "awayNotices": true})
-        } else {
-            json!({"userId": self.id, "role": "teacher"})
-        }
+        resume::chat_params(&self.shared, self.id, "teacher")
     }
 
     async fn join_presence(&mut self, conn: &mut Conn, back: bool) -> Result<(), WsError> {
@@ -259,14 +274,11 @@ impl Teacher {
 
     async fn converse(&mut self, conn: &mut Conn) -> Result<Flow, WsError> {
         self.join_presence(conn, self.dropped_at.is_some()).await?;
-        let period = self.shared.config.heartbeat_interval;
-        let mut heartbeat = interval_at(tokio::time::Instant::now() + period, period);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = conn::every(self.shared.config.heartbeat_interval);
         let every = self.shared.config.claim_interval;
         // setInterval(tryToClaimStudent, 10): the first tick comes one period after
         // the join ok; the timer starts then (see PresenceJoin below).
-        let mut claim = interval_at(tokio::time::Instant::now() + every, every);
-        claim.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut claim = conn::every(every);
         loop {
             tokio::select! {
                 recv = conn.recv() => match recv {
@@ -320,7 +332,9 @@ impl Teacher {
             return match &*frame.event {
                 "user:status" => Ok(self.on_status(&frame)),
                 e if e == self.new_chat_event => {
-                    self.on_new_chat(conn, &frame).await?;
+                    if let Some((chat, now)) = self.shared.new_chat(&frame) {
+                        self.join_new_chat(conn, chat, now).await?;
+                    }
                     Ok(Flow::Continue)
                 }
                 _ => {
@@ -411,15 +425,7 @@ impl Teacher {
             Pending::ChatJoin(chat) => {
                 if let Some(c) = self.chats.get_mut(&chat) {
                     if self.shared.config.reconnect {
-                        // A first join: every message relayed to this side so far
-                        // was held for it (it had no channel on the chat).
-                        match parse::<ChatStanding>(reply.response) {
-                            Ok(s) if s.seq == s.held => {
-                                c.held_expected = u32::try_from(s.held).unwrap_or(u32::MAX);
-                            }
-                            Ok(_) => self.shared.violation(Violation::MessageLost),
-                            Err(_) => self.shared.error(ErrorKind::MalformedFrame),
-                        }
+                        c.away.first_join(&self.shared, reply.response);
                     }
                     let topic = c.topic.clone();
                     let r = conn.push(&topic, "teacher:joined", &json!({})).await?;
@@ -471,7 +477,7 @@ impl Teacher {
         );
         match verdict {
             ChatResume::Wait { held } => {
-                chat.held_expected = held;
+                chat.away.held_expected = held;
                 if chat.relay.sent() == 0 {
                     // It may have missed `chat:ready`; relaying does not wait for it.
                     chat.ready = true;
@@ -484,18 +490,8 @@ impl Teacher {
             }
             ChatResume::Resend => {
                 counters.resent.fetch_add(1, Relaxed);
-                let payload = ChatMessage {
-                    message: chat.relay.resend().into(),
-                };
-                chat.sent_at = Some(Instant::now());
-                if chat.peer_away {
-                    self.shared.emit(Event::SentToAway {
-                        chat: chat_id.to_owned(),
-                        from: Role::Teacher,
-                        k: chat.relay.sent(),
-                    });
-                }
-                conn.push(&topic, "teacher:send", &payload).await?;
+                let message = chat.relay.resend();
+                chat.send(&self.shared, conn, chat_id, message).await?;
             }
             ChatResume::RecoverLost => {
                 counters.recovered_in_transit.fetch_add(1, Relaxed);
@@ -582,15 +578,6 @@ impl Teacher {
         Ok(())
     }
 
-    async fn on_new_chat(&mut self, conn: &mut Conn, frame: &Frame<'_>) -> Result<(), WsError> {
-        let now = Instant::now();
-        let Ok(chat) = parse::<ChatObject>(frame.payload) else {
-            self.shared.error(ErrorKind::MalformedFrame);
-            return Ok(());
-        };
-        self.join_new_chat(conn, chat, now).await
-    }
-
     /// A chat it was given (read at `now`): take the slot and join it.
     async fn join_new_chat(
         &mut self,
@@ -627,8 +614,7 @@ impl Teacher {
                 left: false,
                 sent_at: None,
                 terminate_sent: false,
-                held_expected: 0,
-                peer_away: false,
+                away: ChatAway::default(),
             },
         );
         Ok(())
@@ -656,18 +642,8 @@ impl Teacher {
             return Ok(());
         };
         if chat.relay.sent() < messages {
-            let payload = ChatMessage {
-                message: chat.relay.next_message().into(),
-            };
-            chat.sent_at = Some(Instant::now());
-            if chat.peer_away {
-                self.shared.emit(Event::SentToAway {
-                    chat: chat_id.to_owned(),
-                    from: Role::Teacher,
-                    k: chat.relay.sent(),
-                });
-            }
-            conn.push(&chat.topic, "teacher:send", &payload).await?;
+            let message = chat.relay.next_message();
+            chat.send(&self.shared, conn, chat_id, message).await?;
         } else {
             chat.terminate_sent = true;
             let r = conn.push(&chat.topic, "chat:terminate", &json!({})).await?;
@@ -687,22 +663,14 @@ impl Teacher {
             self.shared.error(ErrorKind::UnexpectedFrame);
             return Ok(());
         };
-        if chat.held_expected > 0 && frame.event != "teacher:receive" {
-            // Held messages must follow the rejoin reply at once (6.3).
-            chat.held_expected = 0;
-            self.shared.violation(Violation::MessageLost);
-        }
+        chat.away
+            .read(&self.shared, &frame.event, "teacher:receive");
         match &*frame.event {
             "chat:away" | "chat:back" if self.shared.config.reconnect => {
-                self.shared.counters.away_notices.fetch_add(1, Relaxed);
-                chat.peer_away = frame.event == "chat:away";
+                chat.away.notice(&self.shared, &frame.event);
             }
             "teacher:receive" => {
-                self.shared.counters.relayed.fetch_add(1, Relaxed);
-                if chat.held_expected > 0 {
-                    chat.held_expected -= 1;
-                    self.shared.counters.held_delivered.fetch_add(1, Relaxed);
-                }
+                chat.away.relayed(&self.shared);
                 let message = parse::<ChatMessage>(frame.payload).ok();
                 let (moved_on, violation) =
                     chat.relay.receive(message.as_ref().map(|m| &*m.message));
