@@ -436,6 +436,14 @@ async fn t1_ana_and_ben_waiting(srv: &Server, framing: Framing) -> (Client, Clie
     (t, ana, ben)
 }
 
+/// `c` ends the chat on `topic` (`chat:terminate`, replied `ok`) and hears it ended.
+async fn ends_the_chat(c: &mut Client, topic: &str) {
+    c.call(topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    c.wait_for(topic, "chat:terminated", WAIT).await;
+}
+
 fn from(sender: &str, payloads: &[Value]) -> Vec<(String, Value)> {
     payloads
         .iter()
@@ -671,10 +679,7 @@ async fn a_chat_ended_while_the_student_is_away(framing: Framing) {
     goes_away(s, "student", &mut t, &cid, LONG).await;
     t.push(&topic, "teacher:send", json!({"message": "bye"}))
         .await;
-    t.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut t, &topic).await;
     status_is(
         &mut t,
         (1, 1, 0, 0, 1),
@@ -753,10 +758,7 @@ async fn a_chat_the_student_ends_while_the_teacher_is_away(framing: Framing) {
     goes_away(t, "teacher", &mut s, &cid, LONG).await;
     s.push(&topic, "student:send", json!({"message": "never mind"}))
         .await;
-    s.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    s.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut s, &topic).await;
 
     let mut t = signed_teacher(&srv, framing, "t1").await;
     t.join(&topic, teacher_params(&tid))
@@ -1026,26 +1028,12 @@ async fn away_notices_reach_the_channels_that_ask(framing: Framing) {
     )
     .await;
     // A second tab of ana's that asks for notices.
-    let mut asking = signed_in(&srv, framing, sid, Role::Student).await;
-    join_replying(
-        &mut asking,
-        &topic,
-        with(student_params(&json!(sid)), "awayNotices"),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    let mut asking = new_asking_tab(&srv, framing, sid, &topic).await;
 
     goes_away(t, "teacher", &mut asking, &cid, LONG).await;
     plain.expect_no_event(&topic, "chat:away", SILENCE).await;
     // A channel joining while the teacher is away hears so right after its reply.
-    let mut late = signed_in(&srv, framing, sid, Role::Student).await;
-    join_replying(
-        &mut late,
-        &topic,
-        with(student_params(&json!(sid)), "awayNotices"),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    let mut late = new_asking_tab(&srv, framing, sid, &topic).await;
     let away = late.next_frame(WAIT).await;
     assert!(
         away.is(&topic, "chat:away"),
@@ -1067,39 +1055,56 @@ async fn away_notices_reach_the_channels_that_ask(framing: Framing) {
         .await;
 }
 
+/// A new tab of student `sid` whose channel on the chat `topic` asks for away notices;
+/// nothing was relayed in the chat yet.
+async fn new_asking_tab(srv: &Server, framing: Framing, sid: &str, topic: &str) -> Client {
+    let mut tab = signed_in(srv, framing, sid, Role::Student).await;
+    join_replying(
+        &mut tab,
+        topic,
+        with(student_params(&json!(sid)), "awayNotices"),
+        json!({"seq": 0, "held": 0}),
+    )
+    .await;
+    tab
+}
+
 // ----- 5. the bound on held messages -----
 
 /// Past `held_messages` the teacher's message is refused with `recipient away`, and it
 /// is neither delivered later nor in the transcript.
 async fn past_the_held_count_the_sender_is_refused(framing: Framing) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let srv = start(Config {
+    let bound = |c| Config {
         held_messages: 3,
-        ..keeping_recorded(LONG, &dir)
-    });
-    let small: Vec<Value> = (1..=5)
-        .map(|i| json!({"message": format!("m{i}")}))
-        .collect();
-    refused_past_the_bound(&srv, framing, &small, 3).await;
+        ..c
+    };
+    refused_past_the_bound(framing, bound, &numbered("m", 5), 3).await;
 }
 
 /// The same with `held_bytes`: three messages of about 1 KB with 2500 bytes allowed.
 async fn past_the_held_bytes_the_sender_is_refused(framing: Framing) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let srv = start(Config {
+    let bound = |c| Config {
         held_bytes: 2500,
-        ..keeping_recorded(LONG, &dir)
-    });
+        ..c
+    };
     let big: Vec<Value> = (1..=4)
         .map(|i| json!({"message": format!("{i}{}", "x".repeat(999))}))
         .collect();
-    refused_past_the_bound(&srv, framing, &big, 2).await;
+    refused_past_the_bound(framing, bound, &big, 2).await;
 }
 
 /// Ana drops; the teacher sends `messages[..fit]` (held), then `messages[fit]`
 /// (refused), then Ana returns and gets exactly the held ones; `messages[fit + 1]`,
 /// sent live, comes right after them; the transcript has all but the refused one.
-async fn refused_past_the_bound(srv: &Server, framing: Framing, messages: &[Value], fit: usize) {
+/// The server is [`keeping_recorded`] with the `bound` set.
+async fn refused_past_the_bound(
+    framing: Framing,
+    bound: impl FnOnce(Config) -> Config,
+    messages: &[Value],
+    fit: usize,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = &start(bound(keeping_recorded(LONG, &dir)));
     let (mut t, s, cid) = signed_chat(srv, framing, "t1", "ana").await;
     let topic = chat_topic(&cid);
     goes_away(s, "student", &mut t, &cid, LONG).await;
