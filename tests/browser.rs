@@ -36,6 +36,18 @@ fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
 }
 
+/// A server for the pages: transcripts recorded into `data`, the test tokens taken,
+/// and a grace window of `grace`.
+fn signed_pages(data: &tempfile::TempDir, grace: Duration) -> support::Config {
+    support::Config {
+        data_dir: data.path().to_owned(),
+        transcripts: true,
+        tokens: Some(test_keys()),
+        reconnect_grace: grace,
+        ..support::Config::default()
+    }
+}
+
 #[tokio::test]
 async fn student_and_teacher_pages_complete_chats_in_chromium() {
     if let Err(what) = node::ready(&["playwright-core"]).await {
@@ -52,23 +64,13 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
     // as the steps that close pages need), 120 s on the second (whatever
     // the keep-your-place steps drop or reload comes back well within it).
     let data = tempfile::tempdir().expect("temp dir");
-    let server = support::start(support::Config {
-        data_dir: data.path().to_owned(),
-        transcripts: true,
-        tokens: Some(test_keys()),
-        reconnect_grace: Duration::from_secs(2),
-        ..support::Config::default()
-    });
+    let server = support::start(signed_pages(&data, Duration::from_secs(2)));
     let keep_data = tempfile::tempdir().expect("temp dir");
     let keep = support::start(support::Config {
-        data_dir: keep_data.path().to_owned(),
-        transcripts: true,
-        tokens: Some(test_keys()),
-        reconnect_grace: Duration::from_secs(120),
         // Two messages held for an away user, so the test sees the third
         // refused ("recipient away") and sent again later.
         held_messages: 2,
-        ..support::Config::default()
+        ..signed_pages(&keep_data, Duration::from_secs(120))
     });
     // What an organisation hands its teacher in `#token=`: minted with the
     // server's secret, for an id and name of its own.

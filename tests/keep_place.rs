@@ -39,8 +39,15 @@ fn keeping_recorded(grace: Duration, dir: &tempfile::TempDir) -> Config {
 
 /// Join params with one opt-in flag set.
 fn with(params: Value, flag: &str) -> Value {
+    opting(params, &[flag])
+}
+
+/// Join params with these opt-in flags set.
+fn opting(params: Value, flags: &[&str]) -> Value {
     let mut params = params;
-    params[flag] = json!(true);
+    for flag in flags {
+        params[*flag] = json!(true);
+    }
     params
 }
 
@@ -80,8 +87,8 @@ async fn signed_teacher(srv: &Server, framing: Framing, tid: &str) -> Client {
 }
 
 /// A signed-in student joined to its presence topic (`params` are its join params),
-/// new to the server, then ready.
-async fn signed_student_with(srv: &Server, framing: Framing, sid: &str, params: Value) -> Client {
+/// new to the server (or back too late to be anything else), so `present`.
+async fn signed_present(srv: &Server, framing: Framing, sid: &str, params: Value) -> Client {
     let mut s = signed_in(srv, framing, sid, Role::Student).await;
     join_replying(
         &mut s,
@@ -90,6 +97,12 @@ async fn signed_student_with(srv: &Server, framing: Framing, sid: &str, params: 
         json!({"state": "present"}),
     )
     .await;
+    s
+}
+
+/// Like [`signed_present`], then ready.
+async fn signed_student_with(srv: &Server, framing: Framing, sid: &str, params: Value) -> Client {
+    let mut s = signed_present(srv, framing, sid, params).await;
     s.ready(&json!(sid)).await;
     s
 }
@@ -107,14 +120,58 @@ async fn enter(t: &mut Client, t_params: Value, s: &mut Client, s_params: Value,
     let nothing_yet = json!({"seq": 0, "held": 0});
     join_replying(t, &topic, t_params, nothing_yet.clone()).await;
     join_replying(s, &topic, s_params, nothing_yet).await;
-    t.call(&topic, "teacher:joined", json!({}))
-        .await
-        .assert_ok_empty();
-    s.call(&topic, "student:joined", json!({}))
-        .await
-        .assert_ok_empty();
-    t.wait_for(&topic, "chat:ready", WAIT).await;
-    s.wait_for(&topic, "chat:ready", WAIT).await;
+    both_enter(t, s, cid).await;
+}
+
+/// Teacher `tid` back on a new connection: its presence join reply lists exactly the
+/// chats `(chat id, student id)`, in any order, each as [`assert_is_chat`] says.
+async fn teacher_back_with(
+    srv: &Server,
+    framing: Framing,
+    tid: &str,
+    expected: &[(&str, &str)],
+) -> Client {
+    let mut t = signed_in(srv, framing, tid, Role::Teacher).await;
+    let reply = t
+        .join("presence:teachers", teacher_params(&json!(tid)))
+        .await;
+    assert_eq!(reply.status(), "ok", "{}", reply.raw);
+    let chats = reply.response()["chats"]
+        .as_array()
+        .unwrap_or_else(|| panic!("chats in the teacher's join reply: {}", reply.raw));
+    assert_eq!(chats.len(), expected.len(), "every chat: {}", reply.raw);
+    for (cid, sid) in expected {
+        let chat = chats
+            .iter()
+            .find(|c| c["id"] == json!(cid))
+            .unwrap_or_else(|| panic!("chat {cid} with {sid} in {}", reply.raw));
+        assert_is_chat(chat, cid, tid, sid);
+    }
+    t
+}
+
+/// Signed-in teacher `t1` in entered chats with `ana` and `ben`, whose chat joins opt
+/// into `ana_flags` and `ben_flags`. Returns (teacher, [(ana, chat id), (ben, chat id)]).
+async fn t1_with_ana_and_ben(
+    srv: &Server,
+    framing: Framing,
+    ana_flags: &[&str],
+    ben_flags: &[&str],
+) -> (Client, [(Client, String); 2]) {
+    let t1 = json!("t1");
+    let mut t = signed_teacher(srv, framing, "t1").await;
+    let mut ana = signed_student(srv, framing, "ana").await;
+    let mut ben = signed_student(srv, framing, "ben").await;
+    let cid_a = t.claim_expect(&t1, &json!("ana")).await;
+    let cid_b = t.claim_expect(&t1, &json!("ben")).await;
+    for (s, sid, cid, flags) in [
+        (&mut ana, "ana", &cid_a, ana_flags),
+        (&mut ben, "ben", &cid_b, ben_flags),
+    ] {
+        let s_params = opting(student_params(&json!(sid)), flags);
+        enter(&mut t, teacher_params(&t1), s, s_params, cid).await;
+    }
+    (t, [(ana, cid_a), (ben, cid_b)])
 }
 
 /// Signed-in teacher `tid` and student `sid`, in an entered chat; the teacher's chat
@@ -125,14 +182,25 @@ async fn signed_chat(
     tid: &str,
     sid: &str,
 ) -> (Client, Client, String) {
+    signed_chat_opting(srv, framing, (tid, &["awayNotices"]), (sid, &[])).await
+}
+
+/// Signed-in teacher and student, each `(id, opt-in flags of its chat join)`, in an
+/// entered chat.
+async fn signed_chat_opting(
+    srv: &Server,
+    framing: Framing,
+    (tid, t_flags): (&str, &[&str]),
+    (sid, s_flags): (&str, &[&str]),
+) -> (Client, Client, String) {
     let mut t = signed_teacher(srv, framing, tid).await;
     let mut s = signed_student(srv, framing, sid).await;
     let cid = t.claim_expect(&json!(tid), &json!(sid)).await;
     enter(
         &mut t,
-        with(teacher_params(&json!(tid)), "awayNotices"),
+        opting(teacher_params(&json!(tid)), t_flags),
         &mut s,
-        student_params(&json!(sid)),
+        opting(student_params(&json!(sid)), s_flags),
         &cid,
     )
     .await;
@@ -148,24 +216,6 @@ async fn status_is(t: &mut Client, expected: (u64, u64, u64, u64, u64), what: &s
         "[{}] {what}: (teachers, total, waiting, chatting, finished)",
         t.name
     );
-}
-
-/// Waits for the `user:status` `expected` and forgets every frame read before it.
-async fn settle(t: &mut Client, expected: (u64, u64, u64, u64, u64)) {
-    let what = format!("user:status {expected:?}");
-    t.wait_match(
-        |f| f.is("presence:teachers", "user:status") && status_tuple(&f.payload) == expected,
-        &what,
-        WAIT,
-    )
-    .await;
-    t.clear();
-}
-
-async fn no_status(t: &mut Client, what: &str) {
-    let what = format!("user:status after {what}");
-    t.expect_none(|f| f.is("presence:teachers", "user:status"), &what, SILENCE)
-        .await;
 }
 
 /// Open WebSocket connections, over both framings, as `/metrics` counts them.
@@ -270,26 +320,7 @@ async fn next_are(c: &mut Client, topic: &str, event: &str, payloads: &[Value]) 
 /// The chat object of a join reply is chat `cid` of teacher `tid` and student `sid`,
 /// active, with the seven keys of PROTOCOL 5.5.
 fn assert_is_chat(chat: &Value, cid: &str, tid: &str, sid: &str) {
-    let mut keys: Vec<&str> = chat
-        .as_object()
-        .unwrap_or_else(|| panic!("a chat object: {chat}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        vec![
-            "id",
-            "messages",
-            "status",
-            "student_entered",
-            "student_id",
-            "teacher_entered",
-            "teacher_id"
-        ],
-        "chat object keys (PROTOCOL 5.5): {chat}"
-    );
+    assert_chat_keys(chat);
     assert_eq!(chat["id"], json!(cid), "{chat}");
     assert_eq!(chat["teacher_id"], json!(tid), "{chat}");
     assert_eq!(chat["student_id"], json!(sid), "{chat}");
@@ -307,6 +338,110 @@ async fn transcript_of(port: u16, cid: &str, n: usize) -> (Value, Vec<(String, V
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The transcript of `cid` is exactly these runs of (sender, payloads), in order.
+async fn transcript_is(port: u16, cid: &str, runs: &[(&str, &[Value])], what: &str) {
+    let expected: Vec<(String, Value)> = runs
+        .iter()
+        .flat_map(|(sender, payloads)| from(sender, payloads))
+        .collect();
+    let (_, stored) = transcript_of(port, cid, expected.len()).await;
+    assert_eq!(stored, expected, "{what}");
+}
+
+/// The other side of a chat.
+fn other_side(side: &str) -> &'static str {
+    if side == "teacher" {
+        "student"
+    } else {
+        "teacher"
+    }
+}
+
+/// `from`, the `side` ("teacher" or "student") of the chat on `topic`, sends `live`; it
+/// is the very next frame `to` reads.
+async fn relayed_next(from: &mut Client, side: &str, to: &mut Client, topic: &str, live: &Value) {
+    from.push(topic, &format!("{side}:send"), live.clone())
+        .await;
+    let receive = format!("{}:receive", other_side(side));
+    next_are(to, topic, &receive, std::slice::from_ref(live)).await;
+}
+
+/// `back`, the `side` of the chat on `topic` returning from away, joins it with
+/// `params`: the reply counts `seq` messages relayed and the `held` ones, which come
+/// next, in order.
+async fn rejoin_gets_held(
+    back: &mut Client,
+    side: &str,
+    topic: &str,
+    params: Value,
+    seq: usize,
+    held: &[Value],
+) {
+    let counts = json!({"seq": seq, "held": held.len()});
+    join_replying(back, topic, params, counts).await;
+    next_are(back, topic, &format!("{side}:receive"), held).await;
+}
+
+/// `n` messages `{"message": "<label> <i>"}`, numbered from 1.
+fn numbered(label: &str, n: usize) -> Vec<Value> {
+    (1..=n)
+        .map(|i| json!({"message": format!("{label} {i}")}))
+        .collect()
+}
+
+/// `c`, the `side` of the chat on `topic`, sends `messages`, then waits for a reply on
+/// the same channel (to its `<side>:joined`): every send before it has been handled.
+async fn send_all(c: &mut Client, side: &str, topic: &str, messages: &[Value]) {
+    for m in messages {
+        c.push(topic, &format!("{side}:send"), m.clone()).await;
+    }
+    c.call(topic, &format!("{side}:joined"), json!({}))
+        .await
+        .assert_ok_empty();
+}
+
+/// `what` happened `waited` after a drop: not before the window [`SHORT`] ended (less
+/// 100 ms of timer slack).
+fn not_before_the_window(waited: Duration, what: &str) {
+    assert!(
+        waited + Duration::from_millis(100) >= SHORT,
+        "{what} {waited:?} after the drop, before the window ({SHORT:?}) ended"
+    );
+}
+
+/// The next `user:status` on `t` is `expected`, and comes no sooner than the window
+/// after `dropped`.
+async fn status_after_the_window(
+    t: &mut Client,
+    dropped: Instant,
+    expected: (u64, u64, u64, u64, u64),
+    what: &str,
+) {
+    let st = t
+        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
+        .await;
+    not_before_the_window(dropped.elapsed(), what);
+    assert_eq!(status_tuple(&st.payload), expected, "{what}: {}", st.raw);
+}
+
+/// Teacher t1, then ready students ana and ben, both in line.
+async fn t1_ana_and_ben_waiting(srv: &Server, framing: Framing) -> (Client, Client, Client) {
+    let mut t = signed_teacher(srv, framing, "t1").await;
+    let ana = signed_student(srv, framing, "ana").await;
+    let ben = signed_student(srv, framing, "ben").await;
+    status_is(&mut t, (1, 1, 1, 0, 0), "ana ready").await;
+    status_is(&mut t, (1, 2, 2, 0, 0), "ben ready").await;
+    (t, ana, ben)
+}
+
+/// `c` ends the chat on `topic` (`chat:terminate`, replied `ok`) and hears it ended.
+async fn ends_the_chat(c: &mut Client, topic: &str) {
+    c.call(topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    c.wait_for(topic, "chat:terminated", WAIT).await;
 }
 
 fn from(sender: &str, payloads: &[Value]) -> Vec<(String, Value)> {
@@ -405,52 +540,24 @@ async fn an_away_waiting_student_keeps_her_place(framing: Framing) {
 async fn an_away_waiting_student_leaves_the_line_after_the_window(framing: Framing) {
     let srv = start(keeping(SHORT));
     let tid = json!("t1");
-    let mut t = signed_teacher(&srv, framing, "t1").await;
-    let ana = signed_student(&srv, framing, "ana").await;
-    let _ben = signed_student(&srv, framing, "ben").await;
-    status_is(&mut t, (1, 1, 1, 0, 0), "ana ready").await;
-    status_is(&mut t, (1, 2, 2, 0, 0), "ben ready").await;
+    let (mut t, ana, _ben) = t1_ana_and_ben_waiting(&srv, framing).await;
 
     let dropped = Instant::now();
     ana.vanish();
-    let st = t
-        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
-        .await;
-    let waited = dropped.elapsed();
-    assert_eq!(
-        status_tuple(&st.payload),
-        (1, 1, 1, 0, 0),
-        "ana left the line: {}",
-        st.raw
-    );
-    assert!(
-        waited + Duration::from_millis(100) >= SHORT,
-        "ana left the line {waited:?} after dropping, before the window ({SHORT:?}) ended"
-    );
+    status_after_the_window(&mut t, dropped, (1, 1, 1, 0, 0), "ana left the line").await;
     no_status(&mut t, "ana's window ended: one user:status").await;
     t.claim_expect(&tid, &json!("ben")).await;
     assert_eq!(t.claim(&tid).await, None, "ana is no longer in the line");
 
     // Back too late: she starts over.
-    let mut ana = signed_in(&srv, framing, "ana", Role::Student).await;
-    join_replying(
-        &mut ana,
-        &student_topic(&json!("ana")),
-        student_params(&json!("ana")),
-        json!({"state": "present"}),
-    )
-    .await;
+    signed_present(&srv, framing, "ana", student_params(&json!("ana"))).await;
 }
 
 /// Ana drops, comes back (1 s later), drops again: the second spell gets a window of its
 /// own, so she leaves the line a full window after the second drop, not the first.
 async fn a_second_drop_gets_a_window_of_its_own(framing: Framing) {
     let srv = start(keeping(SHORT));
-    let mut t = signed_teacher(&srv, framing, "t1").await;
-    let ana = signed_student(&srv, framing, "ana").await;
-    let _ben = signed_student(&srv, framing, "ben").await;
-    status_is(&mut t, (1, 1, 1, 0, 0), "ana ready").await;
-    status_is(&mut t, (1, 2, 2, 0, 0), "ben ready").await;
+    let (mut t, ana, _ben) = t1_ana_and_ben_waiting(&srv, framing).await;
 
     ana.vanish();
     tokio::time::sleep(SHORT / 2).await;
@@ -465,16 +572,9 @@ async fn a_second_drop_gets_a_window_of_its_own(framing: Framing) {
     status_is(&mut t, (1, 2, 2, 0, 0), "ana back within the window").await;
     let dropped = Instant::now();
     ana.vanish();
-    let st = t
-        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
-        .await;
-    let waited = dropped.elapsed();
-    assert_eq!(status_tuple(&st.payload), (1, 1, 1, 0, 0), "{}", st.raw);
-    assert!(
-        waited + Duration::from_millis(100) >= SHORT,
-        "ana left the line {waited:?} after her second drop: the first spell's window \
-         ({SHORT:?}) ended her second"
-    );
+    // Not the first spell's window: that one would have ended her second.
+    let what = "ana left the line after her second drop";
+    status_after_the_window(&mut t, dropped, (1, 1, 1, 0, 0), what).await;
     t.claim_expect(&json!("t1"), &json!("ben")).await;
 }
 
@@ -496,16 +596,8 @@ async fn messages_to_an_away_student_wait_for_her(framing: Framing) {
     t.wait_for(&topic, "teacher:receive", WAIT).await;
 
     goes_away(s, "student", &mut t, &cid, LONG).await;
-    let held: Vec<Value> = (1..=4)
-        .map(|i| json!({"message": format!("while you were away {i}")}))
-        .collect();
-    for m in &held[..3] {
-        t.push(&topic, "teacher:send", m.clone()).await;
-    }
-    // A reply on the same channel: every send before it has been handled.
-    t.call(&topic, "teacher:joined", json!({}))
-        .await
-        .assert_ok_empty();
+    let held = numbered("while you were away", 4);
+    send_all(&mut t, "teacher", &topic, &held[..3]).await;
     t.expect_none(
         |f| f.is(&topic, "phx_reply") && f.status() == "error",
         "an error reply to a message held for ana",
@@ -533,37 +625,19 @@ async fn messages_to_an_away_student_wait_for_her(framing: Framing) {
     );
     // Back, but not on the chat yet (a page rebuilding itself): still held.
     t.wait_for(&topic, "chat:back", WAIT).await;
-    t.push(&topic, "teacher:send", held[3].clone()).await;
-    t.call(&topic, "teacher:joined", json!({}))
-        .await
-        .assert_ok_empty();
-    join_replying(
-        &mut s,
-        &topic,
-        student_params(&json!("ana")),
-        json!({"seq": 6, "held": 4}),
-    )
-    .await;
-    next_are(&mut s, &topic, "student:receive", &held).await;
+    send_all(&mut t, "teacher", &topic, &held[3..]).await;
+    let ana = student_params(&json!("ana"));
+    rejoin_gets_held(&mut s, "student", &topic, ana, 6, &held).await;
     let live = json!({"message": "welcome back"});
-    t.push(&topic, "teacher:send", live.clone()).await;
-    next_are(
-        &mut s,
-        &topic,
-        "student:receive",
-        std::slice::from_ref(&live),
-    )
-    .await;
+    relayed_next(&mut t, "teacher", &mut s, &topic, &live).await;
 
-    let mut expected = from("teacher", &[q0]);
-    expected.extend(from("student", &[a0]));
-    expected.extend(from("teacher", &held));
-    expected.extend(from("teacher", &[live]));
-    let (_, stored) = transcript_of(srv.port, &cid, expected.len()).await;
-    assert_eq!(
-        stored, expected,
-        "the transcript holds every message, in order"
-    );
+    let runs: [(&str, &[Value]); 4] = [
+        ("teacher", &[q0]),
+        ("student", &[a0]),
+        ("teacher", &held),
+        ("teacher", &[live]),
+    ];
+    transcript_is(srv.port, &cid, &runs, "every message, in order").await;
 }
 
 /// The same the other way: Ana writes while her teacher is away (reloading), and the
@@ -572,69 +646,26 @@ async fn messages_to_an_away_teacher_wait_for_it(framing: Framing) {
     let dir = tempfile::tempdir().expect("temp dir");
     let srv = start(keeping_recorded(LONG, &dir));
     let (tid, sid) = ("t1", "ana");
-    let mut t = signed_teacher(&srv, framing, tid).await;
-    let mut s = signed_student(&srv, framing, sid).await;
-    let cid = t.claim_expect(&json!(tid), &json!(sid)).await;
+    let (mut t, mut s, cid) =
+        signed_chat_opting(&srv, framing, (tid, &[]), (sid, &["awayNotices"])).await;
     let topic = chat_topic(&cid);
-    enter(
-        &mut t,
-        teacher_params(&json!(tid)),
-        &mut s,
-        with(student_params(&json!(sid)), "awayNotices"),
-        &cid,
-    )
-    .await;
     let q0 = json!({"message": "hello"});
     t.push(&topic, "teacher:send", q0.clone()).await;
     s.wait_for(&topic, "student:receive", WAIT).await;
 
     goes_away(t, "teacher", &mut s, &cid, LONG).await;
-    let held: Vec<Value> = (1..=2)
-        .map(|i| json!({"message": format!("are you there? {i}")}))
-        .collect();
-    for m in &held {
-        s.push(&topic, "student:send", m.clone()).await;
-    }
-    s.call(&topic, "student:joined", json!({}))
-        .await
-        .assert_ok_empty();
+    let held = numbered("are you there?", 2);
+    send_all(&mut s, "student", &topic, &held).await;
 
-    let mut t = signed_in(&srv, framing, tid, Role::Teacher).await;
-    let reply = t
-        .join("presence:teachers", teacher_params(&json!(tid)))
-        .await;
-    assert_eq!(reply.status(), "ok", "{}", reply.raw);
-    let chats = reply.response()["chats"]
-        .as_array()
-        .unwrap_or_else(|| panic!("chats in the teacher's join reply: {}", reply.raw));
-    assert_eq!(chats.len(), 1, "{}", reply.raw);
-    assert_is_chat(&chats[0], &cid, tid, sid);
-    join_replying(
-        &mut t,
-        &topic,
-        teacher_params(&json!(tid)),
-        json!({"seq": 3, "held": 2}),
-    )
-    .await;
-    next_are(&mut t, &topic, "teacher:receive", &held).await;
+    let mut t = teacher_back_with(&srv, framing, tid, &[(&cid, sid)]).await;
+    let t1 = teacher_params(&json!(tid));
+    rejoin_gets_held(&mut t, "teacher", &topic, t1, 3, &held).await;
     let live = json!({"message": "sorry, my wifi"});
-    s.push(&topic, "student:send", live.clone()).await;
-    next_are(
-        &mut t,
-        &topic,
-        "teacher:receive",
-        std::slice::from_ref(&live),
-    )
-    .await;
+    relayed_next(&mut s, "student", &mut t, &topic, &live).await;
 
-    let mut expected = from("teacher", &[q0]);
-    expected.extend(from("student", &held));
-    expected.extend(from("student", &[live]));
-    let (_, stored) = transcript_of(srv.port, &cid, expected.len()).await;
-    assert_eq!(
-        stored, expected,
-        "the transcript holds every message, in order"
-    );
+    let runs: [(&str, &[Value]); 3] =
+        [("teacher", &[q0]), ("student", &held), ("student", &[live])];
+    transcript_is(srv.port, &cid, &runs, "every message, in order").await;
 }
 
 /// The teacher ends the chat while Ana is away: what was held for her is never
@@ -648,10 +679,7 @@ async fn a_chat_ended_while_the_student_is_away(framing: Framing) {
     goes_away(s, "student", &mut t, &cid, LONG).await;
     t.push(&topic, "teacher:send", json!({"message": "bye"}))
         .await;
-    t.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut t, &topic).await;
     status_is(
         &mut t,
         (1, 1, 0, 0, 1),
@@ -695,15 +723,7 @@ async fn a_finished_away_student_leaves_after_the_window(framing: Framing) {
         "ana's chat ended while she was away",
     )
     .await;
-    let st = t
-        .wait_for("presence:teachers", "user:status", SHORT + WAIT)
-        .await;
-    let waited = dropped.elapsed();
-    assert_eq!(status_tuple(&st.payload), (1, 0, 0, 0, 0), "{}", st.raw);
-    assert!(
-        waited + Duration::from_millis(100) >= SHORT,
-        "ana left {waited:?} after dropping, before the window ({SHORT:?}) ended"
-    );
+    status_after_the_window(&mut t, dropped, (1, 0, 0, 0, 0), "ana left").await;
 }
 
 /// Ana, present, leaves the chat channel alone (her page moves on): the chat goes on,
@@ -715,10 +735,7 @@ async fn messages_wait_for_a_present_student_off_the_chat(framing: Framing) {
     let topic = chat_topic(&cid);
     s.leave(&topic).await;
     let m = json!({"message": "did you see this?"});
-    t.push(&topic, "teacher:send", m.clone()).await;
-    t.call(&topic, "teacher:joined", json!({}))
-        .await
-        .assert_ok_empty();
+    send_all(&mut t, "teacher", &topic, std::slice::from_ref(&m)).await;
     t.expect_no_event(&topic, "chat:away", Duration::ZERO).await;
     join_replying(
         &mut s,
@@ -734,35 +751,16 @@ async fn messages_wait_for_a_present_student_off_the_chat(framing: Framing) {
 /// rebuild, the chat is finished, and its slot is free.
 async fn a_chat_the_student_ends_while_the_teacher_is_away(framing: Framing) {
     let srv = start(keeping(LONG));
-    let (tid, sid) = (json!("t1"), json!("ana"));
-    let mut t = signed_teacher(&srv, framing, "t1").await;
-    let mut s = signed_student(&srv, framing, "ana").await;
-    let cid = t.claim_expect(&tid, &sid).await;
+    let tid = json!("t1");
+    let (t, mut s, cid) =
+        signed_chat_opting(&srv, framing, ("t1", &[]), ("ana", &["awayNotices"])).await;
     let topic = chat_topic(&cid);
-    enter(
-        &mut t,
-        teacher_params(&tid),
-        &mut s,
-        with(student_params(&sid), "awayNotices"),
-        &cid,
-    )
-    .await;
     goes_away(t, "teacher", &mut s, &cid, LONG).await;
     s.push(&topic, "student:send", json!({"message": "never mind"}))
         .await;
-    s.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    s.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut s, &topic).await;
 
-    let mut t = signed_in(&srv, framing, "t1", Role::Teacher).await;
-    join_replying(
-        &mut t,
-        "presence:teachers",
-        teacher_params(&tid),
-        json!({"chats": []}),
-    )
-    .await;
+    let mut t = signed_teacher(&srv, framing, "t1").await;
     t.join(&topic, teacher_params(&tid))
         .await
         .assert_error("chat finished");
@@ -826,15 +824,8 @@ async fn the_transcript_holds_what_the_chat_join_reply_counts(framing: Framing) 
     goes_away(s, "student", &mut t, &cid, LONG).await;
 
     running.transcripts.set_paused(true);
-    let held: Vec<Value> = (1..=2)
-        .map(|i| json!({"message": format!("held {i}")}))
-        .collect();
-    for m in &held {
-        t.push(&topic, "teacher:send", m.clone()).await;
-    }
-    t.call(&topic, "teacher:joined", json!({}))
-        .await
-        .assert_ok_empty();
+    let held = numbered("held", 2);
+    send_all(&mut t, "teacher", &topic, &held).await;
     let mut s = signed_in(&srv, framing, "ana", Role::Student).await;
     s.join(&student_topic(&json!("ana")), student_params(&json!("ana")))
         .await;
@@ -1037,26 +1028,12 @@ async fn away_notices_reach_the_channels_that_ask(framing: Framing) {
     )
     .await;
     // A second tab of ana's that asks for notices.
-    let mut asking = signed_in(&srv, framing, sid, Role::Student).await;
-    join_replying(
-        &mut asking,
-        &topic,
-        with(student_params(&json!(sid)), "awayNotices"),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    let mut asking = new_asking_tab(&srv, framing, sid, &topic).await;
 
     goes_away(t, "teacher", &mut asking, &cid, LONG).await;
     plain.expect_no_event(&topic, "chat:away", SILENCE).await;
     // A channel joining while the teacher is away hears so right after its reply.
-    let mut late = signed_in(&srv, framing, sid, Role::Student).await;
-    join_replying(
-        &mut late,
-        &topic,
-        with(student_params(&json!(sid)), "awayNotices"),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    let mut late = new_asking_tab(&srv, framing, sid, &topic).await;
     let away = late.next_frame(WAIT).await;
     assert!(
         away.is(&topic, "chat:away"),
@@ -1078,39 +1055,56 @@ async fn away_notices_reach_the_channels_that_ask(framing: Framing) {
         .await;
 }
 
+/// A new tab of student `sid` whose channel on the chat `topic` asks for away notices;
+/// nothing was relayed in the chat yet.
+async fn new_asking_tab(srv: &Server, framing: Framing, sid: &str, topic: &str) -> Client {
+    let mut tab = signed_in(srv, framing, sid, Role::Student).await;
+    join_replying(
+        &mut tab,
+        topic,
+        with(student_params(&json!(sid)), "awayNotices"),
+        json!({"seq": 0, "held": 0}),
+    )
+    .await;
+    tab
+}
+
 // ----- 5. the bound on held messages -----
 
 /// Past `held_messages` the teacher's message is refused with `recipient away`, and it
 /// is neither delivered later nor in the transcript.
 async fn past_the_held_count_the_sender_is_refused(framing: Framing) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let srv = start(Config {
+    let bound = |c| Config {
         held_messages: 3,
-        ..keeping_recorded(LONG, &dir)
-    });
-    let small: Vec<Value> = (1..=5)
-        .map(|i| json!({"message": format!("m{i}")}))
-        .collect();
-    refused_past_the_bound(&srv, framing, &small, 3).await;
+        ..c
+    };
+    refused_past_the_bound(framing, bound, &numbered("m", 5), 3).await;
 }
 
 /// The same with `held_bytes`: three messages of about 1 KB with 2500 bytes allowed.
 async fn past_the_held_bytes_the_sender_is_refused(framing: Framing) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let srv = start(Config {
+    let bound = |c| Config {
         held_bytes: 2500,
-        ..keeping_recorded(LONG, &dir)
-    });
+        ..c
+    };
     let big: Vec<Value> = (1..=4)
         .map(|i| json!({"message": format!("{i}{}", "x".repeat(999))}))
         .collect();
-    refused_past_the_bound(&srv, framing, &big, 2).await;
+    refused_past_the_bound(framing, bound, &big, 2).await;
 }
 
 /// Ana drops; the teacher sends `messages[..fit]` (held), then `messages[fit]`
 /// (refused), then Ana returns and gets exactly the held ones; `messages[fit + 1]`,
 /// sent live, comes right after them; the transcript has all but the refused one.
-async fn refused_past_the_bound(srv: &Server, framing: Framing, messages: &[Value], fit: usize) {
+/// The server is [`keeping_recorded`] with the `bound` set.
+async fn refused_past_the_bound(
+    framing: Framing,
+    bound: impl FnOnce(Config) -> Config,
+    messages: &[Value],
+    fit: usize,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = &start(bound(keeping_recorded(LONG, &dir)));
     let (mut t, s, cid) = signed_chat(srv, framing, "t1", "ana").await;
     let topic = chat_topic(&cid);
     goes_away(s, "student", &mut t, &cid, LONG).await;
@@ -1129,31 +1123,16 @@ async fn refused_past_the_bound(srv: &Server, framing: Framing, messages: &[Valu
     let mut s = signed_in(srv, framing, "ana", Role::Student).await;
     s.join(&student_topic(&json!("ana")), student_params(&json!("ana")))
         .await;
-    join_replying(
-        &mut s,
-        &topic,
-        student_params(&json!("ana")),
-        json!({"seq": fit, "held": fit}),
-    )
-    .await;
-    next_are(&mut s, &topic, "student:receive", &messages[..fit]).await;
+    let ana = student_params(&json!("ana"));
+    rejoin_gets_held(&mut s, "student", &topic, ana, fit, &messages[..fit]).await;
     let live = &messages[fit + 1];
-    t.push(&topic, "teacher:send", live.clone()).await;
-    next_are(
-        &mut s,
-        &topic,
-        "student:receive",
-        std::slice::from_ref(live),
-    )
-    .await;
+    relayed_next(&mut t, "teacher", &mut s, &topic, live).await;
 
-    let mut expected = from("teacher", &messages[..fit]);
-    expected.extend(from("teacher", std::slice::from_ref(live)));
-    let (_, stored) = transcript_of(srv.port, &cid, expected.len()).await;
-    assert_eq!(
-        stored, expected,
-        "the refused message is not in the transcript"
-    );
+    let runs: [(&str, &[Value]); 2] = [
+        ("teacher", &messages[..fit]),
+        ("teacher", std::slice::from_ref(live)),
+    ];
+    transcript_is(srv.port, &cid, &runs, "the refused message is not in it").await;
 }
 
 // ----- 6. after the window, chats end as in 6.1 and 6.2 -----
@@ -1165,13 +1144,14 @@ async fn an_away_students_chat_ends_after_the_window(framing: Framing) {
     let dir = tempfile::tempdir().expect("temp dir");
     let srv = start(keeping_recorded(SHORT, &dir));
     let (tid, sid) = ("t1", "ana");
-    let mut t = signed_teacher(&srv, framing, tid).await;
-    let mut s = signed_student(&srv, framing, sid).await;
-    let cid = t.claim_expect(&json!(tid), &json!(sid)).await;
+    let (mut t, s, cid) = signed_chat_opting(
+        &srv,
+        framing,
+        (tid, &["endReason", "awayNotices"]),
+        (sid, &[]),
+    )
+    .await;
     let topic = chat_topic(&cid);
-    let mut t_params = with(teacher_params(&json!(tid)), "endReason");
-    t_params["awayNotices"] = json!(true);
-    enter(&mut t, t_params, &mut s, student_params(&json!(sid)), &cid).await;
     t.clear();
 
     let dropped = Instant::now();
@@ -1186,21 +1166,11 @@ async fn an_away_students_chat_ends_after_the_window(framing: Framing) {
         "{}",
         ended.raw
     );
-    assert!(
-        waited + Duration::from_millis(100) >= SHORT,
-        "the chat ended {waited:?} after ana dropped, before the window ({SHORT:?}) ended"
-    );
+    not_before_the_window(waited, "the chat ended");
     status_is(&mut t, (1, 0, 0, 0, 0), "ana gone after the window").await;
     no_status(&mut t, "ana's window ended: one user:status").await;
 
-    let mut s = signed_in(&srv, framing, sid, Role::Student).await;
-    join_replying(
-        &mut s,
-        &student_topic(&json!(sid)),
-        student_params(&json!(sid)),
-        json!({"state": "present"}),
-    )
-    .await;
+    let mut s = signed_present(&srv, framing, sid, student_params(&json!(sid))).await;
     s.join(&topic, student_params(&json!(sid)))
         .await
         .assert_error("chat finished");
@@ -1219,28 +1189,8 @@ async fn an_away_students_chat_ends_after_the_window(framing: Framing) {
 /// the line before Cara, who was waiting all along, and one `user:status` says so.
 async fn an_away_teachers_chats_are_abandoned_after_the_window(framing: Framing) {
     let srv = start(keeping(SHORT));
-    let t1 = json!("t1");
-    let mut t = signed_teacher(&srv, framing, "t1").await;
-    let mut ana = signed_student(&srv, framing, "ana").await;
-    let mut ben = signed_student(&srv, framing, "ben").await;
-    let cid_a = t.claim_expect(&t1, &json!("ana")).await;
-    let cid_b = t.claim_expect(&t1, &json!("ben")).await;
-    enter(
-        &mut t,
-        teacher_params(&t1),
-        &mut ana,
-        with(student_params(&json!("ana")), "awayNotices"),
-        &cid_a,
-    )
-    .await;
-    enter(
-        &mut t,
-        teacher_params(&t1),
-        &mut ben,
-        student_params(&json!("ben")),
-        &cid_b,
-    )
-    .await;
+    let (t, [(mut ana, cid_a), (mut ben, cid_b)]) =
+        t1_with_ana_and_ben(&srv, framing, &["awayNotices"], &[]).await;
     let mut other = signed_teacher(&srv, framing, "t2").await;
     let _cara = signed_student(&srv, framing, "cara").await;
     status_is(&mut other, (2, 3, 1, 2, 0), "cara ready").await;
@@ -1261,11 +1211,7 @@ async fn an_away_teachers_chats_are_abandoned_after_the_window(framing: Framing)
         s.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
             .await;
     }
-    let waited = dropped.elapsed();
-    assert!(
-        waited + Duration::from_millis(100) >= SHORT,
-        "the chats were abandoned {waited:?} after the teacher dropped, before the window ({SHORT:?}) ended"
-    );
+    not_before_the_window(dropped.elapsed(), "the chats were abandoned");
     status_is(&mut other, (1, 3, 3, 0, 0), "ana and ben back in line").await;
     no_status(&mut other, "the teacher's window ended: one user:status").await;
     let t2 = json!("t2");
@@ -1274,14 +1220,7 @@ async fn an_away_teachers_chats_are_abandoned_after_the_window(framing: Framing)
     other.claim_expect(&t2, &json!("cara")).await;
 
     // Back too late: no chats to rebuild.
-    let mut t = signed_in(&srv, framing, "t1", Role::Teacher).await;
-    join_replying(
-        &mut t,
-        "presence:teachers",
-        teacher_params(&t1),
-        json!({"chats": []}),
-    )
-    .await;
+    signed_teacher(&srv, framing, "t1").await;
 }
 
 // ----- 7. a teacher who comes back gets its chats back -----
@@ -1300,21 +1239,8 @@ async fn a_returning_teacher_gets_its_chats_back(framing: Framing) {
         json!({"chats": []}),
     )
     .await;
-    let mut t = signed_teacher(&srv, framing, "t1").await;
-    let mut ana = signed_student(&srv, framing, "ana").await;
-    let mut ben = signed_student(&srv, framing, "ben").await;
-    let cid_a = t.claim_expect(&t1, &json!("ana")).await;
-    let cid_b = t.claim_expect(&t1, &json!("ben")).await;
-    for (s, sid, cid) in [(&mut ana, "ana", &cid_a), (&mut ben, "ben", &cid_b)] {
-        enter(
-            &mut t,
-            teacher_params(&t1),
-            s,
-            with(student_params(&json!(sid)), "awayNotices"),
-            cid,
-        )
-        .await;
-    }
+    let (t, [(mut ana, cid_a), (mut ben, cid_b)]) =
+        t1_with_ana_and_ben(&srv, framing, &["awayNotices"], &["awayNotices"]).await;
     let (topic_a, topic_b) = (chat_topic(&cid_a), chat_topic(&cid_b));
 
     let before = unix_ms();
@@ -1336,49 +1262,18 @@ async fn a_returning_teacher_gets_its_chats_back(framing: Framing) {
         (&mut ana, &topic_a, &from_ana),
         (&mut ben, &topic_b, &from_ben),
     ] {
-        for m in held {
-            s.push(topic, "student:send", m.clone()).await;
-        }
-        s.call(topic, "student:joined", json!({}))
-            .await
-            .assert_ok_empty();
+        send_all(s, "student", topic, held).await;
     }
 
-    let mut t = signed_in(&srv, framing, "t1", Role::Teacher).await;
-    let reply = t.join("presence:teachers", teacher_params(&t1)).await;
-    assert_eq!(reply.status(), "ok", "{}", reply.raw);
-    let chats = reply.response()["chats"]
-        .as_array()
-        .unwrap_or_else(|| panic!("chats in the teacher's join reply: {}", reply.raw))
-        .clone();
-    assert_eq!(chats.len(), 2, "both chats: {}", reply.raw);
-    for (cid, sid) in [(&cid_a, "ana"), (&cid_b, "ben")] {
-        let chat = chats
-            .iter()
-            .find(|c| c["id"] == json!(cid))
-            .unwrap_or_else(|| panic!("chat {cid} with {sid} in {}", reply.raw));
-        assert_is_chat(chat, cid, "t1", sid);
-    }
+    let mut t = teacher_back_with(&srv, framing, "t1", &[(&cid_a, "ana"), (&cid_b, "ben")]).await;
     for (s, topic) in [(&mut ana, &topic_a), (&mut ben, &topic_b)] {
         let back = s.wait_for(topic, "chat:back", WAIT).await;
         assert_eq!(back.payload, json!({"role": "teacher"}), "{}", back.raw);
     }
-    join_replying(
-        &mut t,
-        &topic_a,
-        teacher_params(&t1),
-        json!({"seq": 2, "held": 2}),
-    )
-    .await;
-    next_are(&mut t, &topic_a, "teacher:receive", &from_ana).await;
-    join_replying(
-        &mut t,
-        &topic_b,
-        teacher_params(&t1),
-        json!({"seq": 1, "held": 1}),
-    )
-    .await;
-    next_are(&mut t, &topic_b, "teacher:receive", &from_ben).await;
+    for (topic, held) in [(&topic_a, &from_ana), (&topic_b, &from_ben)] {
+        let params = teacher_params(&t1);
+        rejoin_gets_held(&mut t, "teacher", topic, params, held.len(), held).await;
+    }
 
     // Both chats go on.
     let hi = json!({"message": "back"});

@@ -19,25 +19,6 @@ async fn one_status(c: &mut Client, expected: (u64, u64, u64, u64, u64), what: &
         .await;
 }
 
-/// Waits for a user:status equal to `expected`, then drops every frame read so far:
-/// earlier snapshots are not what the test is about.
-async fn settle(c: &mut Client, expected: (u64, u64, u64, u64, u64)) {
-    let what = format!("user:status {expected:?}");
-    c.wait_match(
-        |f| f.is("presence:teachers", "user:status") && status_tuple(&f.payload) == expected,
-        &what,
-        WAIT,
-    )
-    .await;
-    c.clear();
-}
-
-async fn no_status(c: &mut Client, what: &str) {
-    let what = format!("user:status after {what}");
-    c.expect_none(|f| f.is("presence:teachers", "user:status"), &what, SILENCE)
-        .await;
-}
-
 /// 7.3: one user:status per change to the student counts, in order, never on a teacher
 /// join, none for chat-channel joins/leaves or a teacher vanishing with nothing to requeue.
 async fn user_status_exactly_once_per_change(framing: Framing) {

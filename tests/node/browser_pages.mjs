@@ -299,6 +299,36 @@ async function studentSays(s, text){
 // ---------------------------------------------------------------- keep your place
 // On the KEEP server (a long grace window): reload, drop and return.
 async function keepYourPlace(){
+  // The chat of this part, [who, text]; a row of a log is [sender, text, mark].
+  const HI = ["teacher", "Hi Ana, what is the question?"]
+  const SKY = ["student", "Why is the sky blue?"]
+  const RAYLEIGH = ["teacher", "Rayleigh scattering."]
+  const SHORTER = ["teacher", "Short wavelengths scatter more."]
+  const BLUE = ["teacher", "Blue light bounces around the most."]
+  const FLAKY = ["student", "Sorry, my Wi-Fi is flaky"]
+  const THERE = ["student", "Are you still there?"]
+  const ONE_MORE = ["student", "Thanks! One more thing"]
+  const AHEAD = ["teacher", "Go ahead."]
+  const SUNSETS = ["student", "Why are sunsets red?"]
+  const LONGER = ["teacher", "Longer path through the air."]
+  const NOT_SENT = "Not sent yet: it is sent when you are back online."
+  const NOT_DELIVERED = "Not delivered: Ana is away and cannot take more messages right now. Send again"
+  const names = {teacher: "Mr Keep", student: "Ana"}
+  // `who` of a chat message writes it on its page; it shows in `log` (the
+  // other side's), with the sender's name and a time.
+  const relayed = async (message, log, what) => {
+    await writes(message)
+    await expectMessage(log, names[message[0]], message[1], what)
+  }
+  // `who` of a chat message writes it on its page.
+  const writes = ([who, text]) => who === "teacher" ? teacherSays(teacher, "Ana", text) : studentSays(ana, text)
+  // Waits until the chat messages of `log`, from the `from`-th on (from the end
+  // when negative), as `viewer`
+  // ("teacher" or "student") sees them, are exactly `chat`: [who, text, mark?].
+  const expectChat = (log, viewer, chat, what, from = 0) => waitEqual(
+    () => messagesOf(log).then((m) => m.slice(from)),
+    chat.map(([who, text, mark = ""]) => [who === viewer ? `${names[who]} (you)` : names[who], text, mark]),
+    what)
   step("K1", "keep server: a teacher; Ana and Ben in line at 1 and 2")
   const teacher = await openPage("/teacher?name=Mr%20Keep", LAPTOP, "keep teacher", null, keepBase)
   await waitText(teacher.page.locator("#connection"), "Connected", "keep teacher: connection status")
@@ -322,81 +352,46 @@ async function keepYourPlace(){
   await take(teacher, "Ana")
   const anaPane = pane(teacher, "Ana")
   await waitText(anaPane.locator(".pane-status"), "Ana is here.", "teacher pane once Ana joined")
-  await teacherSays(teacher, "Ana", "Hi Ana, what is the question?")
-  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Hi Ana, what is the question?", "Ana's page")
-  await studentSays(ana, "Why is the sky blue?")
-  await expectMessage(anaPane.locator(".messages"), "Ana", "Why is the sky blue?", "teacher's pane")
-  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
-    ["Mr Keep", "Hi Ana, what is the question?", ""],
-    ["Ana (you)", "Why is the sky blue?", ""],
-  ], "Ana's messages before the drop (own one confirmed)")
+  await relayed(HI, ana.page.locator("#messages"), "Ana's page")
+  await relayed(SKY, anaPane.locator(".messages"), "teacher's pane")
+  await expectChat(ana.page.locator("#messages"), "student", [HI, SKY], "Ana's messages before the drop (own one confirmed)")
 
   step("K4", "Ana's connection drops mid-chat: both sides are told; what she writes waits")
   await dropConnection(ana)
   await waitText(ana.page.locator("#reconnecting .banner-detail"), /^Your chat is kept until \d{1,2}:\d{2}(?: [AP]M)?\. Messages you write now are sent when you are back\.$/, "Ana's banner")
   await waitText(anaPane.locator(".pane-status"), /^Ana is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?\.$/, "teacher's pane while Ana is away")
-  await teacherSays(teacher, "Ana", "Rayleigh scattering.")
-  await teacherSays(teacher, "Ana", "Short wavelengths scatter more.")
+  await writes(RAYLEIGH)
+  await writes(SHORTER)
   // A third one is more than the server holds for Ana: refused, and said so.
-  await teacherSays(teacher, "Ana", "Blue light bounces around the most.")
-  await studentSays(ana, "Sorry, my Wi-Fi is flaky")
-  await studentSays(ana, "Are you still there?")
-  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
-    ["Mr Keep", "Hi Ana, what is the question?", ""],
-    ["Ana (you)", "Why is the sky blue?", ""],
-    ["Ana (you)", "Sorry, my Wi-Fi is flaky", "Not sent yet: it is sent when you are back online."],
-    ["Ana (you)", "Are you still there?", "Not sent yet: it is sent when you are back online."],
-  ], "Ana's page while offline: her new messages are not shown as sent")
+  await writes(BLUE)
+  await writes(FLAKY)
+  await writes(THERE)
+  await expectChat(ana.page.locator("#messages"), "student", [HI, SKY, [...FLAKY, NOT_SENT], [...THERE, NOT_SENT]],
+    "Ana's page while offline: her new messages are not shown as sent")
   // The teacher's two messages were accepted (held for Ana): confirmed.
-  await waitEqual(() => messagesOf(anaPane.locator(".messages")), [
-    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
-    ["Ana", "Why is the sky blue?", ""],
-    ["Mr Keep (you)", "Rayleigh scattering.", ""],
-    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
-    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
-  ], "teacher's pane while Ana is away: two held, the third refused")
+  await expectChat(anaPane.locator(".messages"), "teacher", [HI, SKY, RAYLEIGH, SHORTER, [...BLUE, NOT_DELIVERED]],
+    "teacher's pane while Ana is away: two held, the third refused")
   await ana.page.screenshot({path: join(shotDir, "student-reconnecting.png"), fullPage: true})
   ok("Ana: Reconnecting…, chat kept until a time, her messages marked not sent; teacher: Ana is reconnecting…")
 
   step("K5", "Ana comes back: the messages both ways arrive, in order, once")
   await restoreConnection(ana)
-  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
-    ["Mr Keep", "Hi Ana, what is the question?", ""],
-    ["Ana (you)", "Why is the sky blue?", ""],
-    ["Mr Keep", "Rayleigh scattering.", ""],
-    ["Mr Keep", "Short wavelengths scatter more.", ""],
-    ["Ana (you)", "Sorry, my Wi-Fi is flaky", ""],
-    ["Ana (you)", "Are you still there?", ""],
-  ], "Ana's page after the return")
-  await waitEqual(() => messagesOf(anaPane.locator(".messages")), [
-    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
-    ["Ana", "Why is the sky blue?", ""],
-    ["Mr Keep (you)", "Rayleigh scattering.", ""],
-    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
-    ["Mr Keep (you)", "Blue light bounces around the most.", "Not delivered: Ana is away and cannot take more messages right now. Send again"],
-    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
-    ["Ana", "Are you still there?", ""],
-  ], "teacher's pane after Ana's return")
+  await expectChat(ana.page.locator("#messages"), "student", [HI, SKY, RAYLEIGH, SHORTER, FLAKY, THERE], "Ana's page after the return")
+  await expectChat(anaPane.locator(".messages"), "teacher", [HI, SKY, RAYLEIGH, SHORTER, [...BLUE, NOT_DELIVERED], FLAKY, THERE],
+    "teacher's pane after Ana's return")
   await waitText(anaPane.locator(".pane-status"), "Ana is back.", "teacher's pane once Ana is back")
   await anaPane.getByRole("button", {name: "Send again"}).click()
-  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Blue light bounces around the most.", "Ana's page after Send again")
+  await expectMessage(ana.page.locator("#messages"), "Mr Keep", BLUE[1], "Ana's page after Send again")
   await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana is still in the chat")
   await expectCounts(teacher, {waiting: 1, chatting: 1}, "the chat went on")
-  await waitEqual(() => messagesOf(anaPane.locator(".messages")).then((m) => m.slice(2)), [
-    ["Mr Keep (you)", "Rayleigh scattering.", ""],
-    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
-    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
-    ["Ana", "Are you still there?", ""],
-    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
-  ], "teacher's pane after Send again")
+  await expectChat(anaPane.locator(".messages"), "teacher", [RAYLEIGH, SHORTER, FLAKY, THERE, BLUE], "teacher's pane after Send again", 2)
   ok("held messages reached Ana, hers reached the teacher, in order, nothing twice; the refused one went on Send again")
 
   step("K6", "the teacher goes offline, Ana writes, the teacher reloads: pane and history back")
   await dropConnection(teacher)
   await waitText(ana.page.locator("#partner-status"), /^Mr Keep is reconnecting…/, "Ana's page while her teacher is away")
-  await studentSays(ana, "Thanks! One more thing")
-  await waitEqual(() => messagesOf(ana.page.locator("#messages")).then((m) => m.at(-1)), ["Ana (you)", "Thanks! One more thing", ""],
-    "Ana's message to an away teacher is accepted (held)")
+  await writes(ONE_MORE)
+  await expectChat(ana.page.locator("#messages"), "student", [ONE_MORE], "Ana's message to an away teacher is accepted (held)", -1)
   // Back online, the page reconnects and starts reading the transcript;
   // the reload may cut those reads short.
   expectedProblems.push([teacher.label, /^request failed: .* net::ERR_ABORTED$/])
@@ -405,22 +400,12 @@ async function keepYourPlace(){
   await waitText(teacher.page.locator("#connection"), "Connected", "keep teacher: connection status after a reload")
   const restored = pane(teacher, "Ana")
   await waitVisible(restored, "Ana's pane after the teacher's reload")
-  await waitEqual(() => messagesOf(restored.locator(".messages")), [
-    ["Mr Keep (you)", "Hi Ana, what is the question?", ""],
-    ["Ana", "Why is the sky blue?", ""],
-    ["Mr Keep (you)", "Rayleigh scattering.", ""],
-    ["Mr Keep (you)", "Short wavelengths scatter more.", ""],
-    ["Ana", "Sorry, my Wi-Fi is flaky", ""],
-    ["Ana", "Are you still there?", ""],
-    ["Mr Keep (you)", "Blue light bounces around the most.", ""],
-    ["Ana", "Thanks! One more thing", ""],
-  ], "the teacher's pane after a reload: the whole history, the held message once")
+  await expectChat(restored.locator(".messages"), "teacher", [HI, SKY, RAYLEIGH, SHORTER, FLAKY, THERE, BLUE, ONE_MORE],
+    "the teacher's pane after a reload: the whole history, the held message once")
   await waitText(restored.locator(".pane-status"), "Ana is here.", "the restored pane's status")
   await waitText(ana.page.locator("#partner-status"), "Mr Keep is back.", "Ana's page once her teacher is back")
-  await teacherSays(teacher, "Ana", "Go ahead.")
-  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Go ahead.", "Ana's page after the teacher's reload")
-  await studentSays(ana, "Why are sunsets red?")
-  await expectMessage(restored.locator(".messages"), "Ana", "Why are sunsets red?", "the restored pane")
+  await relayed(AHEAD, ana.page.locator("#messages"), "Ana's page after the teacher's reload")
+  await relayed(SUNSETS, restored.locator(".messages"), "the restored pane")
   if(await teacher.page.locator(".pane").count() !== 1) await fail(`expected 1 pane after the reload, found ${await teacher.page.locator(".pane").count()}`)
   await expectCounts(teacher, {waiting: 1, chatting: 1}, "after the teacher's reload")
   await teacher.page.screenshot({path: join(shotDir, "teacher-restored.png")})
@@ -430,23 +415,12 @@ async function keepYourPlace(){
   await ana.page.reload()
   await waitText(ana.page.locator("#connection"), "Connected", "Ana: connection status after a reload")
   await waitText(ana.page.locator("#chat-title"), "Chat with Mr Keep", "Ana's chat after a reload")
-  await waitEqual(() => messagesOf(ana.page.locator("#messages")), [
-    ["Mr Keep", "Hi Ana, what is the question?", ""],
-    ["Ana (you)", "Why is the sky blue?", ""],
-    ["Mr Keep", "Rayleigh scattering.", ""],
-    ["Mr Keep", "Short wavelengths scatter more.", ""],
-    ["Ana (you)", "Sorry, my Wi-Fi is flaky", ""],
-    ["Ana (you)", "Are you still there?", ""],
-    ["Mr Keep", "Blue light bounces around the most.", ""],
-    ["Ana (you)", "Thanks! One more thing", ""],
-    ["Mr Keep", "Go ahead.", ""],
-    ["Ana (you)", "Why are sunsets red?", ""],
-  ], "Ana's page after a reload: the whole chat, in order")
+  await expectChat(ana.page.locator("#messages"), "student", [HI, SKY, RAYLEIGH, SHORTER, FLAKY, THERE, BLUE, ONE_MORE, AHEAD, SUNSETS],
+    "Ana's page after a reload: the whole chat, in order")
   // "back" after a "reconnecting…", or "here" if the new page joined before
   // the server saw the old one go: Ana is there either way.
   await waitText(restored.locator(".pane-status"), /^Ana is (back|here)\.$/, "the teacher's pane once Ana reloaded")
-  await teacherSays(teacher, "Ana", "Longer path through the air.")
-  await expectMessage(ana.page.locator("#messages"), "Mr Keep", "Longer path through the air.", "Ana's page after her reload")
+  await relayed(LONGER, ana.page.locator("#messages"), "Ana's page after her reload")
   ok("a student's reload mid-chat brings the chat back, history and all")
 
   step("K8", "the teacher ends the chat while Ana is offline: back online, she is told")

@@ -271,9 +271,8 @@ pub fn status_payload(
            "students": {"total": total, "waiting": waiting, "chatting": chatting, "finished": finished}})
 }
 
-/// PROTOCOL 5.5: the chat object has exactly seven keys, a UUID v4 id, echoes the ids as
-/// sent in the join params, is active, nobody entered, no messages.
-pub fn assert_chat_object(chat: &Value, teacher_id: &Value, student_id: &Value) {
+/// PROTOCOL 5.5: the chat object is an object with exactly its seven keys.
+pub fn assert_chat_keys(chat: &Value) {
     let obj = chat
         .as_object()
         .unwrap_or_else(|| panic!("chat object is not an object: {chat}"));
@@ -292,6 +291,12 @@ pub fn assert_chat_object(chat: &Value, teacher_id: &Value, student_id: &Value) 
         ],
         "chat object keys (PROTOCOL 5.5): {chat}"
     );
+}
+
+/// PROTOCOL 5.5: the chat object has exactly seven keys, a UUID v4 id, echoes the ids as
+/// sent in the join params, is active, nobody entered, no messages.
+pub fn assert_chat_object(chat: &Value, teacher_id: &Value, student_id: &Value) {
+    assert_chat_keys(chat);
     let id = chat["id"]
         .as_str()
         .unwrap_or_else(|| panic!("chat id is not a string: {chat}"));

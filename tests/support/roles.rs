@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::client::{connect, Client};
-use super::frames::{key, Framing};
+use super::frames::{key, status_tuple, Framing};
 use super::server::Server;
-use super::WAIT;
+use super::{SILENCE, WAIT};
 
 impl Client {
     /// `student:ready` on this student's presence topic; asserts `ok` `{}`.
@@ -121,10 +121,15 @@ pub async fn ready_student(srv: &Server, framing: Framing, sid: impl Into<Value>
 
 /// Both sides join `chats:<cid>`, send `*:joined`, and receive `chat:ready`.
 pub async fn enter_chat(t: &mut Client, tid: &Value, s: &mut Client, sid: &Value, cid: &str) {
-    let topic = chat_topic(cid);
     s.wait_for(&student_topic(sid), "new:chat", WAIT).await;
     t.join_chat(cid, "teacher", tid).await;
     s.join_chat(cid, "student", sid).await;
+    both_enter(t, s, cid).await;
+}
+
+/// Both sides, joined to `chats:<cid>`, send `*:joined` and receive `chat:ready`.
+pub async fn both_enter(t: &mut Client, s: &mut Client, cid: &str) {
+    let topic = chat_topic(cid);
     t.call(&topic, "teacher:joined", json!({}))
         .await
         .assert_ok_empty();
@@ -149,4 +154,25 @@ pub async fn start_chat(
     let cid = t.claim_expect(&tid, &sid).await;
     enter_chat(&mut t, &tid, &mut s, &sid, &cid).await;
     (t, s, cid)
+}
+
+/// Waits for a `user:status` equal to `expected` (teachers, total, waiting, chatting,
+/// finished), then drops every frame read so far: earlier snapshots are not what the
+/// test is about.
+pub async fn settle(c: &mut Client, expected: (u64, u64, u64, u64, u64)) {
+    let what = format!("user:status {expected:?}");
+    c.wait_match(
+        |f| f.is("presence:teachers", "user:status") && status_tuple(&f.payload) == expected,
+        &what,
+        WAIT,
+    )
+    .await;
+    c.clear();
+}
+
+/// No `user:status` reaches `c` within [`SILENCE`] after `what`.
+pub async fn no_status(c: &mut Client, what: &str) {
+    let what = format!("user:status after {what}");
+    c.expect_none(|f| f.is("presence:teachers", "user:status"), &what, SILENCE)
+        .await;
 }
