@@ -7,6 +7,7 @@
 #
 # S1: 1000 students, 10 teachers, 50 messages (the 2015 default), transcripts on
 # S1N: S1 with --no-transcripts (what recording every message costs)
+# S1R: S1 with the state in Redis (--redis-url; one node), Redis CPU reported too
 # S1D: S1 with tokens, and drops: 10% of the students and of the teachers drop
 #      their connection once at a random point and come back 0.1-2 s later
 #      (load-client --reconnect --drop-rate 0.1; PROTOCOL 6.3)
@@ -69,7 +70,27 @@ stop_server() {
         server_pid=""
     fi
 }
-trap 'stop_server; rm -rf "$RAW"' EXIT
+redis_pid=""
+start_redis() { # a redis-server of the run's own, persistence off, on a Unix socket
+    redis-server --port 0 --unixsocket "$RAW/redis.sock" --save '' --appendonly no \
+        --dir "$RAW" >"$RAW/redis.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+        [ -S "$RAW/redis.sock" ] && return 0
+        sleep 0.05
+    done
+    echo "redis-server did not start" >&2
+    exit 1
+}
+stop_redis() {
+    if [ -n "$redis_pid" ]; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=""
+        rm -f "$RAW/redis.sock"
+    fi
+}
+trap 'stop_server; stop_redis; rm -rf "$RAW"' EXIT
 
 # CPU seconds (user + system) the server has used so far.
 server_cpu_s() {
@@ -94,17 +115,22 @@ run_chat_scenario() { # name students teachers messages run [server args]
         echo "$name run $run: load-client failed (exit $?)" >&2
         tail -5 "$RAW/client.err" >&2
     }
-    local cpu hwm
+    local cpu hwm redis_cpu=0
     cpu=$(server_cpu_s)
     hwm=$(server_status_kib VmHWM)
+    if [ -n "$redis_pid" ]; then
+        redis_cpu=$(awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$redis_pid/stat")
+    fi
     stop_server
     tail -n 1 "$RAW/client.out" | python3 -c '
 import json, sys
 report = json.loads(sys.stdin.read())
-cpu, hwm = float(sys.argv[1]), int(sys.argv[2])
+cpu, hwm, redis_cpu = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 relayed = max(report["relayed_messages"], 1)
 report.update(server_cpu_s=cpu, server_cpu_us_per_msg=cpu * 1e6 / relayed, server_peak_rss_kib=hwm)
-print(json.dumps(report))' "$cpu" "$hwm" >>"$RAW/$name.jsonl"
+if redis_cpu:
+    report.update(redis_cpu_s=redis_cpu)
+print(json.dumps(report))' "$cpu" "$hwm" "$redis_cpu" >>"$RAW/$name.jsonl"
 }
 
 run_hold_scenario() { # name users run
@@ -149,6 +175,12 @@ for scenario in $SCENARIOS; do
         case $scenario in
         S1) run_chat_scenario S1 1000 10 50 "$run" ;;
         S1N) run_chat_scenario S1N 1000 10 50 "$run" --no-transcripts ;;
+        S1R)
+            start_redis
+            run_chat_scenario S1R 1000 10 50 "$run" \
+                --redis-url "redis+unix://$RAW/redis.sock" --redis-deployment "bench-$run"
+            stop_redis
+            ;;
         S1D)
             SCENARIO_CLIENT_ARGS=(--token-secret "$BENCH_SECRET" --reconnect --drop-rate "$DROP_RATE")
             run_chat_scenario S1D 1000 10 50 "$run" --token-secret "$BENCH_SECRET"
@@ -185,7 +217,7 @@ def cell(s, k, fmt="{:,.0f}"):
 
 print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
 print("|---|---|---|---|---|---|---|---|")
-for s in ("S1", "S1N", "S1D", "S2"):
+for s in ("S1", "S1N", "S1R", "S1D", "S2"):
     if s in result:
         sm = result[s]["summary"]
         rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))
@@ -199,6 +231,10 @@ if "S1D" in result:
     keys = ("drops", "resumes", "places_kept", "chats_resumed", "held_delivered",
             "recovered_in_transit", "resent", "violations")
     print("| S1D | " + " | ".join(cell("S1D", k) for k in keys) + " |")
+if "S1R" in result:
+    print()
+    print(f"S1R: Redis used {cell('S1R', 'redis_cpu_s', '{:.2f}')} s of CPU "
+          f"(the server {cell('S1R', 'server_cpu_s', '{:.2f}')} s).")
 if "S3" in result:
     print()
     print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")
