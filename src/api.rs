@@ -46,8 +46,10 @@
 //! `web::block`), never panic on a parameter, an id, a header or a body,
 //! and never answer an unbounded body (reads are paged).
 
+use actix_web::dev::Payload;
+use actix_web::error::InternalError;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -146,11 +148,7 @@ struct SessionInfo<'a> {
 }
 
 /// `GET /api/session`: who the token is, and the grace window of 6.3.
-async fn session(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
-    let caller = match caller(&req, &hub) {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
+async fn session(Caller(caller): Caller, hub: web::Data<Hub>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(SessionInfo {
@@ -174,6 +172,25 @@ fn guest_id(name: &str) -> String {
     let prefix: String = name.chars().take(GUEST_ID_NAME_CHARS).collect();
     let random = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     format!("{}·{}", prefix.trim_end(), random.simple())
+}
+
+/// The identity of the request's bearer token, taken by the reads: a request
+/// without a valid one is answered 401 (see [`caller`]) before the handler runs.
+struct Caller(Identity);
+
+impl FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Caller, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = match req.app_data::<web::Data<Hub>>() {
+            Some(hub) => caller(req, hub)
+                .map(Caller)
+                .map_err(|response| InternalError::from_response("unauthorized", *response).into()),
+            None => Err(actix_web::error::ErrorInternalServerError("no hub")),
+        };
+        std::future::ready(found)
+    }
 }
 
 /// The identity of the request's `Authorization: Bearer` token, or the 401
@@ -250,14 +267,10 @@ fn may_read(caller: &Identity, chat: &ChatRecord) -> bool {
 }
 
 async fn list_chats(
+    Caller(caller): Caller,
     req: HttpRequest,
-    hub: web::Data<Hub>,
     store: web::Data<Transcripts>,
 ) -> HttpResponse {
-    let caller = match caller(&req, &hub) {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
     let query = match parse_chat_query(req.query_string()) {
         Ok(query) => query,
         Err(message) => return error(HttpResponse::BadRequest(), &message),
@@ -281,14 +294,10 @@ async fn list_chats(
 }
 
 async fn transcript(
+    Caller(caller): Caller,
     req: HttpRequest,
-    hub: web::Data<Hub>,
     store: web::Data<Transcripts>,
 ) -> HttpResponse {
-    let caller = match caller(&req, &hub) {
-        Ok(caller) => caller,
-        Err(response) => return *response,
-    };
     let Some(chat) = ChatId::parse(req.match_info().query("id")) else {
         return error(HttpResponse::NotFound(), "unknown chat");
     };
