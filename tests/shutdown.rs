@@ -87,8 +87,7 @@ async fn a_finished_chat_survives_sigkill_of_the_server() {
 
     let again = RealServer::builder()
         .data_dir(bin.data_dir())
-        .arg("--token-secret")
-        .arg(TEST_SECRET)
+        .test_tokens()
         .spawn();
     let (chat, stored) = transcript_as(again.port(), &cid, &admin_token()).await;
     assert_eq!(
@@ -115,8 +114,7 @@ async fn a_graceful_restart_loses_no_relayed_message() {
 
     let again = RealServer::builder()
         .data_dir(bin.data_dir())
-        .arg("--token-secret")
-        .arg(TEST_SECRET)
+        .test_tokens()
         .spawn();
     let (chat, stored) = transcript_as(again.port(), &cid, &admin_token()).await;
     assert_eq!(stored, sent);

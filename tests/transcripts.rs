@@ -14,7 +14,7 @@ use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
 use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
 use tutor_queue::{Stopper, Transcripts};
 
-use crate::support::auth::{admin_token, http_get_as, test_keys, transcript_as, TEST_SECRET};
+use crate::support::auth::{admin_token, http_get_as, test_keys, transcript_as};
 use crate::support::binary::RealServer;
 use crate::support::{chat_topic, start_chat, Config, Framing, Server, WAIT};
 
@@ -309,8 +309,7 @@ async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut first = RealServer::builder()
         .data_dir(dir.path())
-        .arg("--token-secret")
-        .arg(TEST_SECRET)
+        .test_tokens()
         .spawn();
     let srv = Server { port: first.port() };
     let (mut t, mut s, cid) = start_chat(&srv, Framing::V2, 1, 7).await;
@@ -339,8 +338,7 @@ async fn a_chat_in_progress_at_a_sigkill_ends_interrupted_after_a_restart() {
 
     let second = RealServer::builder()
         .data_dir(dir.path())
-        .arg("--token-secret")
-        .arg(TEST_SECRET)
+        .test_tokens()
         .spawn();
     let (chat, stored) = transcript_as(second.port(), &cid, &admin_token()).await;
     assert_eq!(chat["ended_by"], "interrupted", "{chat}");

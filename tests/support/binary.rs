@@ -66,6 +66,12 @@ impl RealServerBuilder {
         self
     }
 
+    /// `--token-secret` [`TEST_SECRET`](super::auth::TEST_SECRET), so tokens from
+    /// `token_for` and `admin_token` read its API.
+    pub fn test_tokens(self) -> Self {
+        self.arg("--token-secret").arg(super::auth::TEST_SECRET)
+    }
+
     /// Starts the binary with an open-file limit (`RLIMIT_NOFILE`, soft and hard) of `n`.
     pub fn open_files(mut self, n: u64) -> Self {
         self.open_files = Some(n);
