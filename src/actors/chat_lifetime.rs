@@ -523,6 +523,9 @@ impl Core {
             extensions: msg.extensions,
             open: msg.open.clone(),
         };
+        // A returning teacher's chats, once read for its `chat:back` notices,
+        // serve its join reply too.
+        let mut chats_read = None;
         let subscribed = match old {
             // D3 by the same user: swap the channel, no presence effects.
             Some(old) if old.kind == member => {
@@ -540,7 +543,7 @@ impl Core {
                 if let Some(old) = other {
                     self.leave_effects(old, Departure::Left).await;
                 }
-                self.enter_presence(&kind).await?;
+                chats_read = self.enter_presence(&kind).await?;
                 let mut evicted = Vec::new();
                 let subscribed = self
                     .topics
@@ -564,7 +567,9 @@ impl Core {
                 kind: member.clone(),
                 extensions: msg.extensions,
             });
-        let reply = self.join_reply(&msg.target, &member, subscribed).await;
+        let reply = self
+            .join_reply(&msg.target, &member, subscribed, chats_read)
+            .await;
         self.greet(&msg, &kind).await;
         Ok(Joined { kind, reply })
     }
@@ -577,10 +582,14 @@ impl Core {
         target: &JoinTarget,
         member: &MemberKind,
         subscribed: Subscribed,
+        chats_read: Option<Vec<(ChatId, Arc<str>)>>,
     ) -> Option<String> {
         match (member, target) {
             (MemberKind::Teacher(teacher), _) if teacher.0.is_signed() => {
-                let chats = self.tutoring.chats_of(teacher).await.ok()?;
+                let chats = match chats_read {
+                    Some(chats) => chats,
+                    None => self.tutoring.chats_of(teacher).await.ok()?,
+                };
                 let objects: Vec<&str> = chats.iter().map(|(_, object)| &**object).collect();
                 Some(format!(r#"{{"chats":[{}]}}"#, objects.join(",")))
             }
@@ -773,8 +782,12 @@ impl Core {
 
     /// A presence channel makes its user present (no broadcast: 5.2, 7.3).
     /// A user that was away is back (PROTOCOL 6.3): its chats hear of it.
-    /// Refused with `unavailable` if the step cannot run (Redis down).
-    async fn enter_presence(&self, kind: &ChannelKind) -> Result<(), Refusal> {
+    /// Answers the chats of a returning teacher, read for that. Refused with
+    /// `unavailable` if the step cannot run (Redis down).
+    async fn enter_presence(
+        &self,
+        kind: &ChannelKind,
+    ) -> Result<Option<Vec<(ChatId, Arc<str>)>>, Refusal> {
         match kind {
             ChannelKind::Teachers { teacher } => {
                 let teacher = teacher.as_teacher();
@@ -785,10 +798,11 @@ impl Core {
                 self.announce(news);
                 if back {
                     self.end_away(&MemberKind::Teacher(teacher.clone()));
-                    let chats = self.tutoring.chats_of(&teacher).await.unwrap_or_default();
-                    for (chat, _) in chats {
-                        self.notice_back(chat, Role::Teacher);
+                    let chats = self.tutoring.chats_of(&teacher).await.ok();
+                    for (chat, _) in chats.iter().flatten() {
+                        self.notice_back(*chat, Role::Teacher);
                     }
+                    return Ok(chats);
                 }
             }
             ChannelKind::Student { student } => {
@@ -807,7 +821,7 @@ impl Core {
             }
             ChannelKind::Chat { .. } => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// An away user is back in time: its window is over.
