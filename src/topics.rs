@@ -96,15 +96,6 @@ pub struct HoldBounds {
     pub bytes: usize,
 }
 
-impl Default for HoldBounds {
-    fn default() -> Self {
-        HoldBounds {
-            messages: 100,
-            bytes: 64 * 1024,
-        }
-    }
-}
-
 /// Which sides of a new chat get their messages held while they have no
 /// channel on it (token users, while the server keeps places).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,7 +134,7 @@ pub enum RelayRefused {
 }
 
 /// The registry. Cheap to share: `Arc<Topics>`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Topics {
     map: DashMap<Arc<str>, Topic>,
     hold: HoldBounds,
@@ -405,14 +396,6 @@ impl Topics {
             }
         }
         self.map.remove_if(topic, |_, t| t.idle());
-    }
-
-    /// Messages held for `side` of a chat now (for tests and metrics).
-    pub fn held_count(&self, topic: &str, side: Role) -> usize {
-        self.map
-            .get(topic)
-            .and_then(|t| Some(t.chat.as_ref()?.held(side)?.payloads.len()))
-            .unwrap_or(0)
     }
 
     /// Takes every channel off a topic (an abandoned chat) and forgets it.
