@@ -63,14 +63,12 @@ impl Relay {
         for session in evicted {
             hub.lifetime.do_send(SessionGone { session });
         }
-        match relayed {
-            Ok(Relayed::Delivered) => hub.metrics.relayed_messages.inc(),
-            Ok(Relayed::Held) => {
-                hub.metrics.relayed_messages.inc();
-                hub.metrics.held_messages.inc()
+        if let Ok(how) = relayed {
+            hub.metrics.relayed_messages.inc();
+            if how == Relayed::Held {
+                hub.metrics.held_messages.inc();
             }
-            Err(_) => 0,
-        };
+        }
         relayed
     }
 }
