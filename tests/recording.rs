@@ -451,6 +451,9 @@ async fn shutdown_with_a_failing_store_is_bounded() {
         ..with_data_dir(&dir)
     });
     let (mut t, mut s, cid) = start_chat(&srv(&running), Framing::V2, 1, 7).await;
+    // The chat's own records are committed first: a commit of them failing
+    // would make the store refuse the message below before it is relayed.
+    assert!(committed_or_failing(&running).await);
     running.transcripts.set_failing(true);
     let topic = chat_topic(&cid);
     t.push(&topic, "teacher:send", json!({"message": "queued"}))
