@@ -114,6 +114,12 @@ impl Server {
         self.stopper.clone()
     }
 
+    /// Whether the shared state answers, and whether this node is fenced
+    /// (None in memory).
+    pub fn engine_health(&self) -> Option<std::sync::Arc<redis_engine::Health>> {
+        self.stopper.hub.engine_health.clone()
+    }
+
     /// The server's transcript store (disabled if `Config::transcripts` is off).
     pub fn transcripts(&self) -> &Transcripts {
         &self.stopper.hub.transcripts

@@ -320,7 +320,10 @@ impl Topics {
     /// its messages, and holding them for the sides `hold` names.
     pub fn open_chat(&self, topic: Arc<str>, hold: HoldFor) {
         let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
-        self.map.entry(topic).or_default().chat = Some(Box::new(ChatRelay {
+        let mut entry = self.map.entry(topic).or_default();
+        // An adopted chat: channels here on it relay here from now on.
+        entry.home = None;
+        entry.chat = Some(Box::new(ChatRelay {
             relayed: AtomicU64::new(0),
             for_teacher: held(hold.teacher),
             for_student: held(hold.student),

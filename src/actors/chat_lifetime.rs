@@ -40,7 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
-use crate::cluster::{known_event, Cluster, Event, Inbox, NodeId};
+use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -49,11 +49,16 @@ use crate::domain::{
 use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
+use crate::redis_engine::Reaped;
 use crate::topics::{Audience, HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
+
+/// How often a node on Redis says it is alive and looks for dead nodes; a
+/// node is declared dead 5 s after its last tick (`lua/prelude.lua`).
+const TICK: Duration = Duration::from_secs(1);
 
 /// How long queue changes are gathered before one round of `queue:position`
 /// notices: however many claims happen meanwhile, students hear once.
@@ -228,6 +233,9 @@ impl Actor for ChatLifetime {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         *self.core.me.borrow_mut() = Some(ctx.address());
+        if self.core.cluster.is_some() {
+            ctx.run_interval(TICK, |_, ctx| ctx.notify(Tick));
+        }
     }
 }
 
@@ -297,6 +305,19 @@ impl Handler<WindowEnded> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: WindowEnded, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().window_ended(msg.user, msg.spell);
+        self.atomically(step)
+    }
+}
+
+/// Every second on Redis: see `Core::tick`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().tick();
         self.atomically(step)
     }
 }
@@ -421,7 +442,7 @@ struct Core {
 
 /// A join admitted: the member, the channel's kind, its side of a chat, and
 /// the chat's home when it is another node.
-type Admitted = (MemberKind, ChannelKind, Option<Role>, Option<NodeId>);
+type Admitted = (MemberKind, ChannelKind, Option<Role>, ChatHome);
 
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
@@ -670,8 +691,11 @@ impl Core {
                     self.leave_effects(old, Departure::Left).await;
                 }
                 chats_read = self.enter_presence(&kind).await?;
+                if let (ChatHome::Adopted, ChannelKind::Chat { chat, .. }) = (&home, &kind) {
+                    self.adopt(*chat);
+                }
                 match (home, &kind) {
-                    (Some(home), ChannelKind::Chat { chat, role }) => {
+                    (ChatHome::At(home), ChannelKind::Chat { chat, role }) => {
                         self.join_away_from_home(&msg, subscriber, home, *chat, *role)
                             .await?
                     }
@@ -706,6 +730,18 @@ impl Core {
             .await;
         self.greet(&msg, &kind).await;
         Ok(Joined { kind, reply })
+    }
+
+    /// This node adopts a chat whose home was declared dead: from now on it
+    /// counts, holds (for either side, while places are kept) and records
+    /// the chat's messages; channels already here on it relay locally.
+    fn adopt(&self, chat: ChatId) {
+        tracing::warn!(%chat, "adopting a chat whose home node was declared dead");
+        let hold = HoldFor {
+            teacher: !self.grace.is_zero(),
+            student: !self.grace.is_zero(),
+        };
+        self.topics.open_chat(chat_topic(chat).into(), hold);
     }
 
     /// A channel joins a chat homed on another node: it is subscribed here,
@@ -909,7 +945,7 @@ impl Core {
                     teacher: teacher.clone(),
                 },
                 None,
-                None,
+                ChatHome::Here,
             )),
             JoinTarget::Student(student) => Ok((
                 MemberKind::Student(student.as_student()),
@@ -917,7 +953,7 @@ impl Core {
                     student: student.clone(),
                 },
                 None,
-                None,
+                ChatHome::Here,
             )),
             JoinTarget::Chat { chat: None, .. } => Err(Refusal::UnknownChat),
             JoinTarget::Chat {
@@ -1358,7 +1394,14 @@ impl Core {
             return;
         };
         let (abandoned, news) = self.record(stepped);
-        for abandoned in abandoned.unwrap_or_default() {
+        self.abandon(abandoned.unwrap_or_default());
+        self.announce(news);
+    }
+
+    /// A vanished teacher's chats: their students requeued, the chats
+    /// abandoned everywhere.
+    fn abandon(&self, abandoned: Vec<Abandoned>) {
+        for abandoned in abandoned {
             if let Some(student) = abandoned.requeued {
                 self.state
                     .borrow_mut()
@@ -1371,6 +1414,71 @@ impl Core {
                 chat: chat.to_string(),
             });
             self.chat_abandoned(chat);
+        }
+    }
+
+    // ----- liveness (on Redis) --------------------------------------------
+
+    /// Every second: this node is alive; a dead node's users are handled here
+    /// as if their connections had gone (away with a token, else gone).
+    async fn tick(self: Rc<Self>) {
+        let Some(Ok(tick)) = self.tutoring.tick(self.grace).await else {
+            return;
+        };
+        if let Some(dead) = &tick.declared_dead {
+            tracing::warn!(node = %dead, "a node missed its heartbeat deadline: declared dead, its users are handled by the live nodes");
+            self.topics.forget_node(dead);
+        }
+        if tick.reaped.is_empty() {
+            return;
+        }
+        let news = tick.reaped.iter().fold(StatusNews::None, |news, reaped| {
+            let this = match reaped {
+                Reaped::TeacherGone {
+                    abandoned,
+                    fewer_teachers,
+                    ..
+                } => StatusNews::teacher_gone(abandoned, *fewer_teachers),
+                Reaped::StudentGone { vanished, .. } => StatusNews::student_gone(&vanished.was),
+                Reaped::TeacherAway { .. } | Reaped::StudentAway { .. } => StatusNews::None,
+            };
+            news.or(this)
+        });
+        let ((), news) = self.record(Stepped {
+            outcome: (),
+            status: tick.status,
+            news,
+        });
+        for reaped in tick.reaped {
+            match reaped {
+                Reaped::TeacherAway {
+                    teacher,
+                    spell,
+                    chats,
+                } => {
+                    let until = self.away_from_now(MemberKind::Teacher(teacher), spell);
+                    for chat in chats {
+                        self.notice_away(chat, Role::Teacher, until);
+                    }
+                }
+                Reaped::TeacherGone { abandoned, .. } => self.abandon(abandoned),
+                Reaped::StudentAway {
+                    student,
+                    spell,
+                    state,
+                } => {
+                    let until = self.away_from_now(MemberKind::Student(student), spell);
+                    if let StudentState::Chatting { chat, .. } = state {
+                        self.notice_away(chat, Role::Student, until);
+                    }
+                }
+                Reaped::StudentGone { student, vanished } => {
+                    self.state.borrow_mut().ready_at.remove(&student);
+                    if let Some(chat) = vanished.finished {
+                        self.finish_here(chat, EndReason::StudentLeft).await;
+                    }
+                }
+            }
         }
         self.announce(news);
     }

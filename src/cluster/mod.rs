@@ -67,6 +67,18 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// Where a chat lives, as a join finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatHome {
+    /// On this node (always, alone).
+    Here,
+    /// On another node.
+    At(NodeId),
+    /// Its home was declared dead and this node adopted it: the node opens
+    /// its topic before the join (what the dead home held is lost with it).
+    Adopted,
+}
+
 /// How long a node waits for a chat's home to answer a join (`Sub`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
