@@ -132,6 +132,18 @@ impl Engine {
         }
     }
 
+    /// Where an active chat lives now (adopted here if its home is dead);
+    /// None if it is not active. Alone, always here.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, StepError> {
+        match self {
+            Engine::Memory(_) => Ok(Some(ChatHome::Here)),
+            Engine::Redis { steps, reset, .. } => steps
+                .home_of(chat)
+                .await
+                .map_err(|error| noted(reset, error)),
+        }
+    }
+
     /// This node, when it is one of several (on Redis).
     pub fn node(&self) -> Option<&NodeId> {
         match self {

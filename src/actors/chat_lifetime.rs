@@ -50,7 +50,7 @@ use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::redis_engine::Reaped;
-use crate::topics::{Audience, HoldFor, Subscribed, Subscriber, Topics};
+use crate::topics::{Audience, HoldFor, Stranded, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
@@ -124,6 +124,13 @@ pub struct SessionGone {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FromNode(pub Event);
+
+/// A chat's home is gone (a message to it came back unheard, or its node was
+/// declared dead): this node finds or becomes its new home, then relays again
+/// what was stranded meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Rehome(pub ChatId);
 
 /// The transcript writer committed a finish: the frames held behind the
 /// oldest barrier may go.
@@ -318,6 +325,14 @@ impl Handler<Tick> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().tick();
+        self.atomically(step)
+    }
+}
+
+impl Handler<Rehome> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Rehome, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().rehome(msg.0);
         self.atomically(step)
     }
 }
@@ -637,7 +652,122 @@ impl Core {
                 };
                 self.chat_abandoned(chat);
             }
+            Event::NodeDead { node, .. } => self.node_dead(&node),
         }
+    }
+
+    /// A node was declared dead: it has no channel on chats homed here any
+    /// more, and chats homed there get a new home.
+    fn node_dead(&self, node: &NodeId) {
+        self.topics.forget_node(node);
+        let Some(me) = self.me.borrow().clone() else {
+            return;
+        };
+        for topic in self.topics.homed_at(node) {
+            if let Some(chat) = topic.strip_prefix("chats:").and_then(ChatId::parse) {
+                me.do_send(Rehome(chat));
+            }
+        }
+    }
+
+    /// See [`Rehome`].
+    async fn rehome(self: Rc<Self>, chat: ChatId) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let topic = chat_topic(chat);
+        let home = match self.tutoring.home_of(chat).await {
+            Ok(home) => home,
+            Err(_) => {
+                // Redis trouble: the stranded messages wait; try again soon.
+                if let Some(me) = self.me.borrow().clone() {
+                    actix::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        me.do_send(Rehome(chat));
+                    });
+                }
+                return;
+            }
+        };
+        let new_home = match &home {
+            None => {
+                let stranded = self.topics.rehome(&topic, self.topics.home(&topic));
+                for stranded in stranded {
+                    self.refuse_stranded(&topic, &stranded, Refusal::ChatFinished);
+                }
+                return;
+            }
+            Some(ChatHome::Adopted) => {
+                self.adopt(chat);
+                None
+            }
+            Some(ChatHome::Here) => None,
+            Some(ChatHome::At(home)) => Some(home.clone()),
+        };
+        let moved = self.topics.home(&topic) != new_home;
+        let stranded = self.topics.rehome(&topic, new_home.clone());
+        if let (Some(home), true) = (&new_home, moved) {
+            tracing::info!(%chat, %home, "a chat's home moved");
+            for role in self.topics.sides_here(&topic) {
+                cluster.join_at_home(home, chat.to_string(), role).await;
+            }
+        }
+        let mut evicted = Vec::new();
+        for stranded in stranded {
+            let Ok(payload) =
+                serde_json::value::RawValue::from_string(stranded.payload.to_string())
+            else {
+                continue;
+            };
+            let from = other_side(stranded.to);
+            let record = || {
+                self.transcripts
+                    .message(chat, from, &payload, SystemTime::now())
+            };
+            let forward = crate::cluster::Forward {
+                cluster: &cluster,
+                chat,
+                reply: Some(stranded.reply.clone()),
+            };
+            let relayed = self.topics.relay(
+                &topic,
+                stranded.to,
+                payload.get(),
+                None,
+                record,
+                &forward,
+                &mut evicted,
+            );
+            if let Err(refused) = relayed {
+                self.refuse_stranded(&topic, &stranded, refused.refusal());
+            }
+        }
+        self.state.borrow_mut().evicted.extend(evicted);
+    }
+
+    /// A stranded message that cannot be relayed: its sender, here, is told.
+    fn refuse_stranded(&self, topic: &str, stranded: &Stranded, refusal: Refusal) {
+        let session = SessionId::from_raw(stranded.reply.session);
+        let Some(handle) = self
+            .state
+            .borrow()
+            .sessions
+            .get(&session)
+            .map(|m| m.handle.clone())
+        else {
+            return;
+        };
+        self.metrics.rejected(refusal.into());
+        let frame = protocol::encode_reply(
+            handle.framing(),
+            stranded.reply.join_ref.as_deref(),
+            stranded.reply.msg_ref.as_deref(),
+            topic,
+            ReplyStatus::Error,
+            &protocol::error_response(refusal.reason()),
+        );
+        let channel = ChannelId::from_raw(stranded.reply.channel);
+        self.deliver(&handle, channel, frame);
     }
 
     // ----- joins -------------------------------------------------------
@@ -1174,6 +1304,8 @@ impl Core {
             return;
         }
         self.metrics.chats_completed.inc();
+        // Read first: a finished topic with no channel here is forgotten.
+        let elsewhere = self.topics.remote_nodes(&topic);
         // No relay gets in after this, so the finish record follows every
         // recorded message of the chat in the writer's queue.
         self.topics.mark_finished(&topic);
@@ -1196,7 +1328,7 @@ impl Core {
             audience: Audience::EndReason(true),
         });
         if let Some(cluster) = &self.cluster {
-            for node in self.topics.remote_nodes(&topic) {
+            for node in elsewhere {
                 for (payload, asked) in [
                     ("{}".to_owned(), false),
                     (format!(r#"{{"reason":"{}"}}"#, reason.as_str()), true),
@@ -1427,7 +1559,11 @@ impl Core {
         };
         if let Some(dead) = &tick.declared_dead {
             tracing::warn!(node = %dead, "a node missed its heartbeat deadline: declared dead, its users are handled by the live nodes");
-            self.topics.forget_node(dead);
+            self.share(|from| Event::NodeDead {
+                from,
+                node: dead.clone(),
+            });
+            self.node_dead(dead);
         }
         if tick.reaped.is_empty() {
             return;

@@ -106,6 +106,7 @@ struct Scripts {
     sides: Script,
     queue: Script,
     tick: Script,
+    home: Script,
 }
 
 macro_rules! script {
@@ -138,6 +139,7 @@ impl Scripts {
             sides: script!("sides"),
             queue: script!("queue"),
             tick: script!("tick"),
+            home: script!("home"),
         }
     }
 }
@@ -835,6 +837,24 @@ impl RedisTutoring {
             declared_dead,
             status,
         })
+    }
+
+    /// Where an active chat lives now, adopting it if its home was declared
+    /// dead (`lua/home.lua`); None if the chat is not active.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, EngineError> {
+        let reply = self.run(&self.scripts.home, &[&chat.to_string()]).await?;
+        let answer = text(&reply)?;
+        if answer == "N" {
+            return Ok(None);
+        }
+        match (answer.strip_prefix("A|"), answer.strip_prefix("H|")) {
+            (Some(home), _) => Ok(Some(match NodeId::parse(home) {
+                Some(home) if home != self.node => ChatHome::At(home),
+                _ => ChatHome::Here,
+            })),
+            (_, Some(_)) => Ok(Some(ChatHome::Adopted)),
+            _ => Err(corrupt("home", &reply)),
+        }
     }
 
     // ----- reading --------------------------------------------------------
