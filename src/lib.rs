@@ -166,7 +166,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
         cluster.as_ref().map(|(cluster, ..)| cluster.clone()),
     );
     if let Some((cluster, client, outbox)) = cluster {
-        let publishing = cluster::publish(client.clone(), outbox, cluster.clone(), hub.clone());
+        let publishing = cluster::publish(client.clone(), outbox, hub.clone());
         actix_web::rt::spawn(publishing);
         actix_web::rt::spawn(cluster::listen(client, cluster, hub.clone()));
     }

@@ -59,12 +59,7 @@ impl Outbox {
 /// one pipeline, so a busy node publishes many messages per round trip. A chat
 /// message that no node heard (its node is gone: Redis counts the receivers)
 /// comes back to this node ([`unheard`]), never lost silently.
-pub async fn publish(
-    client: redis::Client,
-    mut queue: mpsc::Receiver<Outgoing>,
-    cluster: Arc<Cluster>,
-    hub: Hub,
-) {
+pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>, hub: Hub) {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
@@ -92,7 +87,7 @@ pub async fn publish(
             Ok(heard) => {
                 for ((_, message, returnable), heard) in batch.drain(..).zip(heard) {
                     if returnable && heard == 0 {
-                        unheard(&cluster, &hub, &message);
+                        unheard(&hub, &message);
                     }
                 }
             }
@@ -100,7 +95,7 @@ pub async fn publish(
                 tracing::error!(%error, "publishing to other nodes failed");
                 for (_, message, returnable) in batch.drain(..) {
                     if returnable {
-                        unheard(&cluster, &hub, &message);
+                        unheard(&hub, &message);
                     }
                 }
             }
@@ -144,7 +139,7 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
 /// A chat message no node heard. Sent to a chat's home: kept until the chat
 /// has a new home (`ChatLifetime` finds or becomes it). Delivered by a home to
 /// a node that is gone: held for the side, as if it had no channel.
-fn unheard(cluster: &Cluster, hub: &Hub, text: &str) {
+fn unheard(hub: &Hub, text: &str) {
     match serde_json::from_str::<Inbox>(text) {
         Ok(Inbox::Relay {
             chat,
@@ -175,17 +170,14 @@ fn unheard(cluster: &Cluster, hub: &Hub, text: &str) {
             to,
             seq,
             payload,
-        }) => {
-            if !hub
-                .topics
-                .bounce(&chat_topic(&chat), to, seq, payload.get())
-            {
-                tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
-            }
+        }) if !hub
+            .topics
+            .bounce(&chat_topic(&chat), to, seq, payload.get()) =>
+        {
+            tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
         }
         _ => {}
     }
-    let _ = cluster;
 }
 
 async fn subscribe(
