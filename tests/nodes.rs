@@ -236,7 +236,12 @@ async fn five_chats_under_claims_from_two_nodes(framing: Framing) {
         }
     }
 
-    let mut tc = signed_teacher(&nodes.b, framing, "t1").await;
+    let mut tc = signed_in(&nodes.b, framing, "t1", Role::Teacher)
+        .await
+        .named("teacher t1 on B, third connection");
+    let joined = tc.join("presence:teachers", teacher_params(&t1)).await;
+    let listed = joined.response()["chats"].as_array().map(Vec::len);
+    assert_eq!(listed, Some(5), "t1's five chats: {}", joined.raw);
     assert_eq!(
         tc.claim(&t1).await,
         None,
