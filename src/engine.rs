@@ -12,6 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::actors::RosterParts;
+use crate::cluster::NodeId;
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, PartGone,
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
@@ -105,12 +106,40 @@ impl Engine {
         on_engine!(self, student_present(student))
     }
 
+    /// May `user` join the chat; and its home, when it is another node's.
     pub async fn authorize_join(
         &self,
         chat: ChatId,
         user: Option<(Role, UserKey)>,
-    ) -> Result<JoinCheck, StepError> {
-        on_engine!(self, authorize_join(chat, user))
+    ) -> Result<(JoinCheck, Option<NodeId>), StepError> {
+        match self {
+            Engine::Memory(steps) => Ok((steps.authorize_join(chat, user).await?, None)),
+            Engine::Redis { steps, reset, .. } => {
+                let (check, home) = steps
+                    .authorize_join_home(chat, user)
+                    .await
+                    .map_err(|error| noted(reset, error))?;
+                Ok((check, home.filter(|home| home != steps.node())))
+            }
+        }
+    }
+
+    /// This node, when it is one of several (on Redis).
+    pub fn node(&self) -> Option<&NodeId> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, .. } => Some(steps.node()),
+        }
+    }
+
+    /// The version of the snapshot the last step answered (on Redis: versions
+    /// follow the order in which Redis ran every node's steps). None in memory,
+    /// where every step's snapshot is newer than the last.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, .. } => Some(steps.version()),
+        }
     }
 
     pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {

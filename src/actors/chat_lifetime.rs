@@ -40,6 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
+use crate::cluster::{known_event, Cluster, Event, Inbox, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -48,7 +49,7 @@ use crate::domain::{
 use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{HoldFor, Subscribed, Subscriber, Topics};
+use crate::topics::{Audience, HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
@@ -113,6 +114,12 @@ pub struct SessionGone {
     pub session: SessionId,
 }
 
+/// What a step on another node did (`crate::cluster`), for this node's
+/// channels.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromNode(pub Event);
+
 /// The transcript writer committed a finish: the frames held behind the
 /// oldest barrier may go.
 #[derive(Message)]
@@ -168,6 +175,7 @@ impl ChatLifetime {
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
         grace: Duration,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
@@ -176,6 +184,7 @@ impl ChatLifetime {
                 metrics,
                 transcripts,
                 grace,
+                cluster,
                 me: RefCell::new(None),
                 state: RefCell::new(State::default()),
             }),
@@ -292,6 +301,14 @@ impl Handler<WindowEnded> for ChatLifetime {
     }
 }
 
+impl Handler<FromNode> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: FromNode, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().from_node(msg.0);
+        self.atomically(step)
+    }
+}
+
 impl Handler<SessionGone> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
@@ -321,6 +338,8 @@ struct State {
     away: HashMap<MemberKind, Away>,
     /// Windows to start after the step (`WindowEnded` after the grace).
     windows: Vec<WindowEnded>,
+    /// The version of `status` (on Redis, where several nodes step).
+    version: u64,
 }
 
 /// One away user's absence.
@@ -360,32 +379,8 @@ enum Out {
         topic: String,
         subscribers: Vec<Subscriber>,
     },
-}
-
-/// Which channels of a topic a broadcast is for.
-#[derive(Clone, Copy, Debug)]
-enum Audience {
-    All,
-    /// Teacher channels that asked for `liveStatus`.
-    LiveStatus,
-    /// Student channels that asked for `queuePosition`.
-    QueuePosition,
-    /// Chat channels that did (true) or did not (false) ask for `endReason`.
-    EndReason(bool),
-    /// Chat channels of this side that asked for `awayNotices`.
-    AwayNotices(Role),
-}
-
-impl Audience {
-    fn picks(self, s: &Subscriber) -> bool {
-        match self {
-            Audience::All => true,
-            Audience::LiveStatus => s.extensions.live_status,
-            Audience::QueuePosition => s.extensions.queue_position,
-            Audience::EndReason(asked) => s.extensions.end_reason == asked,
-            Audience::AwayNotices(side) => s.role == Some(side) && s.extensions.away_notices,
-        }
-    }
+    /// A message to another node (a home's `chat:terminated`).
+    Tell { node: NodeId, message: Inbox },
 }
 
 struct Members {
@@ -417,10 +412,16 @@ struct Core {
     transcripts: Transcripts,
     /// How long a token user whose connection went stays away (PROTOCOL 6.3).
     grace: Duration,
+    /// The other nodes, when there are (on Redis).
+    cluster: Option<Arc<Cluster>>,
     /// This actor's own address, for the transcript writer's commit reports.
     me: RefCell<Option<Addr<ChatLifetime>>>,
     state: RefCell<State>,
 }
+
+/// A join admitted: the member, the channel's kind, its side of a chat, and
+/// the chat's home when it is another node.
+type Admitted = (MemberKind, ChannelKind, Option<Role>, Option<NodeId>);
 
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
@@ -453,6 +454,14 @@ impl Core {
     /// the step's own frames.
     fn record<T>(&self, stepped: Stepped<T>) -> (T, StatusNews) {
         let mut state = self.state.borrow_mut();
+        if let Some(version) = self.tutoring.version() {
+            if version <= state.version {
+                // Another node's later step was heard already: this snapshot
+                // is older than what the teachers here have seen.
+                return (stepped.outcome, StatusNews::None);
+            }
+            state.version = version;
+        }
         if state.status.teachers != stepped.status.teachers {
             state.positions_moved = true;
         }
@@ -484,12 +493,129 @@ impl Core {
         }
     }
 
-    /// The `user:status` a step called for.
+    /// The `user:status` a step called for, here and on the other nodes.
     fn announce(&self, news: StatusNews) {
-        match news {
-            StatusNews::None => {}
-            StatusNews::Teachers => self.broadcast_live_status(),
-            StatusNews::Students => self.broadcast_status(),
+        let live_only = match news {
+            StatusNews::None => return,
+            StatusNews::Teachers => true,
+            StatusNews::Students => false,
+        };
+        if live_only {
+            self.broadcast_live_status();
+        } else {
+            self.broadcast_status();
+        }
+        let (version, counts) = {
+            let state = self.state.borrow();
+            (state.version, crate::cluster::wire_counts(&state.status))
+        };
+        self.share(|from| Event::Status {
+            from,
+            version,
+            live_only,
+            counts,
+        });
+    }
+
+    /// Tells the other nodes, if there are any, what this step did.
+    fn share(&self, event: impl FnOnce(NodeId) -> Event) {
+        if let Some(cluster) = &self.cluster {
+            cluster.share(&event(cluster.node().clone()));
+        }
+    }
+
+    /// A broadcast here and on the other nodes.
+    fn broadcast_everywhere(
+        &self,
+        topic: String,
+        event: &'static str,
+        payload: String,
+        audience: Audience,
+    ) {
+        self.share(|from| Event::Broadcast {
+            from,
+            topic: topic.clone(),
+            event: event.to_owned(),
+            payload: payload.clone(),
+            audience,
+        });
+        self.emit(Out::Broadcast {
+            topic,
+            event,
+            payload,
+            audience,
+        });
+    }
+
+    /// Is this node the chat's home (it records it and counts its messages)?
+    /// Alone, every chat is homed here.
+    fn is_home(&self, chat: ChatId) -> bool {
+        self.cluster.is_none() || self.topics.hosts_chat(&chat_topic(chat))
+    }
+
+    // ----- what other nodes did -------------------------------------------
+
+    async fn from_node(self: Rc<Self>, event: Event) {
+        match event {
+            Event::Status {
+                version,
+                live_only,
+                counts,
+                ..
+            } => {
+                {
+                    let mut state = self.state.borrow_mut();
+                    if version <= state.version {
+                        return;
+                    }
+                    state.version = version;
+                    state.status = crate::cluster::wire_snapshot(counts);
+                    state.positions_moved = true;
+                }
+                if live_only {
+                    self.broadcast_live_status();
+                } else {
+                    self.broadcast_status();
+                }
+            }
+            Event::Broadcast {
+                topic,
+                event,
+                payload,
+                audience,
+                ..
+            } => {
+                let Some(event) = known_event(&event) else {
+                    return;
+                };
+                self.emit(Out::Broadcast {
+                    topic,
+                    event,
+                    payload,
+                    audience,
+                });
+            }
+            Event::Ready { chat, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                if self.is_home(chat) {
+                    self.transcripts.chat_started(chat, SystemTime::now());
+                }
+                self.broadcast(&chat_topic(chat), "chat:ready", "{}");
+            }
+            Event::Finished { chat, reason, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                self.chat_finished(chat, reason).await;
+            }
+            Event::Abandoned { chat, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                self.chat_abandoned(chat);
+            }
         }
     }
 
@@ -505,7 +631,7 @@ impl Core {
                 .map(|()| admitted),
             Err(refusal) => Err(refusal),
         };
-        let (member, kind, role) = match admitted {
+        let (member, kind, role, home) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 // D3: a refused re-join leaves the old channel gone after all.
@@ -544,12 +670,20 @@ impl Core {
                     self.leave_effects(old, Departure::Left).await;
                 }
                 chats_read = self.enter_presence(&kind).await?;
-                let mut evicted = Vec::new();
-                let subscribed = self
-                    .topics
-                    .subscribe(msg.topic.clone(), subscriber, &mut evicted);
-                self.state.borrow_mut().evicted.extend(evicted);
-                subscribed
+                match (home, &kind) {
+                    (Some(home), ChannelKind::Chat { chat, role }) => {
+                        self.join_away_from_home(&msg, subscriber, home, *chat, *role)
+                            .await?
+                    }
+                    _ => {
+                        let mut evicted = Vec::new();
+                        let subscribed =
+                            self.topics
+                                .subscribe(msg.topic.clone(), subscriber, &mut evicted);
+                        self.state.borrow_mut().evicted.extend(evicted);
+                        subscribed
+                    }
+                }
             }
         };
         self.state
@@ -572,6 +706,35 @@ impl Core {
             .await;
         self.greet(&msg, &kind).await;
         Ok(Joined { kind, reply })
+    }
+
+    /// A channel joins a chat homed on another node: it is subscribed here,
+    /// then the home counts it (and pushes what it held for its side, which
+    /// follows the join reply); the home's answer gives the reply's counts.
+    /// Refused with `unavailable` if the home does not answer in time.
+    async fn join_away_from_home(
+        &self,
+        msg: &Join,
+        subscriber: Subscriber,
+        home: NodeId,
+        chat: ChatId,
+        role: Role,
+    ) -> Result<Subscribed, Refusal> {
+        let Some(cluster) = &self.cluster else {
+            return Err(Refusal::Unavailable);
+        };
+        self.topics
+            .subscribe_away_from_home(msg.topic.clone(), subscriber, home.clone());
+        match cluster.join_at_home(&home, chat.to_string(), role).await {
+            Some(subbed) => Ok(Subscribed {
+                relayed: subbed.relayed,
+                held: subbed.held.len(),
+            }),
+            None => {
+                self.topics.unsubscribe(&msg.topic, msg.channel);
+                Err(Refusal::Unavailable)
+            }
+        }
     }
 
     /// A token user's join reply says where it stands (PROTOCOL 6.3): a
@@ -738,16 +901,14 @@ impl Core {
     }
 
     /// Decides a routed join; chat joins are checked against the chat log.
-    async fn admit(
-        &self,
-        target: &JoinTarget,
-    ) -> Result<(MemberKind, ChannelKind, Option<Role>), Refusal> {
+    async fn admit(&self, target: &JoinTarget) -> Result<Admitted, Refusal> {
         match target {
             JoinTarget::Teachers(teacher) => Ok((
                 MemberKind::Teacher(teacher.as_teacher()),
                 ChannelKind::Teachers {
                     teacher: teacher.clone(),
                 },
+                None,
                 None,
             )),
             JoinTarget::Student(student) => Ok((
@@ -756,6 +917,7 @@ impl Core {
                     student: student.clone(),
                 },
                 None,
+                None,
             )),
             JoinTarget::Chat { chat: None, .. } => Err(Refusal::UnknownChat),
             JoinTarget::Chat {
@@ -763,7 +925,7 @@ impl Core {
                 user,
             } => {
                 let (chat, asking) = (*chat, user.clone());
-                let Ok(check) = self.tutoring.authorize_join(chat, asking).await else {
+                let Ok((check, home)) = self.tutoring.authorize_join(chat, asking).await else {
                     return Err(Refusal::Unavailable);
                 };
                 match (Some(check), user) {
@@ -771,6 +933,7 @@ impl Core {
                         MemberKind::Chat(chat),
                         ChannelKind::Chat { chat, role: *role },
                         Some(*role),
+                        home,
                     )),
                     (Some(JoinCheck::UnknownChat), _) => Err(Refusal::UnknownChat),
                     (Some(JoinCheck::ChatFinished), _) => Err(Refusal::ChatFinished),
@@ -834,22 +997,22 @@ impl Core {
 
     /// `chat:back` to the other side's channels that asked for away notices.
     fn notice_back(&self, chat: ChatId, side: Role) {
-        self.emit(Out::Broadcast {
-            topic: chat_topic(chat),
-            event: "chat:back",
-            payload: format!(r#"{{"role":"{}"}}"#, side.as_str()),
-            audience: Audience::AwayNotices(other_side(side)),
-        });
+        self.broadcast_everywhere(
+            chat_topic(chat),
+            "chat:back",
+            format!(r#"{{"role":"{}"}}"#, side.as_str()),
+            Audience::AwayNotices(other_side(side)),
+        );
     }
 
     /// `chat:away` to the other side's channels that asked for away notices.
     fn notice_away(&self, chat: ChatId, side: Role, until: SystemTime) {
-        self.emit(Out::Broadcast {
-            topic: chat_topic(chat),
-            event: "chat:away",
-            payload: away_payload(side, until),
-            audience: Audience::AwayNotices(other_side(side)),
-        });
+        self.broadcast_everywhere(
+            chat_topic(chat),
+            "chat:away",
+            away_payload(side, until),
+            Audience::AwayNotices(other_side(side)),
+        );
     }
 
     // ----- application events -----------------------------------------
@@ -885,8 +1048,14 @@ impl Core {
                 let chat = *chat;
                 match self.tutoring.enter(chat, role).await {
                     Ok(EnterOutcome::Ready) => {
-                        self.transcripts.chat_started(chat, SystemTime::now());
+                        if self.is_home(chat) {
+                            self.transcripts.chat_started(chat, SystemTime::now());
+                        }
                         self.broadcast(&r.topic, "chat:ready", "{}");
+                        self.share(|from| Event::Ready {
+                            from,
+                            chat: chat.to_string(),
+                        });
                         self.reply(&r, ReplyStatus::Ok, "{}");
                     }
                     Ok(EnterOutcome::NotActive) => self.refuse(&r, Refusal::ChatFinished),
@@ -901,7 +1070,7 @@ impl Core {
                 };
                 let (ended, news) = self.record(stepped);
                 if ended.is_some() {
-                    self.chat_finished(chat, EndReason::EndedBy(role)).await;
+                    self.finish_here(chat, EndReason::EndedBy(role)).await;
                 }
                 self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
@@ -943,7 +1112,12 @@ impl Core {
         );
         self.deliver(&r.session, r.channel, push);
         let student_topic = format!("presence:student:{}", claimed.student.0);
-        self.broadcast(&student_topic, "new:chat", &claimed.object);
+        self.broadcast_everywhere(
+            student_topic,
+            "new:chat",
+            claimed.object.to_string(),
+            Audience::All,
+        );
         self.announce(news);
         Ok(Some(claimed.object))
     }
@@ -953,8 +1127,17 @@ impl Core {
     /// asked) once the transcript has the finish; the caller announces the
     /// status.
     async fn chat_finished(&self, chat: ChatId, reason: EndReason) {
-        self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
+        if !self.is_home(chat) {
+            // Its home records the end and sends `chat:terminated` to this
+            // node's channels once it is on disk; no message gets in meanwhile.
+            self.topics.mark_finished(&topic);
+            if self.topics.subscriber_count(&topic) == 0 {
+                self.tutoring.discard(chat).await.ok();
+            }
+            return;
+        }
+        self.metrics.chats_completed.inc();
         // No relay gets in after this, so the finish record follows every
         // recorded message of the chat in the writer's queue.
         self.topics.mark_finished(&topic);
@@ -976,9 +1159,38 @@ impl Core {
             payload: format!(r#"{{"reason":"{}"}}"#, reason.as_str()),
             audience: Audience::EndReason(true),
         });
+        if let Some(cluster) = &self.cluster {
+            for node in self.topics.remote_nodes(&topic) {
+                for (payload, asked) in [
+                    ("{}".to_owned(), false),
+                    (format!(r#"{{"reason":"{}"}}"#, reason.as_str()), true),
+                ] {
+                    self.emit(Out::Tell {
+                        node: node.clone(),
+                        message: Inbox::Broadcast {
+                            from: cluster.node().clone(),
+                            topic: topic.clone(),
+                            event: "chat:terminated".to_owned(),
+                            payload,
+                            audience: Audience::EndReason(asked),
+                        },
+                    });
+                }
+            }
+        }
         if self.topics.subscriber_count(&topic) == 0 {
             self.tutoring.discard(chat).await.ok();
         }
+    }
+
+    /// A step here finished an active chat: the other nodes hear of it.
+    async fn finish_here(&self, chat: ChatId, reason: EndReason) {
+        self.share(|from| Event::Finished {
+            from,
+            chat: chat.to_string(),
+            reason,
+        });
+        self.chat_finished(chat, reason).await;
     }
 
     // ----- leaving ------------------------------------------------------
@@ -1005,9 +1217,17 @@ impl Core {
 
     /// PROTOCOL 6: what one channel going away means for the rosters.
     async fn leave_effects(&self, membership: Membership, departure: Departure) {
-        let remaining = self
-            .topics
-            .unsubscribe(&membership.topic, membership.channel);
+        let topic = &membership.topic;
+        if let (MemberKind::Chat(chat), Some(cluster)) = (&membership.kind, &self.cluster) {
+            // The chat's home stops sending this channel's side here.
+            let role = self.topics.role_of(topic, membership.channel);
+            if let (Some(home), Some(role)) = (self.topics.home(topic), role) {
+                let from = cluster.node().clone();
+                let chat = chat.to_string();
+                cluster.tell(&home, &Inbox::Unsub { chat, role, from });
+            }
+        }
+        let remaining = self.topics.unsubscribe(topic, membership.channel);
         self.stop_watching(&membership).await;
         let away = departure == Departure::ConnectionGone;
         match membership.kind {
@@ -1118,7 +1338,7 @@ impl Core {
         };
         self.state.borrow_mut().ready_at.remove(&student);
         if let Some(chat) = finished {
-            self.chat_finished(chat, EndReason::StudentLeft).await;
+            self.finish_here(chat, EndReason::StudentLeft).await;
         }
         self.announce(news);
     }
@@ -1146,12 +1366,24 @@ impl Core {
                     .insert(student, Instant::now());
             }
             let chat = abandoned.chat;
+            self.share(|from| Event::Abandoned {
+                from,
+                chat: chat.to_string(),
+            });
+            self.chat_abandoned(chat);
+        }
+        self.announce(news);
+    }
+
+    /// A chat abandoned (6.2): its home records the end; every node closes
+    /// its channels on it.
+    fn chat_abandoned(&self, chat: ChatId) {
+        if self.is_home(chat) {
             let now = SystemTime::now();
             let how = transcripts::EndReason::TeacherLeft;
             self.transcripts.chat_finished(chat, how, now, || {});
-            self.close_chat_channels(chat);
         }
-        self.announce(news);
+        self.close_chat_channels(chat);
     }
 
     /// Server-side close of every channel joined to an abandoned chat.
@@ -1283,6 +1515,11 @@ impl Core {
                     if session.close_channel(subscriber.channel, frame) == Delivery::Evicted {
                         evicted.push(session.id());
                     }
+                }
+            }
+            Out::Tell { node, message } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.tell(&node, &message);
                 }
             }
         }

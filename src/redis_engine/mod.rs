@@ -10,18 +10,18 @@
 //!
 //! [`RedisTutoring`] answers exactly what [`crate::domain::Tutoring`] answers for the
 //! same steps, value for value: the differential tests (`tests/redis_engine.rs`) run
-//! both on the same random steps and compare every answer, so the invariant tests of the in-memory
-//! steps hold here too. Not wired into the server yet: that, the relay across nodes,
-//! the global order of statuses and node death are the next steps of issue 13.
+//! both on the same random steps and compare every answer, so the invariant tests of the
+//! in-memory steps hold here too. What the nodes tell each other is `crate::cluster`'s.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
+use crate::cluster::NodeId;
 use crate::domain::{
     Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
     Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
@@ -155,6 +155,10 @@ pub struct RedisTutoring {
     /// `tq:{<deployment>}`: every key of the deployment, in one hash slot.
     prefix: String,
     scripts: Scripts,
+    /// This node: chats it claims are homed here.
+    node: NodeId,
+    /// See [`RedisTutoring::version`].
+    version: AtomicU64,
 }
 
 // ----- how users, chats and states are written in Redis -------------------
@@ -242,28 +246,22 @@ fn count(value: &Value) -> Result<usize, EngineError> {
     usize::try_from(int(value)?).map_err(|_| corrupt("count", value))
 }
 
-/// The `{teachers, waiting, chatting, finished}` every changing script ends with.
-fn parse_status(value: &Value) -> Result<StatusSnapshot, EngineError> {
-    let [teachers, waiting, chatting, finished] = items(value)? else {
+/// The `{teachers, waiting, chatting, finished, version}` every changing script
+/// ends with.
+fn parse_status(value: &Value) -> Result<(StatusSnapshot, u64), EngineError> {
+    let [teachers, waiting, chatting, finished, version] = items(value)? else {
         return Err(corrupt("status", value));
     };
-    Ok(StatusSnapshot {
+    let snapshot = StatusSnapshot {
         teachers: count(teachers)?,
         students: StudentCounts {
             waiting: count(waiting)?,
             chatting: count(chatting)?,
             finished: count(finished)?,
         },
-    })
-}
-
-/// A script's answer: its fields, then the status.
-fn answer(value: &Value, fields: usize) -> Result<(&[Value], StatusSnapshot), EngineError> {
-    let all = items(value)?;
-    if all.len() != fields + 1 {
-        return Err(corrupt("answer", value));
-    }
-    Ok((&all[..fields], parse_status(&all[fields])?))
+    };
+    let version = u64::try_from(int(version)?).map_err(|_| corrupt("version", value))?;
+    Ok((snapshot, version))
 }
 
 fn stepped<T>(outcome: T, status: StatusSnapshot, news: StatusNews) -> Stepped<T> {
@@ -300,6 +298,8 @@ impl RedisTutoring {
             epoch: std::sync::Mutex::new(None),
             prefix: format!("tq:{{{deployment}}}"),
             scripts: Scripts::load(),
+            node: NodeId::fresh(),
+            version: AtomicU64::new(0),
         })
     }
 
@@ -380,6 +380,43 @@ impl RedisTutoring {
         }
     }
 
+    /// A script's answer: its fields, then the status (whose version is kept
+    /// as [`RedisTutoring::version`]).
+    fn answer<'v>(
+        &self,
+        value: &'v Value,
+        fields: usize,
+    ) -> Result<(&'v [Value], StatusSnapshot), EngineError> {
+        let all = items(value)?;
+        if all.len() != fields + 1 {
+            return Err(corrupt("answer", value));
+        }
+        let (status, version) = parse_status(&all[fields])?;
+        self.version.store(version, Ordering::Relaxed);
+        Ok((&all[..fields], status))
+    }
+
+    /// The version of the `user:status` snapshot the last step answered: versions
+    /// follow the order in which Redis ran the steps of every node.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// This node, as the deployment knows it (fresh at every start).
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The client, for the connections of the cluster (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// `tq:{<deployment>}`, the prefix of every key and channel.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The waiting queue as it stands, head first (for queue positions).
     pub async fn queue(&self) -> Result<WaitingQueue, EngineError> {
         let reply = self.run(&self.scripts.queue, &[]).await?;
@@ -404,7 +441,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_join, &[&user_field(&teacher.0)])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let news = StatusNews::teachers_if(int(&fields[1])? == 1);
         Ok(stepped(int(&fields[0])? == 1, status, news))
     }
@@ -415,7 +452,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_join, &[&field, &student.json])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let back = int(&fields[0])? == 1;
         let state = parse_state(&text(&fields[1])?)?;
         let news = StatusNews::student_joined(back, &state);
@@ -428,6 +465,16 @@ impl RedisTutoring {
         chat: ChatId,
         user: Option<(Role, UserKey)>,
     ) -> Result<JoinCheck, EngineError> {
+        Ok(self.authorize_join_home(chat, user).await?.0)
+    }
+
+    /// As [`RedisTutoring::authorize_join`], with the chat's home node when the
+    /// join is allowed.
+    pub async fn authorize_join_home(
+        &self,
+        chat: ChatId,
+        user: Option<(Role, UserKey)>,
+    ) -> Result<(JoinCheck, Option<NodeId>), EngineError> {
         let chat = chat.to_string();
         let (role, user) = match &user {
             Some((role, user)) => (role_code(*role), user_field(user)),
@@ -437,11 +484,13 @@ impl RedisTutoring {
             .run(&self.scripts.authorize, &[&chat, role, &user])
             .await?;
         match text(&reply)?.as_str() {
-            "A" => Ok(JoinCheck::Allowed),
-            "U" => Ok(JoinCheck::UnknownChat),
-            "X" => Ok(JoinCheck::Unauthorized),
-            "F" => Ok(JoinCheck::ChatFinished),
-            _ => Err(corrupt("join check", &reply)),
+            "U" => Ok((JoinCheck::UnknownChat, None)),
+            "X" => Ok((JoinCheck::Unauthorized, None)),
+            "F" => Ok((JoinCheck::ChatFinished, None)),
+            allowed => match allowed.strip_prefix("A|") {
+                Some(home) => Ok((JoinCheck::Allowed, NodeId::parse(home))),
+                None => Err(corrupt("join check", &reply)),
+            },
         }
     }
 
@@ -452,7 +501,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.ready, &[&user_field(&student.0)])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let outcome = match text(&fields[0])?.as_str() {
             "Q" => {
                 let arrival =
@@ -472,9 +521,12 @@ impl RedisTutoring {
         let field = user_field(&teacher.key);
         let chat = chat.to_string();
         let reply = self
-            .run(&self.scripts.claim, &[&field, &chat, &teacher.json])
+            .run(
+                &self.scripts.claim,
+                &[&field, &chat, &teacher.json, self.node.as_str()],
+            )
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(claimed) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -507,7 +559,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.terminate, &[&chat.to_string()])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(ended) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -543,7 +595,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_leave, &[&field, spell])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(gone) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -567,7 +619,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_away, &[&user_field(&student.0)])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
             None => None,
             Some(away) => {
@@ -604,7 +656,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_leave, &[&field, spell])
             .await?;
-        let (fields, status) = answer(&reply, 3)?;
+        let (fields, status) = self.answer(&reply, 3)?;
         let fewer_teachers = int(&fields[2])? == 1;
         if int(&fields[0])? == 0 {
             return Ok(stepped(
@@ -639,7 +691,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_away, &[&user_field(&teacher.0)])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
             None => None,
             Some(away) => {

@@ -14,7 +14,8 @@
 --   :counts     HASH w, c, f: students waiting, chatting, finished
 --   :spell:t, :spell:s  STRING the last away spell handed out
 --   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
---               tj, sj (the ids as sent)
+--               tj, sj (the ids as sent), n (its home: the node that claimed it)
+--   :ver        STRING the version of the last user:status snapshot
 --   :epoch      STRING set once by the first node (see below)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
@@ -51,10 +52,13 @@ local function set_state(student, old, new)
   redis.call('HSET', k('st'), student, new)
 end
 
--- The user:status snapshot: teachers, waiting, chatting, finished.
+-- The user:status snapshot: teachers, waiting, chatting, finished, and its
+-- version: bumped by every step, so versions follow the order in which Redis
+-- ran the steps of every node (nodes drop a snapshot older than one they sent).
 local function status()
   local c = redis.call('HMGET', k('counts'), 'w', 'c', 'f')
-  return {redis.call('HLEN', k('tch')), tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+  return {redis.call('HLEN', k('tch')), tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0,
+    redis.call('INCR', k('ver'))}
 end
 
 local function teacher_total() return redis.call('HLEN', k('tch')) end
