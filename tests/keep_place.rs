@@ -141,7 +141,7 @@ pub(crate) async fn enter(
 
 /// Teacher `tid` back on a new connection: its presence join reply lists exactly the
 /// chats `(chat id, student id)`, in any order, each as [`assert_is_chat`] says.
-async fn teacher_back_with(
+pub(crate) async fn teacher_back_with(
     srv: &Server,
     framing: Framing,
     tid: &str,
@@ -351,7 +351,7 @@ fn assert_is_chat(chat: &Value, cid: &str, tid: &str, sid: &str) {
 
 /// The transcript of `cid` once it holds `n` messages (it is committed shortly after
 /// the relay), as (sender, payload).
-async fn transcript_of(port: u16, cid: &str, n: usize) -> (Value, Vec<(String, Value)>) {
+pub(crate) async fn transcript_of(port: u16, cid: &str, n: usize) -> (Value, Vec<(String, Value)>) {
     let deadline = Instant::now() + WAIT;
     loop {
         let (chat, messages) = transcript_as(port, cid, &admin_token()).await;

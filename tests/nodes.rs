@@ -15,10 +15,10 @@ use tutor_queue::identity::Role;
 
 use crate::keep_place::{
     enter, goes_away, numbered, opting, rejoin_gets_held, send_all, signed_in, signed_student,
-    signed_teacher, LONG,
+    signed_teacher, teacher_back_with, transcript_of, LONG,
 };
 use crate::support::auth::test_keys;
-use crate::support::nodes::{two_nodes, TwoNodes};
+use crate::support::nodes::{two_nodes, two_nodes_configured, TwoNodes};
 use crate::support::*;
 
 /// A server config that takes the test tokens and keeps a token user's place for
@@ -285,10 +285,17 @@ async fn five_chats_under_claims_from_two_nodes(framing: Framing) {
 /// Teacher on A, student on B: the student hears `new:chat` on B, both join the chat
 /// and hear `chat:ready` (once); 200 messages each way, sent interleaved without
 /// waiting, arrive complete and in order, each only on the other side; the student
-/// (on B) ends the chat and both hear `chat:terminated` once. Again, the teacher ends
-/// it.
+/// (on B) ends the chat and both hear `chat:terminated` once; its transcript, on its
+/// home (A, whose teacher claimed it), holds every message once, in order. Again, and
+/// the teacher ends it.
 async fn a_chat_across_nodes(framing: Framing) {
-    let Some(nodes) = two_nodes("nodes: a chat across nodes", Config::default()) else {
+    let dirs = [(); 2].map(|()| tempfile::tempdir().expect("temp dir"));
+    let [a, b] = [0, 1].map(|i| Config {
+        data_dir: dirs[i].path().to_owned(),
+        tokens: Some(test_keys()),
+        ..Config::default()
+    });
+    let Some(nodes) = two_nodes_configured("nodes: a chat across nodes", a, b) else {
         return;
     };
     let (tid, sid) = (json!(1), json!(7));
@@ -373,6 +380,18 @@ async fn a_chat_across_nodes(framing: Framing) {
         }
         s.leave(&topic).await;
         t.leave(&topic).await;
+
+        let (_, stored) = transcript_of(nodes.a.port, &cid, 2 * n).await;
+        let sent_by = |who: &str| -> Vec<Value> {
+            stored
+                .iter()
+                .filter(|(sender, _)| sender == who)
+                .map(|(_, payload)| payload.clone())
+                .collect()
+        };
+        assert_eq!(stored.len(), 2 * n, "chat {round}'s transcript: {stored:?}");
+        assert_eq!(sent_by("teacher"), to_s, "chat {round}'s transcript");
+        assert_eq!(sent_by("student"), to_t, "chat {round}'s transcript");
     }
 }
 
@@ -552,8 +571,99 @@ async fn a_token_student_away_from_b_comes_back_on_a(framing: Framing) {
     s.push(&topic, "student:send", answer.clone()).await;
     let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
     assert_eq!(got.payload, answer);
+
+    // Away again, from A this time, and back on B: the far side of the chat again.
+    goes_away(s, "student", &mut t, &cid, LONG).await;
+    let held = numbered("still there?", 2);
+    send_all(&mut t, "teacher", &topic, &held).await;
+    let mut s = signed_in(&nodes.b, framing, "ana", Role::Student)
+        .await
+        .named("student ana, back on B");
+    let reply = s.join(&student_topic(&ana), student_params(&ana)).await;
+    assert_eq!(
+        reply.response()["state"],
+        json!("chatting"),
+        "{}",
+        reply.raw
+    );
+    let back = t.wait_for(&topic, "chat:back", WAIT).await;
+    assert_eq!(back.payload, json!({"role": "student"}), "{}", back.raw);
+    rejoin_gets_held(&mut s, "student", &topic, student_params(&ana), 10, &held).await;
+    let live = json!({"message": "good"});
+    t.push(&topic, "teacher:send", live.clone()).await;
+    let got = s.wait_for(&topic, "student:receive", WAIT).await;
+    assert_eq!(got.payload, live);
     t.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
         .await;
+}
+
+// ----- 7. a token teacher away from A (its chat's home), back on B -----
+
+/// Token teacher t1 claims ana on A (A is the chat's home), ana is on B and asks for
+/// away notices. The teacher's connection drops: ana hears `chat:away`, and writes.
+/// t1 comes back on B: its presence join lists the chat, ana hears `chat:back`, its
+/// chat join gets what ana wrote, in order; the chat goes on both ways with both
+/// sides on B; the teacher ends it, both hear `chat:terminated`, and a teacher on A
+/// sees the counts; t1's slot is free again.
+async fn a_token_teacher_away_from_a_comes_back_on_b(framing: Framing) {
+    let Some(nodes) = two_nodes("nodes: a teacher away across nodes", with_tokens()) else {
+        return;
+    };
+    let (t1, ana) = (json!("t1"), json!("ana"));
+    let mut watcher = signed_teacher(&nodes.a, framing, "t9")
+        .await
+        .named("teacher t9 on A");
+    let mut t = signed_teacher(&nodes.a, framing, "t1")
+        .await
+        .named("teacher t1 on A");
+    let mut s = signed_student(&nodes.b, framing, "ana")
+        .await
+        .named("student ana on B");
+    let cid = t.claim_expect(&t1, &ana).await;
+    let topic = chat_topic(&cid);
+    let s_params = opting(student_params(&ana), &["awayNotices"]);
+    enter(&mut t, teacher_params(&t1), &mut s, s_params, &cid).await;
+    let q0 = json!({"message": "hello"});
+    t.push(&topic, "teacher:send", q0.clone()).await;
+    let got = s.wait_for(&topic, "student:receive", WAIT).await;
+    assert_eq!(got.payload, q0);
+
+    goes_away(t, "teacher", &mut s, &cid, LONG).await;
+    let held = numbered("are you there?", 3);
+    send_all(&mut s, "student", &topic, &held).await;
+
+    let mut t = teacher_back_with(&nodes.b, framing, "t1", &[(&cid, "ana")])
+        .await
+        .named("teacher t1, back on B");
+    let back = s.wait_for(&topic, "chat:back", WAIT).await;
+    assert_eq!(back.payload, json!({"role": "teacher"}), "{}", back.raw);
+    rejoin_gets_held(&mut t, "teacher", &topic, teacher_params(&t1), 4, &held).await;
+    let live = json!({"message": "sorry, my wifi"});
+    s.push(&topic, "student:send", live.clone()).await;
+    let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
+    assert_eq!(got.payload, live);
+    let reply = json!({"message": "where were we"});
+    t.push(&topic, "teacher:send", reply.clone()).await;
+    let got = s.wait_for(&topic, "student:receive", WAIT).await;
+    assert_eq!(got.payload, reply);
+
+    settle(&mut watcher, (2, 1, 0, 1, 0)).await;
+    t.call(&topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    s.wait_for(&topic, "chat:terminated", WAIT).await;
+    let st = watcher
+        .wait_for("presence:teachers", "user:status", WAIT)
+        .await;
+    assert_eq!(
+        status_tuple(&st.payload),
+        (2, 1, 0, 0, 1),
+        "ana's chat ended: {}",
+        st.raw
+    );
+    s.ready(&ana).await;
+    t.claim_expect(&t1, &ana).await;
 }
 
 crate::both!(
@@ -563,4 +673,5 @@ crate::both!(
     status_snapshots_never_go_back,
     a_teacher_vanishing_on_a_requeues_its_student_on_b,
     a_token_student_away_from_b_comes_back_on_a,
+    a_token_teacher_away_from_a_comes_back_on_b,
 );

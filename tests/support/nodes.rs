@@ -34,6 +34,12 @@ impl TwoNodes {
 /// the test's own), or None (after saying why) where there is no Redis to run them on.
 /// `test` names the test in that message.
 pub fn two_nodes(test: &str, config: Config) -> Option<TwoNodes> {
+    two_nodes_configured(test, config.clone(), config)
+}
+
+/// Like [`two_nodes`], node A started with `a` and node B with `b` (e.g. a data
+/// directory each, as on two machines).
+pub fn two_nodes_configured(test: &str, a: Config, b: Config) -> Option<TwoNodes> {
     let (url, redis) = match std::env::var("TQ_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => (url, None),
         _ => {
@@ -41,14 +47,15 @@ pub fn two_nodes(test: &str, config: Config) -> Option<TwoNodes> {
             (redis.url(), Some(redis))
         }
     };
-    let config = Config {
-        redis_url: Some(url),
-        redis_deployment: format!("nodes-{:016x}", rand::random::<u64>()),
+    let deployment = format!("nodes-{:016x}", rand::random::<u64>());
+    let shared = |config: Config| Config {
+        redis_url: Some(url.clone()),
+        redis_deployment: deployment.clone(),
         ..config
     };
     Some(TwoNodes {
-        a: start(config.clone()),
-        b: start(config),
+        a: start(shared(a)),
+        b: start(shared(b)),
         _redis: redis,
     })
 }
