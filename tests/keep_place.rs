@@ -235,7 +235,7 @@ pub(crate) async fn status_is(t: &mut Client, expected: (u64, u64, u64, u64, u64
 }
 
 /// Open WebSocket connections, over both framings, as `/metrics` counts them.
-async fn connections(port: u16) -> f64 {
+pub(crate) async fn connections(port: u16) -> f64 {
     let metrics = http_get(port, "/metrics").await.text();
     ["v1", "v2"]
         .iter()
@@ -271,7 +271,7 @@ async fn drop_and_wait_away(port: u16, c: Client, away: f64) {
 
 /// Drops `c` without a close handshake and waits until the server has let go of the
 /// connection (a tab closed while another tab of the user stays).
-async fn drop_connection(port: u16, c: Client) {
+pub(crate) async fn drop_connection(port: u16, c: Client) {
     let before = connections(port).await;
     c.vanish();
     let deadline = Instant::now() + WAIT;

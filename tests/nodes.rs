@@ -1,34 +1,53 @@
 //! Two nodes, one queue (issue 13): two servers on one Redis (`support::nodes`) serve
 //! their users as one server would. FIFO by arrival over both nodes, never a sixth chat
 //! for a teacher claiming from both nodes at once, a chat whose sides are on different
-//! nodes (new:chat, chat:ready, messages both ways in order, chat:terminated), status
-//! snapshots that never go back on either node, a teacher vanishing on one node sending
-//! its student on the other back to the head of the line (PROTOCOL 6.2), and a token
-//! student away from one node coming back on the other (6.3). V1 and V2; skipped
-//! without a Redis (failed under `CI=true`).
+//! nodes (new:chat, chat:ready, messages both ways in order, chat:terminated, its
+//! transcript on its home), status snapshots that never go back on either node, a
+//! user vanishing on one node while chatting with one on the other (PROTOCOL 6.1,
+//! 6.2), and token users away from one node: back on either node (6.3), with a tab on
+//! the other node, or gone when the window ends. V1 and V2; skipped without a Redis
+//! (failed under `CI=true`).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tutor_queue::identity::Role;
 
 use crate::keep_place::{
-    enter, goes_away, numbered, opting, rejoin_gets_held, send_all, signed_in, signed_student,
-    signed_teacher, teacher_back_with, transcript_of, LONG,
+    drop_connection, enter, goes_away, join_replying, numbered, opting, rejoin_gets_held, send_all,
+    signed_in, signed_student, signed_teacher, teacher_back_with, transcript_of, LONG,
 };
 use crate::support::auth::test_keys;
 use crate::support::nodes::{two_nodes, two_nodes_configured, TwoNodes};
 use crate::support::*;
 
+/// A grace window the tests that watch one end wait out.
+const WINDOW: Duration = Duration::from_secs(2);
+
 /// A server config that takes the test tokens and keeps a token user's place for
 /// [`LONG`] (no test outlives it).
 fn with_tokens() -> Config {
+    keeping(LONG)
+}
+
+/// A server config that takes the test tokens and keeps a token user's place for
+/// `window`.
+fn keeping(window: Duration) -> Config {
     Config {
         tokens: Some(test_keys()),
-        reconnect_grace: LONG,
+        reconnect_grace: window,
         ..Config::default()
     }
+}
+
+/// `what` happened `waited` after a drop: not before [`WINDOW`] ended (less 100 ms of
+/// timer slack).
+fn not_before_the_window(waited: Duration, what: &str) {
+    assert!(
+        waited + Duration::from_millis(100) >= WINDOW,
+        "{what} {waited:?} after the drop, before the window ({WINDOW:?}) ended"
+    );
 }
 
 /// Students `sids`, each ready (answered) before the next: on node A, B, A, B, ... in
@@ -666,6 +685,195 @@ async fn a_token_teacher_away_from_a_comes_back_on_b(framing: Framing) {
     t.claim_expect(&t1, &ana).await;
 }
 
+// ----- 8. a tokenless student vanishing on B -----
+
+/// Student 7 (B, tokenless) chats with teacher 1 (A) and its connection drops
+/// (PROTOCOL 6.1): the teacher on A hears `chat:terminated`, teacher 2 on B sees the
+/// roster empty, and teacher 1's slot is free for the next student.
+async fn a_student_vanishing_on_b_ends_its_chat_on_a(framing: Framing) {
+    let Some(nodes) = two_nodes("nodes: a student vanishes", Config::default()) else {
+        return;
+    };
+    let (t1, s7, s8) = (json!(1), json!(7), json!(8));
+    let mut ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
+    let mut tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    let mut seven = ready_student(&nodes.b, framing, 7)
+        .await
+        .named("student 7 on B");
+    let cid = ta.claim_expect(&t1, &s7).await;
+    enter_chat(&mut ta, &t1, &mut seven, &s7, &cid).await;
+    settle(&mut tb, (2, 1, 0, 1, 0)).await;
+
+    seven.vanish();
+    ta.wait_for(&chat_topic(&cid), "chat:terminated", WAIT)
+        .await;
+    let st = tb.wait_for("presence:teachers", "user:status", WAIT).await;
+    assert_eq!(
+        status_tuple(&st.payload),
+        (2, 0, 0, 0, 0),
+        "student 7 gone: {}",
+        st.raw
+    );
+    no_status(&mut tb, "student 7 vanished: one user:status").await;
+    let _eight = ready_student(&nodes.b, framing, 8)
+        .await
+        .named("student 8 on B");
+    ta.claim_expect(&t1, &s8).await;
+}
+
+// ----- 9. a second tab on the other node -----
+
+/// Token student ana has a tab on B and one on A. The tab on B drops while she waits:
+/// she is not away (presence counts her connections on every node), so a claim on A
+/// serves her. Chatting, with a third tab on B joined to the chat, the tab on A drops:
+/// no `chat:away` for the teacher, and its messages reach the tab on B.
+async fn a_tab_on_the_other_node_keeps_a_student_present(framing: Framing) {
+    let Some(nodes) = two_nodes("nodes: two tabs", with_tokens()) else {
+        return;
+    };
+    let (t1, ana) = (json!("t1"), json!("ana"));
+    let topic = student_topic(&ana);
+    let mut t = signed_teacher(&nodes.a, framing, "t1")
+        .await
+        .named("teacher t1 on A");
+    let on_b = signed_student(&nodes.b, framing, "ana")
+        .await
+        .named("ana's tab on B");
+    let mut on_a = signed_in(&nodes.a, framing, "ana", Role::Student)
+        .await
+        .named("ana's tab on A");
+    join_replying(
+        &mut on_a,
+        &topic,
+        student_params(&ana),
+        json!({"state": "waiting"}),
+    )
+    .await;
+    settle(&mut t, (1, 1, 1, 0, 0)).await;
+
+    drop_connection(nodes.b.port, on_b).await;
+    no_status(&mut t, "one of ana's two tabs dropped").await;
+    let cid = t.claim_expect(&t1, &ana).await;
+    let chat = chat_topic(&cid);
+    let t_params = opting(teacher_params(&t1), &["awayNotices"]);
+    enter(&mut t, t_params, &mut on_a, student_params(&ana), &cid).await;
+    let mut third = signed_in(&nodes.b, framing, "ana", Role::Student)
+        .await
+        .named("ana's third tab, on B");
+    let reply = third.join(&topic, student_params(&ana)).await;
+    assert_eq!(
+        reply.response()["state"],
+        json!("chatting"),
+        "{}",
+        reply.raw
+    );
+    join_replying(
+        &mut third,
+        &chat,
+        student_params(&ana),
+        json!({"seq": 0, "held": 0}),
+    )
+    .await;
+
+    drop_connection(nodes.a.port, on_a).await;
+    t.expect_no_event(&chat, "chat:away", SILENCE).await;
+    let m = json!({"message": "still here?"});
+    t.push(&chat, "teacher:send", m.clone()).await;
+    let got = third.wait_for(&chat, "student:receive", WAIT).await;
+    assert_eq!(got.payload, m);
+}
+
+// ----- 10. an away teacher's chat abandoned across nodes -----
+
+/// Token teacher t1 (A) chats with ana (B) and drops for good: ana hears `chat:away`;
+/// when the window ends, her chat channel on B is closed (`phx_close`, no
+/// `chat:terminated`), teacher t2 on B sees one `user:status` with her waiting, and
+/// its claim serves her.
+async fn an_away_teachers_chat_is_abandoned_across_nodes(framing: Framing) {
+    let Some(nodes) = two_nodes("nodes: an away teacher's window ends", keeping(WINDOW)) else {
+        return;
+    };
+    let (t1, t2, ana) = (json!("t1"), json!("t2"), json!("ana"));
+    let mut t = signed_teacher(&nodes.a, framing, "t1")
+        .await
+        .named("teacher t1 on A");
+    let mut other = signed_teacher(&nodes.b, framing, "t2")
+        .await
+        .named("teacher t2 on B");
+    let mut s = signed_student(&nodes.b, framing, "ana")
+        .await
+        .named("student ana on B");
+    let cid = t.claim_expect(&t1, &ana).await;
+    let topic = chat_topic(&cid);
+    let s_params = opting(student_params(&ana), &["awayNotices"]);
+    enter(&mut t, teacher_params(&t1), &mut s, s_params, &cid).await;
+    settle(&mut other, (2, 1, 0, 1, 0)).await;
+
+    let dropped = Instant::now();
+    goes_away(t, "teacher", &mut s, &cid, WINDOW).await;
+    let jr = s.join_ref_of(&topic);
+    let closed = s.wait_for(&topic, "phx_close", WINDOW + WAIT).await;
+    not_before_the_window(dropped.elapsed(), "the chat was abandoned");
+    assert_eq!(Some(closed.r#ref.clone()), jr, "{}", closed.raw);
+    s.forget(&topic);
+    s.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
+        .await;
+    let st = other
+        .wait_for("presence:teachers", "user:status", WAIT)
+        .await;
+    assert_eq!(
+        status_tuple(&st.payload),
+        (1, 1, 1, 0, 0),
+        "t1 gone, ana back in line: {}",
+        st.raw
+    );
+    no_status(&mut other, "t1's window ended: one user:status").await;
+    other.claim_expect(&t2, &ana).await;
+    s.wait_for(&student_topic(&ana), "new:chat", WAIT).await;
+}
+
+// ----- 11. an away student's chat ended across nodes -----
+
+/// Token student ana (B) chats with teacher t1 (A, asking for away notices and end
+/// reasons) and drops for good: when the window ends the teacher on A hears
+/// `chat:terminated` with `student left`, and one `user:status` without her.
+async fn an_away_students_chat_ends_across_nodes(framing: Framing) {
+    let Some(nodes) = two_nodes("nodes: an away student's window ends", keeping(WINDOW)) else {
+        return;
+    };
+    let (t1, ana) = (json!("t1"), json!("ana"));
+    let mut t = signed_teacher(&nodes.a, framing, "t1")
+        .await
+        .named("teacher t1 on A");
+    let mut s = signed_student(&nodes.b, framing, "ana")
+        .await
+        .named("student ana on B");
+    let cid = t.claim_expect(&t1, &ana).await;
+    let topic = chat_topic(&cid);
+    let t_params = opting(teacher_params(&t1), &["awayNotices", "endReason"]);
+    enter(&mut t, t_params, &mut s, student_params(&ana), &cid).await;
+    settle(&mut t, (1, 1, 0, 1, 0)).await;
+
+    let dropped = Instant::now();
+    goes_away(s, "student", &mut t, &cid, WINDOW).await;
+    let ended = t.wait_for(&topic, "chat:terminated", WINDOW + WAIT).await;
+    not_before_the_window(dropped.elapsed(), "the chat ended");
+    assert_eq!(
+        ended.payload,
+        json!({"reason": "student left"}),
+        "{}",
+        ended.raw
+    );
+    let st = t.wait_for("presence:teachers", "user:status", WAIT).await;
+    assert_eq!(
+        status_tuple(&st.payload),
+        (1, 0, 0, 0, 0),
+        "ana gone after the window: {}",
+        st.raw
+    );
+    no_status(&mut t, "ana's window ended: one user:status").await;
+}
+
 crate::both!(
     fifo_by_arrival_across_nodes,
     five_chats_under_claims_from_two_nodes,
@@ -674,4 +882,8 @@ crate::both!(
     a_teacher_vanishing_on_a_requeues_its_student_on_b,
     a_token_student_away_from_b_comes_back_on_a,
     a_token_teacher_away_from_a_comes_back_on_b,
+    a_student_vanishing_on_b_ends_its_chat_on_a,
+    a_tab_on_the_other_node_keeps_a_student_present,
+    an_away_teachers_chat_is_abandoned_across_nodes,
+    an_away_students_chat_ends_across_nodes,
 );
