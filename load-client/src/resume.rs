@@ -130,9 +130,23 @@ pub(crate) struct ChatAway {
 pub(crate) const REJOIN_RETRIES: u32 = 40;
 pub(crate) const REJOIN_PAUSE: Duration = Duration::from_millis(250);
 
-/// A join refused with `unavailable`: worth trying again shortly.
-pub(crate) fn unavailable(reply: &crate::codec::Reply<'_>) -> bool {
-    !reply.is_ok() && reply.response.get().contains("\"unavailable\"")
+/// A chat rejoin refused with `unavailable` (its node died and the chat has no
+/// new one yet): joins `topic` again after a pause, up to [`REJOIN_RETRIES`]
+/// times; answers the new join's ref, or None when it is not worth trying.
+pub(crate) async fn rejoin_unavailable(
+    conn: &mut Conn,
+    reply: &crate::codec::Reply<'_>,
+    away: &mut ChatAway,
+    topic: &str,
+    params: &serde_json::Value,
+) -> Result<Option<u64>, tokio_tungstenite::tungstenite::Error> {
+    let unavailable = !reply.is_ok() && reply.response.get().contains("\"unavailable\"");
+    if !unavailable || away.retries >= REJOIN_RETRIES {
+        return Ok(None);
+    }
+    away.retries += 1;
+    tokio::time::sleep(REJOIN_PAUSE).await;
+    conn.join(topic, params).await.map(Some)
 }
 
 impl ChatAway {

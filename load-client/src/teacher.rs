@@ -458,11 +458,11 @@ impl Teacher {
         if chat.ended {
             return Ok(());
         }
-        if resume::unavailable(reply) && chat.away.retries < resume::REJOIN_RETRIES {
-            chat.away.retries += 1;
-            let topic = chat.topic.clone();
-            tokio::time::sleep(resume::REJOIN_PAUSE).await;
-            let r = conn.join(&topic, &self.chat_params()).await?;
+        let params = resume::chat_params(&self.shared, self.id, "teacher");
+        let topic = chat.topic.clone();
+        if let Some(r) =
+            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+        {
             self.pending
                 .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
             return Ok(());

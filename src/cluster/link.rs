@@ -398,19 +398,9 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
             cluster.answered(subbed);
         }
         Inbox::Unsub { chat, role, from } => hub.topics.leave_from(&chat_topic(&chat), &from, role),
-        Inbox::Broadcast {
-            from,
-            topic,
-            event,
-            payload,
-            audience,
-        } => hub.lifetime.do_send(FromNode(Event::Broadcast {
-            from,
-            topic,
-            event,
-            payload,
-            audience,
-        })),
+        Inbox::Broadcast { from, push } => hub
+            .lifetime
+            .do_send(FromNode(Event::Broadcast { from, push })),
         Inbox::Refused {
             reply,
             topic,

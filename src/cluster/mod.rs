@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use link::{listen, publish, Forward, Outbox};
 pub use wire::{
-    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, ReplyTo, Subbed,
+    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, Push, ReplyTo,
+    Subbed,
 };
 
 /// One node of a deployment: a fresh id at every start, so a node that was
