@@ -12,13 +12,13 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::actors::RosterParts;
-use crate::cluster::NodeId;
+use crate::cluster::{ChatHome, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, PartGone,
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
     StudentState, TeacherKey, Tutoring, UserId, UserKey, Vanished,
 };
-use crate::redis_engine::{EngineError, Health, RedisTutoring};
+use crate::redis_engine::{EngineError, Health, RedisTutoring, Tick};
 
 /// Where the state lives, and the steps over it.
 pub enum Engine {
@@ -60,7 +60,7 @@ macro_rules! on_engine {
 
 /// A Redis step's error, with a reset of the shared state noted.
 fn noted(reset: &Cell<bool>, error: EngineError) -> StepError {
-    if matches!(error, EngineError::Reset) {
+    if matches!(error, EngineError::Reset | EngineError::Fenced) {
         reset.set(true);
     }
     StepError::Shared(error)
@@ -111,16 +111,36 @@ impl Engine {
         &self,
         chat: ChatId,
         user: Option<(Role, UserKey)>,
-    ) -> Result<(JoinCheck, Option<NodeId>), StepError> {
+    ) -> Result<(JoinCheck, ChatHome), StepError> {
         match self {
-            Engine::Memory(steps) => Ok((steps.authorize_join(chat, user).await?, None)),
+            Engine::Memory(steps) => Ok((steps.authorize_join(chat, user).await?, ChatHome::Here)),
+            Engine::Redis { steps, reset, .. } => steps
+                .authorize_join_home(chat, user)
+                .await
+                .map_err(|error| noted(reset, error)),
+        }
+    }
+
+    /// On Redis: this node is alive; a dead node's users are handled (see
+    /// `RedisTutoring::tick`). None in memory.
+    pub async fn tick(&self, grace: std::time::Duration) -> Option<Result<Tick, StepError>> {
+        match self {
+            Engine::Memory(_) => None,
             Engine::Redis { steps, reset, .. } => {
-                let (check, home) = steps
-                    .authorize_join_home(chat, user)
-                    .await
-                    .map_err(|error| noted(reset, error))?;
-                Ok((check, home.filter(|home| home != steps.node())))
+                Some(steps.tick(grace).await.map_err(|error| noted(reset, error)))
             }
+        }
+    }
+
+    /// Where an active chat lives now (adopted here if its home is dead);
+    /// None if it is not active. Alone, always here.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, StepError> {
+        match self {
+            Engine::Memory(_) => Ok(Some(ChatHome::Here)),
+            Engine::Redis { steps, reset, .. } => steps
+                .home_of(chat)
+                .await
+                .map_err(|error| noted(reset, error)),
         }
     }
 

@@ -114,6 +114,12 @@ impl Server {
         self.stopper.clone()
     }
 
+    /// Whether the shared state answers, and whether this node is fenced
+    /// (None in memory).
+    pub fn engine_health(&self) -> Option<std::sync::Arc<redis_engine::Health>> {
+        self.stopper.hub.engine_health.clone()
+    }
+
     /// The server's transcript store (disabled if `Config::transcripts` is off).
     pub fn transcripts(&self) -> &Transcripts {
         &self.stopper.hub.transcripts
@@ -149,8 +155,7 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
                 RedisTutoring::new(url, &config.redis_deployment).map_err(std::io::Error::other)?;
             let (cluster, outbox) = Cluster::new(steps.node().clone(), steps.prefix());
             let client = steps.client().clone();
-            actix_web::rt::spawn(cluster::publish(client.clone(), outbox));
-            (Some(Engine::redis(steps)), Some((cluster, client)))
+            (Some(Engine::redis(steps)), Some((cluster, client, outbox)))
         }
         None => (None, None),
     };
@@ -158,9 +163,11 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
         config,
         transcripts.clone(),
         engine,
-        cluster.as_ref().map(|(cluster, _)| cluster.clone()),
+        cluster.as_ref().map(|(cluster, ..)| cluster.clone()),
     );
-    if let Some((cluster, client)) = cluster {
+    if let Some((cluster, client, outbox)) = cluster {
+        let publishing = cluster::publish(client.clone(), outbox, hub.clone());
+        actix_web::rt::spawn(publishing);
         actix_web::rt::spawn(cluster::listen(client, cluster, hub.clone()));
     }
     let app_hub = hub.clone();

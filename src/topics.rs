@@ -22,7 +22,7 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 
 use crate::channels::{ChannelId, Extensions, JsonRef, Liveness};
-use crate::cluster::NodeId;
+use crate::cluster::{NodeId, ReplyTo};
 use crate::domain::Role;
 use crate::protocol::{self, Framing};
 use crate::transcripts::Backpressure;
@@ -54,6 +54,17 @@ struct Topic {
     /// A chat homed on another node (`crate::cluster`): messages sent here are
     /// relayed there.
     home: Option<NodeId>,
+    /// Messages sent here that the home never got (it died): kept, in order,
+    /// until the chat has a new home.
+    stranded: Vec<Stranded>,
+}
+
+/// A message forwarded to a chat's home that no node received.
+#[derive(Debug)]
+pub struct Stranded {
+    pub to: Role,
+    pub payload: Box<str>,
+    pub reply: ReplyTo,
 }
 
 impl Topic {
@@ -208,6 +219,20 @@ pub enum RelayRefused {
     Unavailable,
 }
 
+impl RelayRefused {
+    /// The refusal the sender gets.
+    pub fn refusal(self) -> crate::channels::Refusal {
+        use crate::channels::Refusal;
+        match self {
+            RelayRefused::ChatNotActive => Refusal::ChatFinished,
+            RelayRefused::RecipientAway => Refusal::RecipientAway,
+            RelayRefused::Unavailable => Refusal::Unavailable,
+            RelayRefused::NotRecorded(Backpressure::Backlog) => Refusal::TranscriptBacklog,
+            RelayRefused::NotRecorded(Backpressure::Unavailable) => Refusal::TranscriptUnavailable,
+        }
+    }
+}
+
 /// The registry. Cheap to share: `Arc<Topics>`.
 #[derive(Debug)]
 pub struct Topics {
@@ -320,7 +345,10 @@ impl Topics {
     /// its messages, and holding them for the sides `hold` names.
     pub fn open_chat(&self, topic: Arc<str>, hold: HoldFor) {
         let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
-        self.map.entry(topic).or_default().chat = Some(Box::new(ChatRelay {
+        let mut entry = self.map.entry(topic).or_default();
+        // An adopted chat: channels here on it relay here from now on.
+        entry.home = None;
+        entry.chat = Some(Box::new(ChatRelay {
             relayed: AtomicU64::new(0),
             for_teacher: held(hold.teacher),
             for_student: held(hold.student),
@@ -349,6 +377,51 @@ impl Topics {
         let entry = self.map.get(topic)?;
         let subscriber = entry.subscribers.iter().find(|s| s.channel == channel)?;
         subscriber.role
+    }
+
+    /// A message forwarded to the chat's home came back unheard (the home is
+    /// gone): kept until the chat is homed again. False if the chat is not
+    /// here any more (the sender is told it finished).
+    pub fn strand(&self, topic: &str, stranded: Stranded) -> Result<(), Stranded> {
+        match self.map.get_mut(topic) {
+            Some(mut entry) if !entry.finished => {
+                entry.stranded.push(stranded);
+                Ok(())
+            }
+            _ => Err(stranded),
+        }
+    }
+
+    /// The chat's home changed (`None`: this node): messages sent from now on
+    /// go there; answers those stranded meanwhile, in order, to relay again.
+    pub fn rehome(&self, topic: &str, home: Option<NodeId>) -> Vec<Stranded> {
+        match self.map.get_mut(topic) {
+            Some(mut entry) => {
+                entry.home = home;
+                std::mem::take(&mut entry.stranded)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The chats with channels here whose home is `node`.
+    pub fn homed_at(&self, node: &NodeId) -> Vec<Arc<str>> {
+        self.map
+            .iter()
+            .filter(|t| t.home.as_ref() == Some(node))
+            .map(|t| t.key().clone())
+            .collect()
+    }
+
+    /// The sides of a chat with an open channel here.
+    pub fn sides_here(&self, topic: &str) -> Vec<Role> {
+        let Some(entry) = self.map.get(topic) else {
+            return Vec::new();
+        };
+        [Role::Teacher, Role::Student]
+            .into_iter()
+            .filter(|side| entry.subscribers.iter().any(|s| s.role == Some(*side)))
+            .collect()
     }
 
     /// The chat's home, if it is another node.

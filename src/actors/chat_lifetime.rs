@@ -40,7 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
-use crate::cluster::{known_event, Cluster, Event, Inbox, NodeId};
+use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -49,11 +49,16 @@ use crate::domain::{
 use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{Audience, HoldFor, Subscribed, Subscriber, Topics};
+use crate::redis_engine::Reaped;
+use crate::topics::{Audience, HoldFor, Stranded, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
+
+/// How often a node on Redis says it is alive and looks for dead nodes; a
+/// node is declared dead 5 s after its last tick (`lua/prelude.lua`).
+const TICK: Duration = Duration::from_secs(1);
 
 /// How long queue changes are gathered before one round of `queue:position`
 /// notices: however many claims happen meanwhile, students hear once.
@@ -119,6 +124,13 @@ pub struct SessionGone {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FromNode(pub Event);
+
+/// A chat's home is gone (a message to it came back unheard, or its node was
+/// declared dead): this node finds or becomes its new home, then relays again
+/// what was stranded meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Rehome(pub ChatId);
 
 /// The transcript writer committed a finish: the frames held behind the
 /// oldest barrier may go.
@@ -228,6 +240,9 @@ impl Actor for ChatLifetime {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         *self.core.me.borrow_mut() = Some(ctx.address());
+        if self.core.cluster.is_some() {
+            ctx.run_interval(TICK, |_, ctx| ctx.notify(Tick));
+        }
     }
 }
 
@@ -297,6 +312,27 @@ impl Handler<WindowEnded> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: WindowEnded, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().window_ended(msg.user, msg.spell);
+        self.atomically(step)
+    }
+}
+
+/// Every second on Redis: see `Core::tick`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().tick();
+        self.atomically(step)
+    }
+}
+
+impl Handler<Rehome> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Rehome, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().rehome(msg.0);
         self.atomically(step)
     }
 }
@@ -421,7 +457,7 @@ struct Core {
 
 /// A join admitted: the member, the channel's kind, its side of a chat, and
 /// the chat's home when it is another node.
-type Admitted = (MemberKind, ChannelKind, Option<Role>, Option<NodeId>);
+type Admitted = (MemberKind, ChannelKind, Option<Role>, ChatHome);
 
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
@@ -616,7 +652,122 @@ impl Core {
                 };
                 self.chat_abandoned(chat);
             }
+            Event::NodeDead { node, .. } => self.node_dead(&node),
         }
+    }
+
+    /// A node was declared dead: it has no channel on chats homed here any
+    /// more, and chats homed there get a new home.
+    fn node_dead(&self, node: &NodeId) {
+        self.topics.forget_node(node);
+        let Some(me) = self.me.borrow().clone() else {
+            return;
+        };
+        for topic in self.topics.homed_at(node) {
+            if let Some(chat) = topic.strip_prefix("chats:").and_then(ChatId::parse) {
+                me.do_send(Rehome(chat));
+            }
+        }
+    }
+
+    /// See [`Rehome`].
+    async fn rehome(self: Rc<Self>, chat: ChatId) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let topic = chat_topic(chat);
+        let home = match self.tutoring.home_of(chat).await {
+            Ok(home) => home,
+            Err(_) => {
+                // Redis trouble: the stranded messages wait; try again soon.
+                if let Some(me) = self.me.borrow().clone() {
+                    actix::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        me.do_send(Rehome(chat));
+                    });
+                }
+                return;
+            }
+        };
+        let new_home = match &home {
+            None => {
+                let stranded = self.topics.rehome(&topic, self.topics.home(&topic));
+                for stranded in stranded {
+                    self.refuse_stranded(&topic, &stranded, Refusal::ChatFinished);
+                }
+                return;
+            }
+            Some(ChatHome::Adopted) => {
+                self.adopt(chat);
+                None
+            }
+            Some(ChatHome::Here) => None,
+            Some(ChatHome::At(home)) => Some(home.clone()),
+        };
+        let moved = self.topics.home(&topic) != new_home;
+        let stranded = self.topics.rehome(&topic, new_home.clone());
+        if let (Some(home), true) = (&new_home, moved) {
+            tracing::info!(%chat, %home, "a chat's home moved");
+            for role in self.topics.sides_here(&topic) {
+                cluster.join_at_home(home, chat.to_string(), role).await;
+            }
+        }
+        let mut evicted = Vec::new();
+        for stranded in stranded {
+            let Ok(payload) =
+                serde_json::value::RawValue::from_string(stranded.payload.to_string())
+            else {
+                continue;
+            };
+            let from = other_side(stranded.to);
+            let record = || {
+                self.transcripts
+                    .message(chat, from, &payload, SystemTime::now())
+            };
+            let forward = crate::cluster::Forward {
+                cluster: &cluster,
+                chat,
+                reply: Some(stranded.reply.clone()),
+            };
+            let relayed = self.topics.relay(
+                &topic,
+                stranded.to,
+                payload.get(),
+                None,
+                record,
+                &forward,
+                &mut evicted,
+            );
+            if let Err(refused) = relayed {
+                self.refuse_stranded(&topic, &stranded, refused.refusal());
+            }
+        }
+        self.state.borrow_mut().evicted.extend(evicted);
+    }
+
+    /// A stranded message that cannot be relayed: its sender, here, is told.
+    fn refuse_stranded(&self, topic: &str, stranded: &Stranded, refusal: Refusal) {
+        let session = SessionId::from_raw(stranded.reply.session);
+        let Some(handle) = self
+            .state
+            .borrow()
+            .sessions
+            .get(&session)
+            .map(|m| m.handle.clone())
+        else {
+            return;
+        };
+        self.metrics.rejected(refusal.into());
+        let frame = protocol::encode_reply(
+            handle.framing(),
+            stranded.reply.join_ref.as_deref(),
+            stranded.reply.msg_ref.as_deref(),
+            topic,
+            ReplyStatus::Error,
+            &protocol::error_response(refusal.reason()),
+        );
+        let channel = ChannelId::from_raw(stranded.reply.channel);
+        self.deliver(&handle, channel, frame);
     }
 
     // ----- joins -------------------------------------------------------
@@ -670,8 +821,11 @@ impl Core {
                     self.leave_effects(old, Departure::Left).await;
                 }
                 chats_read = self.enter_presence(&kind).await?;
+                if let (ChatHome::Adopted, ChannelKind::Chat { chat, .. }) = (&home, &kind) {
+                    self.adopt(*chat);
+                }
                 match (home, &kind) {
-                    (Some(home), ChannelKind::Chat { chat, role }) => {
+                    (ChatHome::At(home), ChannelKind::Chat { chat, role }) => {
                         self.join_away_from_home(&msg, subscriber, home, *chat, *role)
                             .await?
                     }
@@ -706,6 +860,18 @@ impl Core {
             .await;
         self.greet(&msg, &kind).await;
         Ok(Joined { kind, reply })
+    }
+
+    /// This node adopts a chat whose home was declared dead: from now on it
+    /// counts, holds (for either side, while places are kept) and records
+    /// the chat's messages; channels already here on it relay locally.
+    fn adopt(&self, chat: ChatId) {
+        tracing::warn!(%chat, "adopting a chat whose home node was declared dead");
+        let hold = HoldFor {
+            teacher: !self.grace.is_zero(),
+            student: !self.grace.is_zero(),
+        };
+        self.topics.open_chat(chat_topic(chat).into(), hold);
     }
 
     /// A channel joins a chat homed on another node: it is subscribed here,
@@ -909,7 +1075,7 @@ impl Core {
                     teacher: teacher.clone(),
                 },
                 None,
-                None,
+                ChatHome::Here,
             )),
             JoinTarget::Student(student) => Ok((
                 MemberKind::Student(student.as_student()),
@@ -917,7 +1083,7 @@ impl Core {
                     student: student.clone(),
                 },
                 None,
-                None,
+                ChatHome::Here,
             )),
             JoinTarget::Chat { chat: None, .. } => Err(Refusal::UnknownChat),
             JoinTarget::Chat {
@@ -1138,6 +1304,8 @@ impl Core {
             return;
         }
         self.metrics.chats_completed.inc();
+        // Read first: a finished topic with no channel here is forgotten.
+        let elsewhere = self.topics.remote_nodes(&topic);
         // No relay gets in after this, so the finish record follows every
         // recorded message of the chat in the writer's queue.
         self.topics.mark_finished(&topic);
@@ -1160,7 +1328,7 @@ impl Core {
             audience: Audience::EndReason(true),
         });
         if let Some(cluster) = &self.cluster {
-            for node in self.topics.remote_nodes(&topic) {
+            for node in elsewhere {
                 for (payload, asked) in [
                     ("{}".to_owned(), false),
                     (format!(r#"{{"reason":"{}"}}"#, reason.as_str()), true),
@@ -1358,7 +1526,14 @@ impl Core {
             return;
         };
         let (abandoned, news) = self.record(stepped);
-        for abandoned in abandoned.unwrap_or_default() {
+        self.abandon(abandoned.unwrap_or_default());
+        self.announce(news);
+    }
+
+    /// A vanished teacher's chats: their students requeued, the chats
+    /// abandoned everywhere.
+    fn abandon(&self, abandoned: Vec<Abandoned>) {
+        for abandoned in abandoned {
             if let Some(student) = abandoned.requeued {
                 self.state
                     .borrow_mut()
@@ -1371,6 +1546,75 @@ impl Core {
                 chat: chat.to_string(),
             });
             self.chat_abandoned(chat);
+        }
+    }
+
+    // ----- liveness (on Redis) --------------------------------------------
+
+    /// Every second: this node is alive; a dead node's users are handled here
+    /// as if their connections had gone (away with a token, else gone).
+    async fn tick(self: Rc<Self>) {
+        let Some(Ok(tick)) = self.tutoring.tick(self.grace).await else {
+            return;
+        };
+        if let Some(dead) = &tick.declared_dead {
+            tracing::warn!(node = %dead, "a node missed its heartbeat deadline: declared dead, its users are handled by the live nodes");
+            self.share(|from| Event::NodeDead {
+                from,
+                node: dead.clone(),
+            });
+            self.node_dead(dead);
+        }
+        if tick.reaped.is_empty() {
+            return;
+        }
+        let news = tick.reaped.iter().fold(StatusNews::None, |news, reaped| {
+            let this = match reaped {
+                Reaped::TeacherGone {
+                    abandoned,
+                    fewer_teachers,
+                    ..
+                } => StatusNews::teacher_gone(abandoned, *fewer_teachers),
+                Reaped::StudentGone { vanished, .. } => StatusNews::student_gone(&vanished.was),
+                Reaped::TeacherAway { .. } | Reaped::StudentAway { .. } => StatusNews::None,
+            };
+            news.or(this)
+        });
+        let ((), news) = self.record(Stepped {
+            outcome: (),
+            status: tick.status,
+            news,
+        });
+        for reaped in tick.reaped {
+            match reaped {
+                Reaped::TeacherAway {
+                    teacher,
+                    spell,
+                    chats,
+                } => {
+                    let until = self.away_from_now(MemberKind::Teacher(teacher), spell);
+                    for chat in chats {
+                        self.notice_away(chat, Role::Teacher, until);
+                    }
+                }
+                Reaped::TeacherGone { abandoned, .. } => self.abandon(abandoned),
+                Reaped::StudentAway {
+                    student,
+                    spell,
+                    state,
+                } => {
+                    let until = self.away_from_now(MemberKind::Student(student), spell);
+                    if let StudentState::Chatting { chat, .. } = state {
+                        self.notice_away(chat, Role::Student, until);
+                    }
+                }
+                Reaped::StudentGone { student, vanished } => {
+                    self.state.borrow_mut().ready_at.remove(&student);
+                    if let Some(chat) = vanished.finished {
+                        self.finish_here(chat, EndReason::StudentLeft).await;
+                    }
+                }
+            }
         }
         self.announce(news);
     }

@@ -15,33 +15,37 @@ use tokio::sync::mpsc;
 
 use super::wire::{Event, Inbox, ReplyTo, Subbed};
 use super::{Cluster, NodeId};
-use crate::actors::chat_lifetime::{FromNode, SessionGone};
+use crate::actors::chat_lifetime::{FromNode, Rehome, SessionGone};
 use crate::actors::Hub;
 use crate::channels::{ChannelId, Refusal};
 use crate::domain::{ChatId, Role};
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{RelayRefused, RelayRemote};
-use crate::transcripts::Backpressure;
+use crate::topics::{RelayRemote, Stranded};
 use crate::transport::SessionId;
+
+/// One message to publish: its channel, its text, and whether it must come
+/// back to this node if no node hears it (a chat message).
+pub type Outgoing = (String, String, bool);
 
 /// Messages waiting to be published, in the order they were queued: bounded,
 /// so a Redis that does not keep up refuses work instead of growing memory.
 pub struct Outbox {
-    queue: mpsc::Sender<(String, String)>,
+    queue: mpsc::Sender<Outgoing>,
 }
 
 impl Outbox {
-    pub(super) fn new(bound: usize) -> (Outbox, mpsc::Receiver<(String, String)>) {
+    pub(super) fn new(bound: usize) -> (Outbox, mpsc::Receiver<Outgoing>) {
         let (queue, receiver) = mpsc::channel(bound);
         (Outbox { queue }, receiver)
     }
 
     /// Queues `message` for `channel`; false if the outbox is full or gone.
-    pub(super) fn send(&self, channel: String, message: &impl Serialize) -> bool {
+    /// A `returnable` one that no node hears is handed back ([`publish`]).
+    pub(super) fn send(&self, channel: String, message: &impl Serialize, returnable: bool) -> bool {
         let Ok(text) = serde_json::to_string(message) else {
             return false;
         };
-        match self.queue.try_send((channel, text)) {
+        match self.queue.try_send((channel, text, returnable)) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, "the cluster outbox is full or closed: a message to other nodes is not sent");
@@ -52,8 +56,10 @@ impl Outbox {
 }
 
 /// Publishes what the outbox holds, in order: everything queued at once goes in
-/// one pipeline, so a busy node publishes many messages per round trip.
-pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<(String, String)>) {
+/// one pipeline, so a busy node publishes many messages per round trip. A chat
+/// message that no node heard (its node is gone: Redis counts the receivers)
+/// comes back to this node ([`unheard`]), never lost silently.
+pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>, hub: Hub) {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
@@ -74,11 +80,25 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<(String, S
             continue;
         };
         let mut pipe = redis::pipe();
-        for (channel, message) in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
+        for (channel, message, _) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(message);
         }
-        if let Err(error) = pipe.query_async::<()>(conn).await {
-            tracing::error!(%error, "publishing to other nodes failed");
+        match pipe.query_async::<Vec<i64>>(conn).await {
+            Ok(heard) => {
+                for ((_, message, returnable), heard) in batch.drain(..).zip(heard) {
+                    if returnable && heard == 0 {
+                        unheard(&hub, &message);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "publishing to other nodes failed");
+                for (_, message, returnable) in batch.drain(..) {
+                    if returnable {
+                        unheard(&hub, &message);
+                    }
+                }
+            }
         }
     }
 }
@@ -113,6 +133,50 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// A chat message no node heard. Sent to a chat's home: kept until the chat
+/// has a new home (`ChatLifetime` finds or becomes it). Delivered by a home to
+/// a node that is gone: held for the side, as if it had no channel.
+fn unheard(hub: &Hub, text: &str) {
+    match serde_json::from_str::<Inbox>(text) {
+        Ok(Inbox::Relay {
+            chat,
+            to,
+            payload,
+            reply,
+        }) => {
+            let topic = chat_topic(&chat);
+            let stranded = Stranded {
+                to,
+                payload: payload.get().into(),
+                reply,
+            };
+            match hub.topics.strand(&topic, stranded) {
+                Ok(()) => {
+                    if let Some(chat) = ChatId::parse(&chat) {
+                        hub.lifetime.do_send(Rehome(chat));
+                    }
+                }
+                Err(stranded) => {
+                    let reply = stranded.reply;
+                    refused(hub, &reply, &topic, Refusal::ChatFinished);
+                }
+            }
+        }
+        Ok(Inbox::Deliver {
+            chat,
+            to,
+            seq,
+            payload,
+        }) if !hub
+            .topics
+            .bounce(&chat_topic(&chat), to, seq, payload.get()) =>
+        {
+            tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
+        }
+        _ => {}
     }
 }
 
@@ -346,15 +410,7 @@ fn relay_here(
                     }
                     None
                 }
-                Err(RelayRefused::ChatNotActive) => Some(Refusal::ChatFinished),
-                Err(RelayRefused::RecipientAway) => Some(Refusal::RecipientAway),
-                Err(RelayRefused::Unavailable) => Some(Refusal::Unavailable),
-                Err(RelayRefused::NotRecorded(Backpressure::Backlog)) => {
-                    Some(Refusal::TranscriptBacklog)
-                }
-                Err(RelayRefused::NotRecorded(Backpressure::Unavailable)) => {
-                    Some(Refusal::TranscriptUnavailable)
-                }
+                Err(refused) => Some(refused.refusal()),
             }
         }
     };

@@ -67,6 +67,18 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// Where a chat lives, as a join finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatHome {
+    /// On this node (always, alone).
+    Here,
+    /// On another node.
+    At(NodeId),
+    /// Its home was declared dead and this node adopted it: the node opens
+    /// its topic before the join (what the dead home held is lost with it).
+    Adopted,
+}
+
 /// How long a node waits for a chat's home to answer a join (`Sub`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,7 +99,7 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster of `node` on the deployment whose keys start with `prefix`;
     /// the receiving half of its outbox is for [`link::publish`].
-    pub fn new(node: NodeId, prefix: &str) -> (Arc<Cluster>, mpsc::Receiver<(String, String)>) {
+    pub fn new(node: NodeId, prefix: &str) -> (Arc<Cluster>, mpsc::Receiver<link::Outgoing>) {
         let (outbox, receiver) = Outbox::new(OUTBOX_BOUND);
         let cluster = Cluster {
             node,
@@ -115,12 +127,14 @@ impl Cluster {
 
     /// Tells every other node what a step did. False if it could not be queued.
     pub fn share(&self, event: &Event) -> bool {
-        self.outbox.send(self.events_channel(), event)
+        self.outbox.send(self.events_channel(), event, false)
     }
 
     /// Sends to one node's inbox. False if it could not be queued.
     pub fn tell(&self, node: &NodeId, message: &Inbox) -> bool {
-        self.outbox.send(self.inbox_channel(node), message)
+        let returnable = matches!(message, Inbox::Relay { .. } | Inbox::Deliver { .. });
+        self.outbox
+            .send(self.inbox_channel(node), message, returnable)
     }
 
     /// Asks a chat's home to count a channel of `role` on this node as one of

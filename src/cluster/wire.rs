@@ -39,6 +39,9 @@ pub enum Event {
         chat: String,
         reason: EndReason,
     },
+    /// A node missed its heartbeat deadline and was declared dead: chats homed
+    /// there get a new home.
+    NodeDead { from: NodeId, node: NodeId },
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
@@ -51,6 +54,7 @@ impl Event {
             Event::Status { from, .. }
             | Event::Broadcast { from, .. }
             | Event::Ready { from, .. }
+            | Event::NodeDead { from, .. }
             | Event::Finished { from, .. }
             | Event::Abandoned { from, .. } => from,
         }

@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
-use crate::cluster::NodeId;
+use crate::cluster::{ChatHome, NodeId};
 use crate::domain::{
     Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
     Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
@@ -41,6 +41,44 @@ pub enum EngineError {
     /// it believes.
     #[error("the shared state in redis was reset")]
     Reset,
+    /// Another node declared this one dead (it missed its heartbeat deadline)
+    /// and handled its users: it may not write again.
+    #[error("this node was declared dead by the others and is fenced")]
+    Fenced,
+}
+
+/// What a tick found: users of a dead node, handled here as if their
+/// channels had gone with their connection.
+#[derive(Debug)]
+pub enum Reaped {
+    TeacherAway {
+        teacher: TeacherKey,
+        spell: AwaySpell,
+        chats: Vec<ChatId>,
+    },
+    TeacherGone {
+        teacher: TeacherKey,
+        abandoned: Vec<Abandoned>,
+        fewer_teachers: bool,
+    },
+    StudentAway {
+        student: StudentKey,
+        spell: AwaySpell,
+        state: StudentState,
+    },
+    StudentGone {
+        student: StudentKey,
+        vanished: Vanished,
+    },
+}
+
+/// One tick: what was reaped, the node declared dead now (if any), and the
+/// status after it.
+#[derive(Debug)]
+pub struct Tick {
+    pub reaped: Vec<Reaped>,
+    pub declared_dead: Option<NodeId>,
+    pub status: StatusSnapshot,
 }
 
 type Step<T> = Result<Stepped<T>, EngineError>;
@@ -67,6 +105,8 @@ struct Scripts {
     standing: Script,
     sides: Script,
     queue: Script,
+    tick: Script,
+    home: Script,
 }
 
 macro_rules! script {
@@ -98,6 +138,8 @@ impl Scripts {
             standing: script!("standing"),
             sides: script!("sides"),
             queue: script!("queue"),
+            tick: script!("tick"),
+            home: script!("home"),
         }
     }
 }
@@ -110,6 +152,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Health {
     failure: std::sync::Mutex<Option<String>>,
+    /// Declared dead by the other nodes: for good (see [`EngineError::Fenced`]).
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -121,8 +165,19 @@ impl Health {
             .clone()
     }
 
+    /// Whether the other nodes declared this one dead: it must stop (a fresh
+    /// start is a new node).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
     /// Notes a step's outcome; logs once per change of state.
     fn note(&self, outcome: Result<(), &EngineError>) {
+        if let Err(EngineError::Fenced) = outcome {
+            if !self.fenced.swap(true, Ordering::Relaxed) {
+                tracing::error!("the other nodes declared this node dead (it missed its heartbeat deadline) and handled its users: it is fenced and writes nothing more");
+            }
+        }
         let mut failure = self
             .failure
             .lock()
@@ -278,6 +333,25 @@ fn spell(value: &Value) -> Result<AwaySpell, EngineError> {
         .map_err(|_| corrupt("spell", value))
 }
 
+/// `{{cid, requeued student or ''}...}`: a vanished teacher's chats.
+fn parse_abandoned(value: &Value) -> Result<Vec<Abandoned>, EngineError> {
+    let mut abandoned = Vec::new();
+    for pair in items(value)? {
+        let [chat, requeued] = items(pair)? else {
+            return Err(corrupt("abandoned chat", pair));
+        };
+        let requeued = match text(requeued)?.as_str() {
+            "" => None,
+            student => Some(StudentKey(parse_user(student)?)),
+        };
+        abandoned.push(Abandoned {
+            chat: parse_chat(&text(chat)?)?,
+            requeued,
+        });
+    }
+    Ok(abandoned)
+}
+
 fn chat_list(value: &Value) -> Result<Vec<ChatId>, EngineError> {
     text(value)?
         .split(',')
@@ -368,6 +442,7 @@ impl RedisTutoring {
         for arg in args {
             invocation.arg(*arg);
         }
+        invocation.arg(self.node.as_str());
         invocation.arg(&epoch);
         match invocation.invoke_async(&mut conn).await {
             Ok(value) => Ok(value),
@@ -376,6 +451,7 @@ impl RedisTutoring {
                 self.lock_epoch().take();
                 Err(EngineError::Reset)
             }
+            Err(error) if error.code() == Some("TQFENCED") => Err(EngineError::Fenced),
             Err(error) => Err(error.into()),
         }
     }
@@ -474,7 +550,7 @@ impl RedisTutoring {
         &self,
         chat: ChatId,
         user: Option<(Role, UserKey)>,
-    ) -> Result<(JoinCheck, Option<NodeId>), EngineError> {
+    ) -> Result<(JoinCheck, ChatHome), EngineError> {
         let chat = chat.to_string();
         let (role, user) = match &user {
             Some((role, user)) => (role_code(*role), user_field(user)),
@@ -484,12 +560,19 @@ impl RedisTutoring {
             .run(&self.scripts.authorize, &[&chat, role, &user])
             .await?;
         match text(&reply)?.as_str() {
-            "U" => Ok((JoinCheck::UnknownChat, None)),
-            "X" => Ok((JoinCheck::Unauthorized, None)),
-            "F" => Ok((JoinCheck::ChatFinished, None)),
-            allowed => match allowed.strip_prefix("A|") {
-                Some(home) => Ok((JoinCheck::Allowed, NodeId::parse(home))),
-                None => Err(corrupt("join check", &reply)),
+            "U" => Ok((JoinCheck::UnknownChat, ChatHome::Here)),
+            "X" => Ok((JoinCheck::Unauthorized, ChatHome::Here)),
+            "F" => Ok((JoinCheck::ChatFinished, ChatHome::Here)),
+            allowed => match (allowed.strip_prefix("A|"), allowed.strip_prefix("H|")) {
+                (Some(home), _) => Ok((
+                    JoinCheck::Allowed,
+                    match NodeId::parse(home) {
+                        Some(home) if home != self.node => ChatHome::At(home),
+                        _ => ChatHome::Here,
+                    },
+                )),
+                (_, Some(_)) => Ok((JoinCheck::Allowed, ChatHome::Adopted)),
+                _ => Err(corrupt("join check", &reply)),
             },
         }
     }
@@ -665,20 +748,7 @@ impl RedisTutoring {
                 StatusNews::teachers_if(fewer_teachers),
             ));
         }
-        let mut abandoned = Vec::new();
-        for pair in items(&fields[1])? {
-            let [chat, requeued] = items(pair)? else {
-                return Err(corrupt("abandoned chat", pair));
-            };
-            let requeued = match text(requeued)?.as_str() {
-                "" => None,
-                student => Some(StudentKey(parse_user(student)?)),
-            };
-            abandoned.push(Abandoned {
-                chat: parse_chat(&text(chat)?)?,
-                requeued,
-            });
-        }
+        let abandoned = parse_abandoned(&fields[1])?;
         let news = StatusNews::teacher_gone(&abandoned, fewer_teachers);
         Ok(stepped(Some(abandoned), status, news))
     }
@@ -710,6 +780,81 @@ impl RedisTutoring {
             .run(&self.scripts.discard, &[&chat.to_string()])
             .await?;
         Ok(int(&reply)? == 1)
+    }
+
+    // ----- liveness -------------------------------------------------------
+
+    /// Every second: this node is alive; a node past its deadline is declared
+    /// dead; a batch of a dead node's users is handled (`lua/tick.lua`), users
+    /// with a token kept for `grace` when it is not zero.
+    pub async fn tick(&self, grace: Duration) -> Result<Tick, EngineError> {
+        let grace_ms = grace.as_millis().to_string();
+        let reply = self.run(&self.scripts.tick, &[&grace_ms]).await?;
+        let (fields, status) = self.answer(&reply, 2)?;
+        let declared_dead = NodeId::parse(&text(&fields[1])?);
+        let mut reaped = Vec::new();
+        for outcome in items(&fields[0])? {
+            let parts = items(outcome)?;
+            let (Some(kind), Some(user)) = (parts.first(), parts.get(1)) else {
+                return Err(corrupt("reaped", outcome));
+            };
+            let user = parse_user(&text(user)?)?;
+            let field = |i: usize| parts.get(i).ok_or_else(|| corrupt("reaped", outcome));
+            reaped.push(match text(kind)?.as_str() {
+                "ta" => Reaped::TeacherAway {
+                    teacher: TeacherKey(user),
+                    spell: spell(field(2)?)?,
+                    chats: chat_list(field(3)?)?,
+                },
+                "tg" => Reaped::TeacherGone {
+                    teacher: TeacherKey(user),
+                    abandoned: parse_abandoned(field(2)?)?,
+                    fewer_teachers: int(field(3)?)? == 1,
+                },
+                "sa" => Reaped::StudentAway {
+                    student: StudentKey(user),
+                    spell: spell(field(2)?)?,
+                    state: parse_state(&text(field(3)?)?)?,
+                },
+                "sg" => {
+                    let finished = match text(field(3)?)?.as_str() {
+                        "" => None,
+                        chat => Some(parse_chat(chat)?),
+                    };
+                    Reaped::StudentGone {
+                        student: StudentKey(user),
+                        vanished: Vanished {
+                            was: parse_state(&text(field(2)?)?)?,
+                            finished,
+                        },
+                    }
+                }
+                _ => return Err(corrupt("reaped", outcome)),
+            });
+        }
+        Ok(Tick {
+            reaped,
+            declared_dead,
+            status,
+        })
+    }
+
+    /// Where an active chat lives now, adopting it if its home was declared
+    /// dead (`lua/home.lua`); None if the chat is not active.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, EngineError> {
+        let reply = self.run(&self.scripts.home, &[&chat.to_string()]).await?;
+        let answer = text(&reply)?;
+        if answer == "N" {
+            return Ok(None);
+        }
+        match (answer.strip_prefix("A|"), answer.strip_prefix("H|")) {
+            (Some(home), _) => Ok(Some(match NodeId::parse(home) {
+                Some(home) if home != self.node => ChatHome::At(home),
+                _ => ChatHome::Here,
+            })),
+            (_, Some(_)) => Ok(Some(ChatHome::Adopted)),
+            _ => Err(corrupt("home", &reply)),
+        }
     }
 
     // ----- reading --------------------------------------------------------
