@@ -119,6 +119,20 @@ pub(crate) struct ChatAway {
     pub held_expected: u32,
     /// The other side is away (`chat:away` read, no `chat:back` since).
     pub peer_away: bool,
+    /// Rejoins of this chat refused `unavailable` so far (its node died and
+    /// the chat is not homed again yet).
+    pub retries: u32,
+}
+
+/// How often, and how long apart, a chat rejoin refused `unavailable` is
+/// tried again: a node that died is declared dead within seconds, and the
+/// chat then gets a new home (about 10 s in all).
+pub(crate) const REJOIN_RETRIES: u32 = 40;
+pub(crate) const REJOIN_PAUSE: Duration = Duration::from_millis(250);
+
+/// A join refused with `unavailable`: worth trying again shortly.
+pub(crate) fn unavailable(reply: &crate::codec::Reply<'_>) -> bool {
+    !reply.is_ok() && reply.response.get().contains("\"unavailable\"")
 }
 
 impl ChatAway {

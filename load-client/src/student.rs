@@ -558,6 +558,15 @@ impl Student {
         let Some(chat) = self.chats.get_mut(chat_id) else {
             return Ok(Flow::Continue);
         };
+        if resume::unavailable(reply) && chat.away.retries < resume::REJOIN_RETRIES {
+            chat.away.retries += 1;
+            let topic = chat.topic.clone();
+            tokio::time::sleep(resume::REJOIN_PAUSE).await;
+            let r = conn.join(&topic, &self.chat_params()).await?;
+            self.pending
+                .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
+            return Ok(Flow::Continue);
+        }
         if !reply.is_ok() {
             // The chat ended between the presence reply and this join.
             if chat.relay.received() >= messages {

@@ -458,6 +458,15 @@ impl Teacher {
         if chat.ended {
             return Ok(());
         }
+        if resume::unavailable(reply) && chat.away.retries < resume::REJOIN_RETRIES {
+            chat.away.retries += 1;
+            let topic = chat.topic.clone();
+            tokio::time::sleep(resume::REJOIN_PAUSE).await;
+            let r = conn.join(&topic, &self.chat_params()).await?;
+            self.pending
+                .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
+            return Ok(());
+        }
         if !reply.is_ok() {
             self.chat_gone(chat_id, judged);
             return Ok(());

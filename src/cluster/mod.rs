@@ -75,8 +75,9 @@ pub enum ChatHome {
     /// On another node.
     At(NodeId),
     /// Its home was declared dead and this node adopted it: the node opens
-    /// its topic before the join (what the dead home held is lost with it).
-    Adopted,
+    /// its topic before the join, counting on from the `relayed` messages
+    /// the home last wrote behind (what it held is lost with it).
+    Adopted { relayed: u64 },
 }
 
 /// How long a node waits for a chat's home to answer a join (`Sub`).
@@ -133,9 +134,18 @@ impl Cluster {
         self.outbox.send(self.events_channel(), event, false)
     }
 
+    /// Writes behind, in Redis, how many messages a chat homed here relayed.
+    pub fn count(&self, chat: crate::domain::ChatId, relayed: u64) {
+        let key = format!("{}:q:{chat}", self.prefix);
+        self.outbox.queue_up(link::Outgoing::Count { key, relayed });
+    }
+
     /// Sends to one node's inbox. False if it could not be queued.
     pub fn tell(&self, node: &NodeId, message: &Inbox) -> bool {
-        let returnable = matches!(message, Inbox::Relay { .. } | Inbox::Deliver { .. });
+        let returnable = matches!(
+            message,
+            Inbox::Relay { .. } | Inbox::Deliver { .. } | Inbox::Sub { .. }
+        );
         self.outbox
             .send(self.inbox_channel(node), message, returnable)
     }
@@ -186,6 +196,12 @@ impl Cluster {
     /// The subscription to the other nodes is up (true) or lost (false).
     fn set_hearing(&self, yes: bool) {
         self.hearing.send_replace(yes);
+    }
+
+    /// A join's question reached no node (the home is gone): whoever asked
+    /// is refused at once rather than after `ASK_TIMEOUT`.
+    fn unanswered(&self, ask: u64) {
+        self.asks.remove(&ask);
     }
 
     /// A home answered a join: wakes whoever asked.
