@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         })
     });
     let stopper = server.stopper();
-    actix_web::rt::spawn(async move {
+    let signalled = actix_web::rt::spawn(async move {
         wait_for_stop_signal().await;
         stopper.shutdown().await;
     });
@@ -270,6 +270,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(75);
         }
     }
+    // Likewise after a stop signal: the shutdown commits what came in while
+    // the connections closed once the HTTP server has stopped.
+    let _ = signalled.await;
     tracing::info!("stopped");
     Ok(())
 }
