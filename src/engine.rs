@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use crate::actors::RosterParts;
 use crate::cluster::{ChatHome, NodeId};
+
+/// The last message relayed from each node, by its `fid`.
+pub type Applied = std::collections::HashMap<NodeId, u64>;
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, PartGone,
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
@@ -144,12 +147,13 @@ impl Engine {
         }
     }
 
-    /// What a chat's dead home kept in Redis as held, by side and seq (on
-    /// Redis; nothing in memory).
-    pub async fn held_of(&self, chat: ChatId) -> Vec<(Role, u64, Box<str>)> {
+    /// What a chat's dead home kept in Redis: what it held, by side and seq,
+    /// and the last message it relayed from each other node (on Redis;
+    /// nothing in memory).
+    pub async fn adoption_of(&self, chat: ChatId) -> (Vec<(Role, u64, Box<str>)>, Applied) {
         match self {
-            Engine::Memory(_) => Vec::new(),
-            Engine::Redis { steps, .. } => steps.held_of(chat).await.unwrap_or_default(),
+            Engine::Memory(_) => Default::default(),
+            Engine::Redis { steps, .. } => steps.adoption_of(chat).await.unwrap_or_default(),
         }
     }
 

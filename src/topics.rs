@@ -54,17 +54,37 @@ struct Topic {
     /// A chat homed on another node (`crate::cluster`): messages sent here are
     /// relayed there.
     home: Option<NodeId>,
-    /// Messages sent here that the home never got (it died): kept, in order,
-    /// until the chat has a new home.
-    stranded: Vec<Stranded>,
+    /// Messages sent here for the chat's home, kept until it says it relayed
+    /// them: if the home dies, they go to the next one (which drops those its
+    /// predecessor relayed already).
+    forwarding: Mutex<Forwarding>,
 }
 
-/// A message forwarded to a chat's home that no node received.
-#[derive(Debug)]
-pub struct Stranded {
+/// A message sent here for a chat homed on another node, numbered per chat
+/// and node (`fid`), so that a home relays it once however often it comes.
+#[derive(Clone, Debug)]
+pub struct Forwarded {
+    pub fid: u64,
     pub to: Role,
     pub payload: Box<str>,
     pub reply: ReplyTo,
+}
+
+#[derive(Debug, Default)]
+struct Forwarding {
+    last: u64,
+    unacked: VecDeque<Forwarded>,
+}
+
+/// How many messages sent here may wait for their home's word, per chat:
+/// past it (the home is gone and the chat has no new one yet) a message is
+/// refused `unavailable`.
+const FORWARD_BOUND: usize = 1_000;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Topic {
@@ -110,9 +130,13 @@ struct RemoteSide {
 
 /// Where a relay goes when it leaves this node (`crate::cluster`).
 pub trait RelayRemote {
-    /// The chat is homed on `home`: the message goes there to be relayed.
-    /// False if it cannot be sent now.
-    fn to_home(&self, home: &NodeId, to: Role, payload: &str) -> bool;
+    /// The chat is homed on `home`: the message, the `fid`-th sent from here
+    /// in this chat, goes there to be relayed. False if it cannot be sent now.
+    fn to_home(&self, home: &NodeId, to: Role, fid: u64, payload: &str) -> bool;
+    /// Where the sender of a message sent here is told of a refusal.
+    fn reply(&self) -> Option<ReplyTo>;
+    /// For a message sent on another node: that node and the message's `fid`.
+    fn origin(&self) -> Option<(&NodeId, u64)>;
     /// The chat is homed here and `node` has channels of the side `to`: the
     /// message (the chat's `seq`-th) goes there.
     fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str);
@@ -148,8 +172,14 @@ impl Delivering {
 pub struct Alone;
 
 impl RelayRemote for Alone {
-    fn to_home(&self, _: &NodeId, _: Role, _: &str) -> bool {
+    fn to_home(&self, _: &NodeId, _: Role, _: u64, _: &str) -> bool {
         false
+    }
+    fn reply(&self) -> Option<ReplyTo> {
+        None
+    }
+    fn origin(&self) -> Option<(&NodeId, u64)> {
+        None
     }
     fn deliver(&self, _: &NodeId, _: Role, _: u64, _: &str) {}
     fn persists(&self) -> bool {
@@ -175,6 +205,8 @@ struct ChatRelay {
     for_student: Option<Mutex<Held>>,
     /// Channels of either side on other nodes.
     remote: Vec<RemoteSide>,
+    /// The last `fid` relayed here from each other node's senders.
+    applied: Mutex<std::collections::HashMap<NodeId, u64>>,
     /// A side keeps its place: with several nodes, the count and what is held
     /// are written to Redis too ([`RelayRemote::persists`]).
     durable: bool,
@@ -240,6 +272,9 @@ pub enum Relayed {
     Held,
     /// Sent to the chat's home, another node, to be relayed there.
     Forwarded,
+    /// Sent on another node and relayed here already (it came again after
+    /// its node lost track of the home's word): not relayed twice.
+    Duplicate,
 }
 
 /// Why a relay did not happen.
@@ -388,7 +423,7 @@ impl Topics {
     /// As `open_chat`, for a chat that relayed `relayed` messages elsewhere
     /// already and holds `held` (its home died; this node adopts it).
     pub fn adopt_chat(&self, topic: Arc<str>, hold: HoldFor, relayed: u64) {
-        self.adopt_chat_holding(topic, hold, relayed, Vec::new());
+        self.adopt_chat_holding(topic, hold, relayed, Vec::new(), Default::default());
     }
 
     /// As `adopt_chat`, with the messages the dead home held, by side and seq.
@@ -398,6 +433,7 @@ impl Topics {
         hold: HoldFor,
         relayed: u64,
         held: Vec<(Role, u64, Box<str>)>,
+        applied: std::collections::HashMap<NodeId, u64>,
     ) {
         let holding = |yes: bool| yes.then(|| Mutex::new(Held::default()));
         let mut entry = self.map.entry(topic).or_default();
@@ -408,6 +444,7 @@ impl Topics {
             for_teacher: holding(hold.teacher),
             for_student: holding(hold.student),
             remote: Vec::new(),
+            applied: Mutex::new(applied),
             durable: hold.teacher || hold.student,
         };
         for (side, seq, payload) in held {
@@ -441,28 +478,31 @@ impl Topics {
         subscriber.role
     }
 
-    /// A message forwarded to the chat's home came back unheard (the home is
-    /// gone): kept until the chat is homed again. False if the chat is not
-    /// here any more (the sender is told it finished).
-    pub fn strand(&self, topic: &str, stranded: Stranded) -> Result<(), Stranded> {
-        match self.map.get_mut(topic) {
-            Some(mut entry) if !entry.finished => {
-                entry.stranded.push(stranded);
-                Ok(())
+    /// The home relayed (or refused) the messages sent here up to `fid`.
+    pub fn acked(&self, topic: &str, fid: u64) {
+        if let Some(entry) = self.map.get(topic) {
+            let mut forwarding = lock(&entry.forwarding);
+            while forwarding.unacked.front().is_some_and(|f| f.fid <= fid) {
+                forwarding.unacked.pop_front();
             }
-            _ => Err(stranded),
         }
     }
 
-    /// The chat's home changed (`None`: this node): messages sent from now on
-    /// go there; answers those stranded meanwhile, in order, to relay again.
-    pub fn rehome(&self, topic: &str, home: Option<NodeId>) -> Vec<Stranded> {
-        match self.map.get_mut(topic) {
-            Some(mut entry) => {
-                entry.home = home;
-                std::mem::take(&mut entry.stranded)
-            }
-            None => Vec::new(),
+    /// The chat's home is `home` (`None`: this node) from now on; answers the
+    /// messages sent here that no home has said it relayed, in order: to send
+    /// again to a remote home (they stay kept until it says so), or to relay
+    /// here (taken).
+    pub fn rehome(&self, topic: &str, home: Option<NodeId>) -> Vec<Forwarded> {
+        let Some(mut entry) = self.map.get_mut(topic) else {
+            return Vec::new();
+        };
+        let here = home.is_none();
+        entry.home = home;
+        let mut forwarding = lock(&entry.forwarding);
+        if here {
+            forwarding.unacked.drain(..).collect()
+        } else {
+            forwarding.unacked.iter().cloned().collect()
         }
     }
 
@@ -715,11 +755,37 @@ impl Topics {
             return Err(RelayRefused::ChatNotActive);
         }
         if let Some(home) = &entry.home {
-            return match remote.to_home(home, to, payload) {
-                true => Ok(Relayed::Forwarded),
-                false => Err(RelayRefused::Unavailable),
+            let Some(reply) = remote.reply() else {
+                return Err(RelayRefused::Unavailable);
             };
+            let mut forwarding = lock(&entry.forwarding);
+            if forwarding.unacked.len() >= FORWARD_BOUND {
+                return Err(RelayRefused::Unavailable);
+            }
+            let fid = forwarding.last + 1;
+            if !remote.to_home(home, to, fid, payload) {
+                return Err(RelayRefused::Unavailable);
+            }
+            forwarding.last = fid;
+            forwarding.unacked.push_back(Forwarded {
+                fid,
+                to,
+                payload: payload.into(),
+                reply,
+            });
+            return Ok(Relayed::Forwarded);
         }
+        // A message sent on another node that was relayed here already.
+        let mut applied = match (entry.chat.as_deref(), remote.origin()) {
+            (Some(chat), Some((origin, fid))) => {
+                let applied = lock(&chat.applied);
+                if applied.get(origin).is_some_and(|last| *last >= fid) {
+                    return Ok(Relayed::Duplicate);
+                }
+                Some((applied, origin, fid))
+            }
+            _ => None,
+        };
         let mut to_side = entry
             .subscribers
             .iter()
@@ -739,6 +805,9 @@ impl Topics {
                     return Err(RelayRefused::RecipientAway);
                 }
                 record().map_err(RelayRefused::NotRecorded)?;
+                if let Some((applied, origin, fid)) = applied.as_mut() {
+                    applied.insert((*origin).clone(), *fid);
+                }
                 let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
                 held.keep(seq, payload.into());
                 if chat.is_some_and(|c| c.durable) && remote.persists() {
@@ -749,6 +818,9 @@ impl Topics {
             }
         }
         record().map_err(RelayRefused::NotRecorded)?;
+        if let Some((applied, origin, fid)) = applied.as_mut() {
+            applied.insert((*origin).clone(), *fid);
+        }
         let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
         let mut frames = FrameCache::new(topic, receive_event(to), payload);
         if chat.is_some_and(|c| c.durable) && remote.persists() {

@@ -40,7 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
-use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId, Push};
+use crate::cluster::{known_event, AtHome, ChatHome, Cluster, Event, Inbox, NodeId, Push};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -50,9 +50,10 @@ use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::redis_engine::Reaped;
-use crate::topics::{Audience, HoldFor, Stranded, Subscribed, Subscriber, Topics};
+use crate::topics::{Audience, Forwarded, HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
+use serde_json::value::RawValue;
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
 
@@ -681,7 +682,7 @@ impl Core {
         let home = match self.tutoring.home_of(chat).await {
             Ok(home) => home,
             Err(_) => {
-                // Redis trouble: the stranded messages wait; try again soon.
+                // Redis trouble: what was sent here waits; try again soon.
                 if let Some(me) = self.me.borrow().clone() {
                     actix::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -693,9 +694,9 @@ impl Core {
         };
         let new_home = match &home {
             None => {
-                let stranded = self.topics.rehome(&topic, self.topics.home(&topic));
-                for stranded in stranded {
-                    self.refuse_stranded(&topic, &stranded, Refusal::ChatFinished);
+                // Not active any more: what its senders here sent is refused.
+                for unsent in self.topics.rehome(&topic, None) {
+                    self.refuse_forwarded(&topic, &unsent, Refusal::ChatFinished);
                 }
                 return;
             }
@@ -707,49 +708,56 @@ impl Core {
             Some(ChatHome::At(home)) => Some(home.clone()),
         };
         let moved = self.topics.home(&topic) != new_home;
-        let stranded = self.topics.rehome(&topic, new_home.clone());
-        if let (Some(home), true) = (&new_home, moved) {
+        let unacked = self.topics.rehome(&topic, new_home.clone());
+        let Some(home) = new_home else {
+            // Homed here now: relayed here, each once (those the dead home
+            // relayed already are dropped).
+            let at_home = AtHome {
+                cluster: &cluster,
+                topics: &self.topics,
+                transcripts: &self.transcripts,
+                metrics: &self.metrics,
+            };
+            let mut evicted = Vec::new();
+            for unsent in unacked {
+                let Ok(payload) = RawValue::from_string(unsent.payload.to_string()) else {
+                    continue;
+                };
+                let origin = (cluster.node(), unsent.fid);
+                if let Err(refusal) = at_home.relay(chat, unsent.to, origin, &payload, &mut evicted)
+                {
+                    self.refuse_forwarded(&topic, &unsent, refusal);
+                }
+            }
+            self.state.borrow_mut().evicted.extend(evicted);
+            return;
+        };
+        if moved {
             tracing::info!(%chat, %home, "a chat's home moved");
             for role in self.topics.sides_here(&topic) {
-                cluster.join_at_home(home, chat.to_string(), role).await;
+                cluster.join_at_home(&home, chat.to_string(), role).await;
             }
         }
-        let mut evicted = Vec::new();
-        for stranded in stranded {
-            let Ok(payload) =
-                serde_json::value::RawValue::from_string(stranded.payload.to_string())
-            else {
+        // Sent again: the home relays each once, and says so.
+        for unsent in unacked {
+            let Ok(payload) = RawValue::from_string(unsent.payload.to_string()) else {
                 continue;
             };
-            let from = other_side(stranded.to);
-            let record = || {
-                self.transcripts
-                    .message(chat, from, &payload, SystemTime::now())
+            let relay = Inbox::Relay {
+                chat: chat.to_string(),
+                to: unsent.to,
+                fid: unsent.fid,
+                payload,
+                reply: unsent.reply,
             };
-            let forward = crate::cluster::Forward {
-                cluster: &cluster,
-                chat,
-                reply: Some(stranded.reply.clone()),
-            };
-            let relayed = self.topics.relay(
-                &topic,
-                stranded.to,
-                payload.get(),
-                None,
-                record,
-                &forward,
-                &mut evicted,
-            );
-            if let Err(refused) = relayed {
-                self.refuse_stranded(&topic, &stranded, refused.refusal());
-            }
+            cluster.tell(&home, &relay);
         }
-        self.state.borrow_mut().evicted.extend(evicted);
     }
 
-    /// A stranded message that cannot be relayed: its sender, here, is told.
-    fn refuse_stranded(&self, topic: &str, stranded: &Stranded, refusal: Refusal) {
-        let session = SessionId::from_raw(stranded.reply.session);
+    /// A message sent here that its chat's home will not relay: its sender is
+    /// told.
+    fn refuse_forwarded(&self, topic: &str, unsent: &Forwarded, refusal: Refusal) {
+        let session = SessionId::from_raw(unsent.reply.session);
         let Some(handle) = self
             .state
             .borrow()
@@ -762,13 +770,13 @@ impl Core {
         self.metrics.rejected(refusal.into());
         let frame = protocol::encode_reply(
             handle.framing(),
-            stranded.reply.join_ref.as_deref(),
-            stranded.reply.msg_ref.as_deref(),
+            unsent.reply.join_ref.as_deref(),
+            unsent.reply.msg_ref.as_deref(),
             topic,
             ReplyStatus::Error,
             &protocol::error_response(refusal.reason()),
         );
-        let channel = ChannelId::from_raw(stranded.reply.channel);
+        let channel = ChannelId::from_raw(unsent.reply.channel);
         self.deliver(&handle, channel, frame);
     }
 
@@ -888,9 +896,14 @@ impl Core {
             teacher: !self.grace.is_zero(),
             student: !self.grace.is_zero(),
         };
-        let held = self.tutoring.held_of(chat).await;
+        let (held, applied) = self.tutoring.adoption_of(chat).await;
         self.topics
-            .adopt_chat_holding(chat_topic(chat).into(), hold, relayed, held);
+            .adopt_chat_holding(chat_topic(chat).into(), hold, relayed, held, applied);
+        // What was sent here for the dead home and not relayed by it is
+        // relayed here, after this step.
+        if let Some(me) = self.me.borrow().clone() {
+            me.do_send(Rehome(chat));
+        }
         // Its transcript goes on here (what the dead home recorded stays in
         // that node's store).
         if let Ok(Some((teacher, student))) = self.tutoring.sides(chat).await {

@@ -20,7 +20,7 @@ use crate::actors::Hub;
 use crate::channels::{ChannelId, Refusal};
 use crate::domain::{ChatId, Role};
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{Delivering, RelayRemote, Stranded};
+use crate::topics::{Delivering, RelayRemote, Relayed};
 use crate::transport::Delivery;
 use crate::transport::SessionId;
 
@@ -34,12 +34,14 @@ pub enum Outgoing {
         returnable: bool,
     },
     /// A home's count of the messages relayed in a chat whose sides keep
-    /// their places (its `:q:<cid>` key), with the local deliveries of the
+    /// their places (field `n` of its `:q:<cid>` key; field `a:<node>`: the
+    /// last `fid` relayed from that node), with the local deliveries of the
     /// message, made once Redis has the count: a node that adopts the chat
     /// after the home died goes on from it, and nobody read more than it says.
     Count {
         key: String,
         relayed: u64,
+        applied: Option<(NodeId, u64)>,
         then: Vec<Delivering>,
     },
     /// A message such a chat holds for a side (`:held:<cid>:<t|s>`, entries
@@ -126,10 +128,21 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
                 Outgoing::Publish { channel, text, .. } => {
                     pipe.cmd("PUBLISH").arg(channel).arg(text);
                 }
-                Outgoing::Count { key, relayed, .. } => {
+                Outgoing::Count {
+                    key,
+                    relayed,
+                    applied,
+                    ..
+                } => {
+                    let mut hset = redis::cmd("HSET");
+                    hset.arg(key).arg("n").arg(relayed);
+                    if let Some((node, fid)) = applied {
+                        hset.arg(format!("a:{node}")).arg(fid);
+                    }
+                    pipe.add_command(hset);
                     // Kept a day at most: a count written after the chat was
                     // discarded does not stay for good.
-                    pipe.cmd("SET").arg(key).arg(relayed).arg("EX").arg(86_400);
+                    pipe.cmd("EXPIRE").arg(key).arg(86_400).ignore();
                 }
                 Outgoing::Hold {
                     key,
@@ -180,6 +193,10 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
     }
 }
 
+/// How long after a message to a chat's home went unheard the node looks for
+/// the chat's home again (and sends what the home has not relayed).
+const REHOME_PAUSE: Duration = Duration::from_millis(300);
+
 /// Hears the events channel and this node's inbox until the server stops,
 /// subscribing again after Redis comes back.
 pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
@@ -222,28 +239,15 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
 /// clients try again: the chat gets a new home once the node is declared dead).
 fn unheard(hub: &Hub, text: &str) {
     match serde_json::from_str::<Inbox>(text) {
-        Ok(Inbox::Relay {
-            chat,
-            to,
-            payload,
-            reply,
-        }) => {
-            let topic = chat_topic(&chat);
-            let stranded = Stranded {
-                to,
-                payload: payload.get().into(),
-                reply,
-            };
-            match hub.topics.strand(&topic, stranded) {
-                Ok(()) => {
-                    if let Some(chat) = ChatId::parse(&chat) {
-                        hub.lifetime.do_send(Rehome(chat));
-                    }
-                }
-                Err(stranded) => {
-                    let reply = stranded.reply;
-                    refused(hub, &reply, &topic, Refusal::ChatFinished);
-                }
+        Ok(Inbox::Relay { chat, .. }) => {
+            // Kept until a home says it relayed it: look for the chat's home
+            // again shortly (it is declared dead within seconds).
+            if let Some(chat) = ChatId::parse(&chat) {
+                let lifetime = hub.lifetime.clone();
+                actix::spawn(async move {
+                    tokio::time::sleep(REHOME_PAUSE).await;
+                    lifetime.do_send(Rehome(chat));
+                });
             }
         }
         Ok(Inbox::Deliver {
@@ -315,10 +319,12 @@ pub struct Forward<'a> {
     pub chat: ChatId,
     /// Where a refusal goes back to, for a message sent here.
     pub reply: Option<ReplyTo>,
+    /// For a message sent on another node: that node and its `fid`.
+    pub origin: Option<(NodeId, u64)>,
 }
 
 impl RelayRemote for Forward<'_> {
-    fn to_home(&self, home: &NodeId, to: Role, payload: &str) -> bool {
+    fn to_home(&self, home: &NodeId, to: Role, fid: u64, payload: &str) -> bool {
         let (Some(reply), Ok(payload)) = (&self.reply, RawValue::from_string(payload.to_owned()))
         else {
             return false;
@@ -328,10 +334,19 @@ impl RelayRemote for Forward<'_> {
             &Inbox::Relay {
                 chat: self.chat.to_string(),
                 to,
+                fid,
                 payload,
                 reply: reply.clone(),
             },
         )
+    }
+
+    fn reply(&self) -> Option<ReplyTo> {
+        self.reply.clone()
+    }
+
+    fn origin(&self) -> Option<(&NodeId, u64)> {
+        self.origin.as_ref().map(|(node, fid)| (node, *fid))
     }
 
     fn persists(&self) -> bool {
@@ -339,7 +354,8 @@ impl RelayRemote for Forward<'_> {
     }
 
     fn counted(&self, relayed: u64, then: Vec<Delivering>) {
-        self.cluster.count(self.chat, relayed, then);
+        self.cluster
+            .count(self.chat, relayed, self.origin.clone(), then);
     }
 
     fn held(&self, to: Role, seq: u64, payload: &str) {
@@ -376,9 +392,33 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
         Inbox::Relay {
             chat,
             to,
+            fid,
             payload,
             reply,
-        } => relay_here(cluster, hub, &chat, to, &payload, reply, &mut evicted),
+        } => {
+            let origin = reply.node.clone();
+            let topic = chat_topic(&chat);
+            let relayed = match ChatId::parse(&chat) {
+                None => Err(Refusal::UnknownChat),
+                Some(id) => {
+                    let at_home = AtHome::of(hub, cluster);
+                    at_home.relay(id, to, (&origin, fid), &payload, &mut evicted)
+                }
+            };
+            match relayed {
+                Ok(_) => cluster.tell(&origin, &Inbox::Acked { chat, fid }),
+                Err(refusal) => cluster.tell(
+                    &origin,
+                    &Inbox::Refused {
+                        reply,
+                        topic,
+                        fid,
+                        refusal,
+                    },
+                ),
+            };
+        }
+        Inbox::Acked { chat, fid } => hub.topics.acked(&chat_topic(&chat), fid),
         Inbox::Deliver {
             chat,
             to,
@@ -464,63 +504,69 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
         Inbox::Refused {
             reply,
             topic,
+            fid,
             refusal,
-        } => refused(hub, &reply, &topic, refusal),
+        } => {
+            hub.topics.acked(&topic, fid);
+            refused(hub, &reply, &topic, refusal);
+        }
     }
     for session in evicted {
         hub.lifetime.do_send(SessionGone { session });
     }
 }
 
-/// A message sent on another node, for a chat homed here: relayed as if sent
-/// here (recorded, delivered or held); a refusal goes back to the sender.
-fn relay_here(
-    cluster: &Cluster,
-    hub: &Hub,
-    chat: &str,
-    to: Role,
-    payload: &RawValue,
-    reply: ReplyTo,
-    evicted: &mut Vec<SessionId>,
-) {
-    let topic = chat_topic(chat);
-    let refusal = match ChatId::parse(chat) {
-        None => Some(Refusal::UnknownChat),
-        Some(id) => {
-            let record = || {
-                hub.transcripts
-                    .message(id, other_side(to), payload, SystemTime::now())
-            };
-            let forward = Forward {
-                cluster,
-                chat: id,
-                reply: None,
-            };
-            match hub
-                .topics
-                .relay(&topic, to, payload.get(), None, record, &forward, evicted)
-            {
-                Ok(how) => {
-                    hub.metrics.relayed_messages.inc();
-                    if how == crate::topics::Relayed::Held {
-                        hub.metrics.held_messages.inc();
-                    }
-                    None
-                }
-                Err(refused) => Some(refused.refusal()),
-            }
+/// What a chat's home relays with: a message sent on another node is relayed
+/// as if sent here (recorded, delivered or held), once.
+pub struct AtHome<'a> {
+    pub cluster: &'a Cluster,
+    pub topics: &'a crate::topics::Topics,
+    pub transcripts: &'a crate::transcripts::Transcripts,
+    pub metrics: &'a crate::metrics::Metrics,
+}
+
+impl<'a> AtHome<'a> {
+    fn of(hub: &'a Hub, cluster: &'a Cluster) -> AtHome<'a> {
+        AtHome {
+            cluster,
+            topics: &hub.topics,
+            transcripts: &hub.transcripts,
+            metrics: &hub.metrics,
         }
-    };
-    if let Some(refusal) = refusal {
-        let node = reply.node.clone();
-        cluster.tell(
-            &node,
-            &Inbox::Refused {
-                reply,
-                topic,
-                refusal,
-            },
-        );
+    }
+
+    /// Relays the `fid`-th message sent on `origin` in `chat` to the side `to`
+    /// (a duplicate of one relayed already is dropped); or the refusal.
+    pub fn relay(
+        &self,
+        chat: ChatId,
+        to: Role,
+        (origin, fid): (&NodeId, u64),
+        payload: &RawValue,
+        evicted: &mut Vec<SessionId>,
+    ) -> Result<Relayed, Refusal> {
+        let record = || {
+            self.transcripts
+                .message(chat, other_side(to), payload, SystemTime::now())
+        };
+        let forward = Forward {
+            cluster: self.cluster,
+            chat,
+            reply: None,
+            origin: Some((origin.clone(), fid)),
+        };
+        let topic = chat_topic(&chat.to_string());
+        let relayed = self
+            .topics
+            .relay(&topic, to, payload.get(), None, record, &forward, evicted)
+            .map_err(|refused| refused.refusal())?;
+        if matches!(relayed, Relayed::Delivered | Relayed::Held) {
+            self.metrics.relayed_messages.inc();
+        }
+        if relayed == Relayed::Held {
+            self.metrics.held_messages.inc();
+        }
+        Ok(relayed)
     }
 }
 

@@ -37,7 +37,7 @@ use crate::domain::{ChatId, Role};
 use crate::topics::Delivering;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use link::{listen, publish, Forward, Outbox};
+pub use link::{listen, publish, AtHome, Forward, Outbox};
 pub use wire::{
     counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, Push, ReplyTo,
     Subbed,
@@ -149,9 +149,20 @@ impl Cluster {
 
     /// Writes in Redis how many messages a chat homed here relayed, then makes
     /// the local deliveries of the last one (at once if it cannot be queued).
-    pub fn count(&self, chat: ChatId, relayed: u64, then: Vec<Delivering>) {
+    pub fn count(
+        &self,
+        chat: ChatId,
+        relayed: u64,
+        applied: Option<(NodeId, u64)>,
+        then: Vec<Delivering>,
+    ) {
         let key = format!("{}:q:{chat}", self.prefix);
-        let count = link::Outgoing::Count { key, relayed, then };
+        let count = link::Outgoing::Count {
+            key,
+            relayed,
+            applied,
+            then,
+        };
         if let Err(link::Outgoing::Count { then, .. }) = self.outbox.try_queue(count) {
             for delivering in then {
                 delivering.deliver();

@@ -110,13 +110,18 @@ pub struct Subbed {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Inbox {
-    /// To a chat's home: a message sent on another node, to be relayed.
+    /// To a chat's home: a message sent on another node (the `fid`-th sent
+    /// there in this chat), to be relayed once.
     Relay {
         chat: String,
         to: Role,
+        fid: u64,
         payload: Box<RawValue>,
         reply: ReplyTo,
     },
+    /// From a chat's home: the messages sent on this node up to `fid` are
+    /// relayed (or refused), so this node need not keep them.
+    Acked { chat: String, fid: u64 },
     /// From a chat's home: the chat's `seq`-th message, for the side `to`.
     Deliver {
         chat: String,
@@ -148,10 +153,11 @@ pub enum Inbox {
     },
     /// A push to this node's channels (a home's `chat:terminated`).
     Broadcast { from: NodeId, push: Push },
-    /// The home refused a message forwarded to it.
+    /// The home refused the `fid`-th message forwarded to it.
     Refused {
         reply: ReplyTo,
         topic: String,
+        fid: u64,
         refusal: Refusal,
     },
 }
@@ -183,6 +189,7 @@ mod tests {
         let relay = Inbox::Relay {
             chat: "c".into(),
             to: Role::Teacher,
+            fid: 1,
             payload,
             reply: ReplyTo {
                 node: NodeId::fresh(),

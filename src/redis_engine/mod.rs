@@ -845,9 +845,13 @@ impl RedisTutoring {
         })
     }
 
-    /// What a chat's home kept in Redis as held for each side (`<seq>|<payload>`
-    /// entries), for a node adopting the chat.
-    pub async fn held_of(&self, chat: ChatId) -> Result<Vec<(Role, u64, Box<str>)>, EngineError> {
+    /// What a chat's home kept in Redis, for a node adopting the chat: what it
+    /// held for each side (`<seq>|<payload>` entries), and the last `fid` it
+    /// relayed from each other node (`a:<node>` fields of `:q:<cid>`).
+    pub async fn adoption_of(
+        &self,
+        chat: ChatId,
+    ) -> Result<(Vec<(Role, u64, Box<str>)>, crate::engine::Applied), EngineError> {
         let mut conn = self.connection().await?;
         let sides = [Role::Teacher, Role::Student];
         let mut pipe = redis::pipe();
@@ -857,7 +861,17 @@ impl RedisTutoring {
                 .arg(0)
                 .arg(-1);
         }
-        let lists: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        pipe.cmd("HGETALL").arg(format!("{}:q:{chat}", self.prefix));
+        let (teacher, student, count): (Vec<String>, Vec<String>, Vec<(String, String)>) =
+            pipe.query_async(&mut conn).await?;
+        let applied = count
+            .into_iter()
+            .filter_map(|(field, fid)| {
+                let node = NodeId::parse(field.strip_prefix("a:")?)?;
+                Some((node, fid.parse().ok()?))
+            })
+            .collect();
+        let lists = [teacher, student];
         let mut held = Vec::new();
         for (side, entries) in sides.into_iter().zip(lists) {
             for entry in entries {
@@ -868,7 +882,7 @@ impl RedisTutoring {
                 held.push((side, seq, Box::from(payload)));
             }
         }
-        Ok(held)
+        Ok((held, applied))
     }
 
     /// Where an active chat lives now, adopting it if its home was declared

@@ -59,6 +59,7 @@ impl Relay {
                     cluster,
                     chat: self.chat,
                     reply: self.reply.clone(),
+                    origin: None,
                 };
                 let read_at = Some(self.read_at);
                 let relay = &hub.topics;
@@ -94,7 +95,7 @@ impl Relay {
                 hub.metrics.held_messages.inc();
             }
             // Counted by the home, which relays it.
-            Ok(Relayed::Forwarded) | Err(_) => {}
+            Ok(Relayed::Forwarded | Relayed::Duplicate) | Err(_) => {}
         }
         relayed
     }

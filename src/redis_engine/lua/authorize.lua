@@ -19,6 +19,6 @@ if not active then return 'F' end
 local home = got[4] or ''
 if home ~= '' and home ~= NODE and redis.call('SISMEMBER', k('dead'), home) == 1 then
   redis.call('HSET', k('chat:' .. ARGV[1]), 'n', NODE)
-  return 'H|' .. (redis.call('GET', k('q:' .. ARGV[1])) or '0')
+  return 'H|' .. (redis.call('HGET', k('q:' .. ARGV[1]), 'n') or '0')
 end
 return 'A|' .. home

@@ -9,4 +9,4 @@ if home == '' or home == NODE or redis.call('SISMEMBER', k('dead'), home) == 0 t
   return 'A|' .. home
 end
 redis.call('HSET', key, 'n', NODE)
-return 'H|' .. (redis.call('GET', k('q:' .. ARGV[1])) or '0')
+return 'H|' .. (redis.call('HGET', k('q:' .. ARGV[1]), 'n') or '0')

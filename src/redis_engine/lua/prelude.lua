@@ -16,7 +16,7 @@
 --   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
 --               tj, sj (the ids as sent), n (its home: the node that claimed it)
 --   :ver        STRING the version of the last user:status snapshot
---   :q:<cid>    STRING messages a chat's home relayed so far (written behind)
+--   :q:<cid>    HASH n: messages a chat's home relayed; a:<node>: the last fid relayed from it
 --   :nodes      ZSET node -> deadline (ms, Redis time); :dead SET fenced nodes;
 --   :on:<node>  HASH presence channels on a node; :reaping SET dead nodes
 --               whose users are still being handled
