@@ -526,6 +526,11 @@ impl Topics {
             .collect()
     }
 
+    /// Was the chat of `topic` marked finished here?
+    pub fn is_finished(&self, topic: &str) -> bool {
+        self.map.get(topic).is_some_and(|t| t.finished)
+    }
+
     /// The chat's home, if it is another node.
     pub fn home(&self, topic: &str) -> Option<NodeId> {
         self.map.get(topic).and_then(|t| t.home.clone())

@@ -693,10 +693,22 @@ impl Core {
             }
         };
         let new_home = match &home {
-            None => {
+            None | Some(ChatHome::Finished) => {
                 // Not active any more: what its senders here sent is refused.
+                let finished = self.topics.is_finished(&topic);
                 for unsent in self.topics.rehome(&topic, None) {
                     self.refuse_forwarded(&topic, &unsent, Refusal::ChatFinished);
+                }
+                // It finished, and its home died before it could tell the
+                // channels here (it does so once its transcript has the end).
+                if finished || home == Some(ChatHome::Finished) {
+                    self.topics.mark_finished(&topic);
+                    self.emit(Out::Broadcast {
+                        topic: topic.clone(),
+                        event: "chat:terminated",
+                        payload: "{}".to_owned(),
+                        audience: Audience::All,
+                    });
                 }
                 return;
             }

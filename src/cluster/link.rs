@@ -256,7 +256,7 @@ fn unheard(hub: &Hub, text: &str) {
             seq,
             payload,
         }) if !held_again(hub, &chat, to, seq, payload.get()) => {
-            tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
+            tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (its side is not held: not a token user, or the chat is over): it is in the transcript only");
         }
         Ok(Inbox::Sub { ask, .. }) => {
             if let Some(cluster) = &hub.cluster {

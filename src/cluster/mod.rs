@@ -80,8 +80,11 @@ pub enum ChatHome {
     At(NodeId),
     /// Its home was declared dead and this node adopted it: the node opens
     /// its topic before the join, counting on from the `relayed` messages
-    /// the home last wrote behind (what it held is lost with it).
+    /// the home last wrote behind, with what it held.
     Adopted { relayed: u64 },
+    /// (Looking for a chat's new home) it finished: its home, dead, may not
+    /// have told this node's channels.
+    Finished,
 }
 
 /// The list of what a chat holds for a side, in Redis.

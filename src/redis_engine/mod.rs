@@ -890,8 +890,10 @@ impl RedisTutoring {
     pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, EngineError> {
         let reply = self.run(&self.scripts.home, &[&chat.to_string()]).await?;
         let answer = text(&reply)?;
-        if answer == "N" {
-            return Ok(None);
+        match answer.as_str() {
+            "N" => return Ok(None),
+            "F" => return Ok(Some(ChatHome::Finished)),
+            _ => {}
         }
         match (answer.strip_prefix("A|"), answer.strip_prefix("H|")) {
             (Some(home), _) => Ok(Some(match NodeId::parse(home) {
