@@ -65,6 +65,10 @@ pub struct Counters {
     pub teachers_running: AtomicU64,
     pub chats_active: AtomicI64,
     pub chats_completed: AtomicU64,
+    /// `claim:student` replies read (`ok`, with a chat or `{}`).
+    pub claim_replies: AtomicU64,
+    /// `claim:student` replies that carried a chat: a student assigned.
+    pub claims: AtomicU64,
     /// Relayed chat messages read (`student:receive` + `teacher:receive`).
     pub relayed: AtomicU64,
     /// Violations counted so far by the collector (for the progress bar).
@@ -132,10 +136,19 @@ pub struct Report {
     pub teachers_stopped: u64,
     pub messages: u32,
     pub chats_completed: u64,
+    /// `claim:student` replies read (`ok`, with a chat or `{}`): the claims the
+    /// server ran, each one step on the state (one script on Redis).
+    pub claim_replies: u64,
+    /// `claim:student` replies that carried a chat (a student assigned).
+    pub claims: u64,
     pub relayed_messages: u64,
     /// Start of the run to the last student done (or to the end of the run).
     pub wall_s: f64,
     pub msgs_per_s: f64,
+    /// `claims` over `wall_s`.
+    pub claims_per_s: f64,
+    /// `claim_replies` over `wall_s`.
+    pub claim_replies_per_s: f64,
     pub rtt_samples: u64,
     pub rtt_p50_us: u64,
     pub rtt_p90_us: u64,
@@ -246,6 +259,11 @@ impl Report {
                 s,
                 "  {} chats completed, {} relayed messages in {:.2} s = {:.0} msg/s",
                 self.chats_completed, self.relayed_messages, self.wall_s, self.msgs_per_s
+            );
+            let _ = writeln!(
+                s,
+                "  claims: {} with a chat = {:.0}/s, {} replies in all = {:.0}/s",
+                self.claims, self.claims_per_s, self.claim_replies, self.claim_replies_per_s
             );
             let _ = writeln!(
                 s,

@@ -409,15 +409,20 @@ impl Teacher {
                 self.joined = true;
             }
             Pending::Claim(sent) => {
+                let counters = &self.shared.counters;
+                counters.claim_replies.fetch_add(1, Relaxed);
                 if reply.response.get() != "{}" {
                     match parse::<ChatObject>(reply.response) {
-                        Ok(chat) => self.shared.emit(Event::ClaimAssigned {
-                            teacher: self.id,
-                            student: chat.student(),
-                            chat: chat.id,
-                            sent_at: self.shared.micros(sent),
-                            at: self.shared.micros(now),
-                        }),
+                        Ok(chat) => {
+                            counters.claims.fetch_add(1, Relaxed);
+                            self.shared.emit(Event::ClaimAssigned {
+                                teacher: self.id,
+                                student: chat.student(),
+                                chat: chat.id,
+                                sent_at: self.shared.micros(sent),
+                                at: self.shared.micros(now),
+                            })
+                        }
                         Err(_) => self.shared.error(ErrorKind::MalformedFrame),
                     }
                 }
