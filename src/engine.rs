@@ -12,12 +12,13 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::actors::RosterParts;
+use crate::cluster::{ChatHome, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, PartGone,
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
     StudentState, TeacherKey, Tutoring, UserId, UserKey, Vanished,
 };
-use crate::redis_engine::{EngineError, Health, RedisTutoring};
+use crate::redis_engine::{EngineError, Health, RedisTutoring, Tick};
 
 /// Where the state lives, and the steps over it.
 pub enum Engine {
@@ -59,7 +60,7 @@ macro_rules! on_engine {
 
 /// A Redis step's error, with a reset of the shared state noted.
 fn noted(reset: &Cell<bool>, error: EngineError) -> StepError {
-    if matches!(error, EngineError::Reset) {
+    if matches!(error, EngineError::Reset | EngineError::Fenced) {
         reset.set(true);
     }
     StepError::Shared(error)
@@ -105,12 +106,60 @@ impl Engine {
         on_engine!(self, student_present(student))
     }
 
+    /// May `user` join the chat; and its home, when it is another node's.
     pub async fn authorize_join(
         &self,
         chat: ChatId,
         user: Option<(Role, UserKey)>,
-    ) -> Result<JoinCheck, StepError> {
-        on_engine!(self, authorize_join(chat, user))
+    ) -> Result<(JoinCheck, ChatHome), StepError> {
+        match self {
+            Engine::Memory(steps) => Ok((steps.authorize_join(chat, user).await?, ChatHome::Here)),
+            Engine::Redis { steps, reset, .. } => steps
+                .authorize_join_home(chat, user)
+                .await
+                .map_err(|error| noted(reset, error)),
+        }
+    }
+
+    /// On Redis: this node is alive; a dead node's users are handled (see
+    /// `RedisTutoring::tick`). None in memory.
+    pub async fn tick(&self, grace: std::time::Duration) -> Option<Result<Tick, StepError>> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, reset, .. } => {
+                Some(steps.tick(grace).await.map_err(|error| noted(reset, error)))
+            }
+        }
+    }
+
+    /// Where an active chat lives now (adopted here if its home is dead);
+    /// None if it is not active. Alone, always here.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, StepError> {
+        match self {
+            Engine::Memory(_) => Ok(Some(ChatHome::Here)),
+            Engine::Redis { steps, reset, .. } => steps
+                .home_of(chat)
+                .await
+                .map_err(|error| noted(reset, error)),
+        }
+    }
+
+    /// This node, when it is one of several (on Redis).
+    pub fn node(&self) -> Option<&NodeId> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, .. } => Some(steps.node()),
+        }
+    }
+
+    /// The version of the snapshot the last step answered (on Redis: versions
+    /// follow the order in which Redis ran every node's steps). None in memory,
+    /// where every step's snapshot is newer than the last.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis { steps, .. } => Some(steps.version()),
+        }
     }
 
     pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {

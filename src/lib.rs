@@ -13,6 +13,7 @@
 pub mod actors;
 pub mod api;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod engine;
@@ -35,6 +36,7 @@ pub use config::Config;
 pub use transcripts::Transcripts;
 
 use actors::Hub;
+use cluster::Cluster;
 use engine::Engine;
 use redis_engine::RedisTutoring;
 use transport::Shutdown;
@@ -112,6 +114,12 @@ impl Server {
         self.stopper.clone()
     }
 
+    /// Whether the shared state answers, and whether this node is fenced
+    /// (None in memory).
+    pub fn engine_health(&self) -> Option<std::sync::Arc<redis_engine::Health>> {
+        self.stopper.hub.engine_health.clone()
+    }
+
     /// The server's transcript store (disabled if `Config::transcripts` is off).
     pub fn transcripts(&self) -> &Transcripts {
         &self.stopper.hub.transcripts
@@ -141,15 +149,27 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let engine = match &config.redis_url {
+    let (engine, cluster) = match &config.redis_url {
         Some(url) => {
             let steps =
                 RedisTutoring::new(url, &config.redis_deployment).map_err(std::io::Error::other)?;
-            Some(Engine::redis(steps))
+            let (cluster, outbox) = Cluster::new(steps.node().clone(), steps.prefix());
+            let client = steps.client().clone();
+            (Some(Engine::redis(steps)), Some((cluster, client, outbox)))
         }
-        None => None,
+        None => (None, None),
     };
-    let hub = Hub::start(config, transcripts.clone(), engine);
+    let hub = Hub::start(
+        config,
+        transcripts.clone(),
+        engine,
+        cluster.as_ref().map(|(cluster, ..)| cluster.clone()),
+    );
+    if let Some((cluster, client, outbox)) = cluster {
+        let publishing = cluster::publish(client.clone(), outbox, hub.clone());
+        actix_web::rt::spawn(publishing);
+        actix_web::rt::spawn(cluster::listen(client, cluster, hub.clone()));
+    }
     let app_hub = hub.clone();
     let send_timeout = hub.config.send_timeout;
     let http = HttpServer::new(move || {

@@ -243,6 +243,20 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let stopper = server.stopper();
+    if let Some(health) = server.engine_health() {
+        // A node the others declared dead is fenced for good: it stops, and a
+        // supervisor's fresh start is a new node.
+        let stopper = stopper.clone();
+        actix_web::rt::spawn(async move {
+            while !health.is_fenced() {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            tracing::error!("fenced: stopping");
+            stopper.shutdown().await;
+            std::process::exit(75);
+        });
+    }
+    let stopper = server.stopper();
     actix_web::rt::spawn(async move {
         wait_for_stop_signal().await;
         stopper.shutdown().await;

@@ -22,6 +22,7 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 
 use crate::channels::{ChannelId, Extensions, JsonRef, Liveness};
+use crate::cluster::{NodeId, ReplyTo};
 use crate::domain::Role;
 use crate::protocol::{self, Framing};
 use crate::transcripts::Backpressure;
@@ -50,6 +51,20 @@ struct Topic {
     /// A chat's topic, opened at its claim: kept while the chat is active,
     /// even with no channel joined.
     chat: Option<Box<ChatRelay>>,
+    /// A chat homed on another node (`crate::cluster`): messages sent here are
+    /// relayed there.
+    home: Option<NodeId>,
+    /// Messages sent here that the home never got (it died): kept, in order,
+    /// until the chat has a new home.
+    stranded: Vec<Stranded>,
+}
+
+/// A message forwarded to a chat's home that no node received.
+#[derive(Debug)]
+pub struct Stranded {
+    pub to: Role,
+    pub payload: Box<str>,
+    pub reply: ReplyTo,
 }
 
 impl Topic {
@@ -57,6 +72,60 @@ impl Topic {
     fn idle(&self) -> bool {
         self.subscribers.is_empty() && (self.chat.is_none() || self.finished)
     }
+}
+
+/// Which channels of a topic a broadcast is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Audience {
+    All,
+    /// Teacher channels that asked for `liveStatus`.
+    LiveStatus,
+    /// Student channels that asked for `queuePosition`.
+    QueuePosition,
+    /// Chat channels that did (true) or did not (false) ask for `endReason`.
+    EndReason(bool),
+    /// Chat channels of this side that asked for `awayNotices`.
+    AwayNotices(Role),
+}
+
+impl Audience {
+    pub fn picks(self, s: &Subscriber) -> bool {
+        match self {
+            Audience::All => true,
+            Audience::LiveStatus => s.extensions.live_status,
+            Audience::QueuePosition => s.extensions.queue_position,
+            Audience::EndReason(asked) => s.extensions.end_reason == asked,
+            Audience::AwayNotices(side) => s.role == Some(side) && s.extensions.away_notices,
+        }
+    }
+}
+
+/// Channels of one side of a chat on another node (the chat is homed here).
+#[derive(Debug)]
+struct RemoteSide {
+    node: NodeId,
+    role: Role,
+    channels: usize,
+}
+
+/// Where a relay goes when it leaves this node (`crate::cluster`).
+pub trait RelayRemote {
+    /// The chat is homed on `home`: the message goes there to be relayed.
+    /// False if it cannot be sent now.
+    fn to_home(&self, home: &NodeId, to: Role, payload: &str) -> bool;
+    /// The chat is homed here and `node` has channels of the side `to`: the
+    /// message (the chat's `seq`-th) goes there.
+    fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str);
+}
+
+/// One node alone: nothing ever leaves it.
+pub struct Alone;
+
+impl RelayRemote for Alone {
+    fn to_home(&self, _: &NodeId, _: Role, _: &str) -> bool {
+        false
+    }
+    fn deliver(&self, _: &NodeId, _: Role, _: u64, _: &str) {}
 }
 
 /// What a chat's topic keeps besides its channels.
@@ -69,6 +138,8 @@ struct ChatRelay {
     for_teacher: Option<Mutex<Held>>,
     /// Messages held for the student side, if it is a token user.
     for_student: Option<Mutex<Held>>,
+    /// Channels of either side on other nodes.
+    remote: Vec<RemoteSide>,
 }
 
 impl ChatRelay {
@@ -82,11 +153,21 @@ impl ChatRelay {
     }
 }
 
-/// Payloads held for one side, oldest first.
+/// Payloads held for one side, by their `seq` (oldest first).
 #[derive(Debug, Default)]
 struct Held {
-    payloads: VecDeque<Box<str>>,
+    payloads: VecDeque<(u64, Box<str>)>,
     bytes: usize,
+}
+
+impl Held {
+    /// Keeps the `seq`-th message; one that comes back from another node
+    /// (`Topics::bounce`) finds its place among those held since.
+    fn keep(&mut self, seq: u64, payload: Box<str>) {
+        self.bytes += payload.len();
+        let at = self.payloads.partition_point(|(held, _)| *held < seq);
+        self.payloads.insert(at, (seq, payload));
+    }
 }
 
 /// How much one side of one chat may have held.
@@ -119,6 +200,8 @@ pub enum Relayed {
     Delivered,
     /// Held for the other side, which has no channel on the chat now.
     Held,
+    /// Sent to the chat's home, another node, to be relayed there.
+    Forwarded,
 }
 
 /// Why a relay did not happen.
@@ -131,6 +214,23 @@ pub enum RelayRefused {
     NotRecorded(Backpressure),
     /// The other side is away and has as much held as it may.
     RecipientAway,
+    /// The chat's home is another node, and the message cannot be sent there
+    /// now (Redis unreachable, the outbox full).
+    Unavailable,
+}
+
+impl RelayRefused {
+    /// The refusal the sender gets.
+    pub fn refusal(self) -> crate::channels::Refusal {
+        use crate::channels::Refusal;
+        match self {
+            RelayRefused::ChatNotActive => Refusal::ChatFinished,
+            RelayRefused::RecipientAway => Refusal::RecipientAway,
+            RelayRefused::Unavailable => Refusal::Unavailable,
+            RelayRefused::NotRecorded(Backpressure::Backlog) => Refusal::TranscriptBacklog,
+            RelayRefused::NotRecorded(Backpressure::Unavailable) => Refusal::TranscriptUnavailable,
+        }
+    }
 }
 
 /// The registry. Cheap to share: `Arc<Topics>`.
@@ -224,7 +324,7 @@ fn push_held(
     let payloads = std::mem::take(&mut *held).payloads;
     subscribed.held = payloads.len();
     let session = &subscriber.session;
-    for payload in payloads {
+    for (_, payload) in payloads {
         let frame = protocol::encode_push(session.framing(), topic, receive_event(side), &payload);
         if session.deliver(subscriber.channel, ByteString::from(frame)) == Delivery::Evicted {
             evicted.push(session.id());
@@ -245,11 +345,207 @@ impl Topics {
     /// its messages, and holding them for the sides `hold` names.
     pub fn open_chat(&self, topic: Arc<str>, hold: HoldFor) {
         let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
-        self.map.entry(topic).or_default().chat = Some(Box::new(ChatRelay {
+        let mut entry = self.map.entry(topic).or_default();
+        // An adopted chat: channels here on it relay here from now on.
+        entry.home = None;
+        entry.chat = Some(Box::new(ChatRelay {
             relayed: AtomicU64::new(0),
             for_teacher: held(hold.teacher),
             for_student: held(hold.student),
+            remote: Vec::new(),
         }));
+    }
+
+    /// Adds a channel to a chat homed on another node: messages sent on it go
+    /// to `home` to be relayed (the home pushes what it held itself).
+    pub fn subscribe_away_from_home(&self, topic: Arc<str>, subscriber: Subscriber, home: NodeId) {
+        let mut entry = self.map.entry(topic).or_default();
+        entry.home = Some(home);
+        entry.subscribers.push(subscriber);
+    }
+
+    /// Is the chat of `topic` homed here (claimed here and active, or finished
+    /// with channels still on it)?
+    pub fn hosts_chat(&self, topic: &str) -> bool {
+        self.map
+            .get(topic)
+            .is_some_and(|t| t.chat.is_some() && t.home.is_none())
+    }
+
+    /// The side of a chat a channel joined as.
+    pub fn role_of(&self, topic: &str, channel: ChannelId) -> Option<Role> {
+        let entry = self.map.get(topic)?;
+        let subscriber = entry.subscribers.iter().find(|s| s.channel == channel)?;
+        subscriber.role
+    }
+
+    /// A message forwarded to the chat's home came back unheard (the home is
+    /// gone): kept until the chat is homed again. False if the chat is not
+    /// here any more (the sender is told it finished).
+    pub fn strand(&self, topic: &str, stranded: Stranded) -> Result<(), Stranded> {
+        match self.map.get_mut(topic) {
+            Some(mut entry) if !entry.finished => {
+                entry.stranded.push(stranded);
+                Ok(())
+            }
+            _ => Err(stranded),
+        }
+    }
+
+    /// The chat's home changed (`None`: this node): messages sent from now on
+    /// go there; answers those stranded meanwhile, in order, to relay again.
+    pub fn rehome(&self, topic: &str, home: Option<NodeId>) -> Vec<Stranded> {
+        match self.map.get_mut(topic) {
+            Some(mut entry) => {
+                entry.home = home;
+                std::mem::take(&mut entry.stranded)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The chats with channels here whose home is `node`.
+    pub fn homed_at(&self, node: &NodeId) -> Vec<Arc<str>> {
+        self.map
+            .iter()
+            .filter(|t| t.home.as_ref() == Some(node))
+            .map(|t| t.key().clone())
+            .collect()
+    }
+
+    /// The sides of a chat with an open channel here.
+    pub fn sides_here(&self, topic: &str) -> Vec<Role> {
+        let Some(entry) = self.map.get(topic) else {
+            return Vec::new();
+        };
+        [Role::Teacher, Role::Student]
+            .into_iter()
+            .filter(|side| entry.subscribers.iter().any(|s| s.role == Some(*side)))
+            .collect()
+    }
+
+    /// The chat's home, if it is another node.
+    pub fn home(&self, topic: &str) -> Option<NodeId> {
+        self.map.get(topic).and_then(|t| t.home.clone())
+    }
+
+    /// A chat homed here gets a channel of `role` on `node`: relays to that
+    /// side go there from now on. Answers the chat's message count and what
+    /// was held for the side (taken), or None if the chat is not active here.
+    pub fn join_from(
+        &self,
+        topic: &str,
+        node: &NodeId,
+        role: Role,
+    ) -> Option<(u64, Vec<Box<str>>)> {
+        let mut entry = self.map.get_mut(topic)?;
+        if entry.finished {
+            return None;
+        }
+        let chat = entry.chat.as_deref_mut()?;
+        match chat
+            .remote
+            .iter_mut()
+            .find(|r| r.node == *node && r.role == role)
+        {
+            Some(side) => side.channels += 1,
+            None => chat.remote.push(RemoteSide {
+                node: node.clone(),
+                role,
+                channels: 1,
+            }),
+        }
+        let held = chat
+            .held(role)
+            .map(|mut held| std::mem::take(&mut *held).payloads)
+            .unwrap_or_default();
+        let relayed = chat.relayed.load(Ordering::Relaxed);
+        Some((relayed, held.into_iter().map(|(_, p)| p).collect()))
+    }
+
+    /// A channel of `role` on `node` left a chat homed here.
+    pub fn leave_from(&self, topic: &str, node: &NodeId, role: Role) {
+        if let Some(mut entry) = self.map.get_mut(topic) {
+            if let Some(chat) = entry.chat.as_deref_mut() {
+                if let Some(side) = chat
+                    .remote
+                    .iter_mut()
+                    .find(|r| r.node == *node && r.role == role)
+                {
+                    side.channels = side.channels.saturating_sub(1);
+                }
+                chat.remote.retain(|r| r.channels > 0);
+            }
+        }
+    }
+
+    /// Forgets every channel `node` had on chats homed here (it is gone).
+    pub fn forget_node(&self, node: &NodeId) {
+        for mut entry in self.map.iter_mut() {
+            if let Some(chat) = entry.chat.as_deref_mut() {
+                chat.remote.retain(|r| r.node != *node);
+            }
+        }
+    }
+
+    /// The nodes with channels on a chat homed here.
+    pub fn remote_nodes(&self, topic: &str) -> Vec<NodeId> {
+        let Some(entry) = self.map.get(topic) else {
+            return Vec::new();
+        };
+        let mut nodes: Vec<NodeId> = entry
+            .chat
+            .iter()
+            .flat_map(|c| c.remote.iter().map(|r| r.node.clone()))
+            .collect();
+        nodes.dedup();
+        nodes
+    }
+
+    /// A message the home relayed to this node for the side `to`: handed to
+    /// that side's open channels here. False if there is none (it left
+    /// meanwhile): the home should hold it.
+    pub fn deliver_from_home(
+        &self,
+        topic: &str,
+        to: Role,
+        payload: &str,
+        evicted: &mut Vec<SessionId>,
+    ) -> bool {
+        let Some(entry) = self.map.get(topic) else {
+            return false;
+        };
+        let mut to_side = entry
+            .subscribers
+            .iter()
+            .filter(|s| s.role == Some(to) && s.open.is_open())
+            .peekable();
+        if to_side.peek().is_none() {
+            return false;
+        }
+        let frames = FrameCache::new(topic, receive_event(to), payload);
+        deliver_all(to_side, frames, None, evicted);
+        true
+    }
+
+    /// A message this home relayed to a node that had no channel of the side
+    /// any more: held again, in its place by `seq`, if the side's messages
+    /// are held (else it is lost, and false says so).
+    pub fn bounce(&self, topic: &str, to: Role, seq: u64, payload: &str) -> bool {
+        let Some(entry) = self.map.get(topic) else {
+            return false;
+        };
+        if entry.finished {
+            return false;
+        }
+        let kept = match entry.chat.as_deref().and_then(|c| c.held(to)) {
+            Some(mut held) => {
+                held.keep(seq, payload.into());
+                true
+            }
+            None => false,
+        };
+        kept
     }
 
     /// Adds a channel. On a chat's topic, the messages held for its side are
@@ -336,15 +632,18 @@ impl Topics {
     /// that `mark_finished` precedes: nothing is recorded after a chat ended.
     /// When the other side has no channel and its messages are held, the
     /// message is held instead, or refused unrecorded if the hold is full.
+    ///
+    /// A chat homed on another node is relayed there instead (`remote`); the
+    /// home sends what it relays to the side's channels on other nodes.
     #[allow(clippy::too_many_arguments)]
     pub fn relay(
         &self,
         topic: &str,
         to: Role,
-        event: &str,
         payload: &str,
-        read_at: Instant,
+        read_at: Option<Instant>,
         record: impl FnOnce() -> Result<(), Backpressure>,
+        remote: &dyn RelayRemote,
         evicted: &mut Vec<SessionId>,
     ) -> Result<Relayed, RelayRefused> {
         let Some(entry) = self.map.get(topic) else {
@@ -353,13 +652,24 @@ impl Topics {
         if entry.finished {
             return Err(RelayRefused::ChatNotActive);
         }
+        if let Some(home) = &entry.home {
+            return match remote.to_home(home, to, payload) {
+                true => Ok(Relayed::Forwarded),
+                false => Err(RelayRefused::Unavailable),
+            };
+        }
         let mut to_side = entry
             .subscribers
             .iter()
             .filter(|s| s.role == Some(to) && s.open.is_open())
             .peekable();
         let chat = entry.chat.as_deref();
-        if to_side.peek().is_none() {
+        let mut elsewhere = chat
+            .into_iter()
+            .flat_map(|c| c.remote.iter())
+            .filter(|r| r.role == to)
+            .peekable();
+        if to_side.peek().is_none() && elsewhere.peek().is_none() {
             if let Some(mut held) = chat.and_then(|c| c.held(to)) {
                 let room = held.payloads.len() < self.hold.messages
                     && held.bytes.saturating_add(payload.len()) <= self.hold.bytes;
@@ -367,20 +677,18 @@ impl Topics {
                     return Err(RelayRefused::RecipientAway);
                 }
                 record().map_err(RelayRefused::NotRecorded)?;
-                held.payloads.push_back(payload.into());
-                held.bytes += payload.len();
-                if let Some(chat) = chat {
-                    chat.relayed.fetch_add(1, Ordering::Relaxed);
-                }
+                let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
+                held.keep(seq, payload.into());
                 return Ok(Relayed::Held);
             }
         }
         record().map_err(RelayRefused::NotRecorded)?;
-        if let Some(chat) = chat {
-            chat.relayed.fetch_add(1, Ordering::Relaxed);
+        let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
+        let frames = FrameCache::new(topic, receive_event(to), payload);
+        deliver_all(to_side, frames, read_at, evicted);
+        for side in elsewhere {
+            remote.deliver(&side.node, to, seq, payload);
         }
-        let frames = FrameCache::new(topic, event, payload);
-        deliver_all(to_side, frames, Some(read_at), evicted);
         Ok(Relayed::Delivered)
     }
 

@@ -40,6 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
+use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -48,11 +49,16 @@ use crate::domain::{
 use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{HoldFor, Subscribed, Subscriber, Topics};
+use crate::redis_engine::Reaped;
+use crate::topics::{Audience, HoldFor, Stranded, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 
 const TEACHERS_TOPIC: &str = "presence:teachers";
+
+/// How often a node on Redis says it is alive and looks for dead nodes; a
+/// node is declared dead 5 s after its last tick (`lua/prelude.lua`).
+const TICK: Duration = Duration::from_secs(1);
 
 /// How long queue changes are gathered before one round of `queue:position`
 /// notices: however many claims happen meanwhile, students hear once.
@@ -113,6 +119,19 @@ pub struct SessionGone {
     pub session: SessionId,
 }
 
+/// What a step on another node did (`crate::cluster`), for this node's
+/// channels.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromNode(pub Event);
+
+/// A chat's home is gone (a message to it came back unheard, or its node was
+/// declared dead): this node finds or becomes its new home, then relays again
+/// what was stranded meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Rehome(pub ChatId);
+
 /// The transcript writer committed a finish: the frames held behind the
 /// oldest barrier may go.
 #[derive(Message)]
@@ -168,6 +187,7 @@ impl ChatLifetime {
         metrics: Arc<Metrics>,
         transcripts: Transcripts,
         grace: Duration,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         ChatLifetime {
             core: Rc::new(Core {
@@ -176,6 +196,7 @@ impl ChatLifetime {
                 metrics,
                 transcripts,
                 grace,
+                cluster,
                 me: RefCell::new(None),
                 state: RefCell::new(State::default()),
             }),
@@ -219,6 +240,9 @@ impl Actor for ChatLifetime {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         *self.core.me.borrow_mut() = Some(ctx.address());
+        if self.core.cluster.is_some() {
+            ctx.run_interval(TICK, |_, ctx| ctx.notify(Tick));
+        }
     }
 }
 
@@ -292,6 +316,35 @@ impl Handler<WindowEnded> for ChatLifetime {
     }
 }
 
+/// Every second on Redis: see `Core::tick`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Tick, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().tick();
+        self.atomically(step)
+    }
+}
+
+impl Handler<Rehome> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Rehome, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().rehome(msg.0);
+        self.atomically(step)
+    }
+}
+
+impl Handler<FromNode> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: FromNode, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().from_node(msg.0);
+        self.atomically(step)
+    }
+}
+
 impl Handler<SessionGone> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) -> Self::Result {
@@ -321,6 +374,8 @@ struct State {
     away: HashMap<MemberKind, Away>,
     /// Windows to start after the step (`WindowEnded` after the grace).
     windows: Vec<WindowEnded>,
+    /// The version of `status` (on Redis, where several nodes step).
+    version: u64,
 }
 
 /// One away user's absence.
@@ -360,32 +415,8 @@ enum Out {
         topic: String,
         subscribers: Vec<Subscriber>,
     },
-}
-
-/// Which channels of a topic a broadcast is for.
-#[derive(Clone, Copy, Debug)]
-enum Audience {
-    All,
-    /// Teacher channels that asked for `liveStatus`.
-    LiveStatus,
-    /// Student channels that asked for `queuePosition`.
-    QueuePosition,
-    /// Chat channels that did (true) or did not (false) ask for `endReason`.
-    EndReason(bool),
-    /// Chat channels of this side that asked for `awayNotices`.
-    AwayNotices(Role),
-}
-
-impl Audience {
-    fn picks(self, s: &Subscriber) -> bool {
-        match self {
-            Audience::All => true,
-            Audience::LiveStatus => s.extensions.live_status,
-            Audience::QueuePosition => s.extensions.queue_position,
-            Audience::EndReason(asked) => s.extensions.end_reason == asked,
-            Audience::AwayNotices(side) => s.role == Some(side) && s.extensions.away_notices,
-        }
-    }
+    /// A message to another node (a home's `chat:terminated`).
+    Tell { node: NodeId, message: Inbox },
 }
 
 struct Members {
@@ -417,10 +448,16 @@ struct Core {
     transcripts: Transcripts,
     /// How long a token user whose connection went stays away (PROTOCOL 6.3).
     grace: Duration,
+    /// The other nodes, when there are (on Redis).
+    cluster: Option<Arc<Cluster>>,
     /// This actor's own address, for the transcript writer's commit reports.
     me: RefCell<Option<Addr<ChatLifetime>>>,
     state: RefCell<State>,
 }
+
+/// A join admitted: the member, the channel's kind, its side of a chat, and
+/// the chat's home when it is another node.
+type Admitted = (MemberKind, ChannelKind, Option<Role>, ChatHome);
 
 fn chat_topic(chat: ChatId) -> String {
     format!("chats:{chat}")
@@ -453,6 +490,14 @@ impl Core {
     /// the step's own frames.
     fn record<T>(&self, stepped: Stepped<T>) -> (T, StatusNews) {
         let mut state = self.state.borrow_mut();
+        if let Some(version) = self.tutoring.version() {
+            if version <= state.version {
+                // Another node's later step was heard already: this snapshot
+                // is older than what the teachers here have seen.
+                return (stepped.outcome, StatusNews::None);
+            }
+            state.version = version;
+        }
         if state.status.teachers != stepped.status.teachers {
             state.positions_moved = true;
         }
@@ -484,13 +529,245 @@ impl Core {
         }
     }
 
-    /// The `user:status` a step called for.
+    /// The `user:status` a step called for, here and on the other nodes.
     fn announce(&self, news: StatusNews) {
-        match news {
-            StatusNews::None => {}
-            StatusNews::Teachers => self.broadcast_live_status(),
-            StatusNews::Students => self.broadcast_status(),
+        let live_only = match news {
+            StatusNews::None => return,
+            StatusNews::Teachers => true,
+            StatusNews::Students => false,
+        };
+        if live_only {
+            self.broadcast_live_status();
+        } else {
+            self.broadcast_status();
         }
+        let (version, counts) = {
+            let state = self.state.borrow();
+            (state.version, crate::cluster::wire_counts(&state.status))
+        };
+        self.share(|from| Event::Status {
+            from,
+            version,
+            live_only,
+            counts,
+        });
+    }
+
+    /// Tells the other nodes, if there are any, what this step did.
+    fn share(&self, event: impl FnOnce(NodeId) -> Event) {
+        if let Some(cluster) = &self.cluster {
+            cluster.share(&event(cluster.node().clone()));
+        }
+    }
+
+    /// A broadcast here and on the other nodes.
+    fn broadcast_everywhere(
+        &self,
+        topic: String,
+        event: &'static str,
+        payload: String,
+        audience: Audience,
+    ) {
+        self.share(|from| Event::Broadcast {
+            from,
+            topic: topic.clone(),
+            event: event.to_owned(),
+            payload: payload.clone(),
+            audience,
+        });
+        self.emit(Out::Broadcast {
+            topic,
+            event,
+            payload,
+            audience,
+        });
+    }
+
+    /// Is this node the chat's home (it records it and counts its messages)?
+    /// Alone, every chat is homed here.
+    fn is_home(&self, chat: ChatId) -> bool {
+        self.cluster.is_none() || self.topics.hosts_chat(&chat_topic(chat))
+    }
+
+    // ----- what other nodes did -------------------------------------------
+
+    async fn from_node(self: Rc<Self>, event: Event) {
+        match event {
+            Event::Status {
+                version,
+                live_only,
+                counts,
+                ..
+            } => {
+                {
+                    let mut state = self.state.borrow_mut();
+                    if version <= state.version {
+                        return;
+                    }
+                    state.version = version;
+                    state.status = crate::cluster::wire_snapshot(counts);
+                    state.positions_moved = true;
+                }
+                if live_only {
+                    self.broadcast_live_status();
+                } else {
+                    self.broadcast_status();
+                }
+            }
+            Event::Broadcast {
+                topic,
+                event,
+                payload,
+                audience,
+                ..
+            } => {
+                let Some(event) = known_event(&event) else {
+                    return;
+                };
+                self.emit(Out::Broadcast {
+                    topic,
+                    event,
+                    payload,
+                    audience,
+                });
+            }
+            Event::Ready { chat, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                if self.is_home(chat) {
+                    self.transcripts.chat_started(chat, SystemTime::now());
+                }
+                self.broadcast(&chat_topic(chat), "chat:ready", "{}");
+            }
+            Event::Finished { chat, reason, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                self.chat_finished(chat, reason).await;
+            }
+            Event::Abandoned { chat, .. } => {
+                let Some(chat) = ChatId::parse(&chat) else {
+                    return;
+                };
+                self.chat_abandoned(chat);
+            }
+            Event::NodeDead { node, .. } => self.node_dead(&node),
+        }
+    }
+
+    /// A node was declared dead: it has no channel on chats homed here any
+    /// more, and chats homed there get a new home.
+    fn node_dead(&self, node: &NodeId) {
+        self.topics.forget_node(node);
+        let Some(me) = self.me.borrow().clone() else {
+            return;
+        };
+        for topic in self.topics.homed_at(node) {
+            if let Some(chat) = topic.strip_prefix("chats:").and_then(ChatId::parse) {
+                me.do_send(Rehome(chat));
+            }
+        }
+    }
+
+    /// See [`Rehome`].
+    async fn rehome(self: Rc<Self>, chat: ChatId) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let topic = chat_topic(chat);
+        let home = match self.tutoring.home_of(chat).await {
+            Ok(home) => home,
+            Err(_) => {
+                // Redis trouble: the stranded messages wait; try again soon.
+                if let Some(me) = self.me.borrow().clone() {
+                    actix::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        me.do_send(Rehome(chat));
+                    });
+                }
+                return;
+            }
+        };
+        let new_home = match &home {
+            None => {
+                let stranded = self.topics.rehome(&topic, self.topics.home(&topic));
+                for stranded in stranded {
+                    self.refuse_stranded(&topic, &stranded, Refusal::ChatFinished);
+                }
+                return;
+            }
+            Some(ChatHome::Adopted) => {
+                self.adopt(chat);
+                None
+            }
+            Some(ChatHome::Here) => None,
+            Some(ChatHome::At(home)) => Some(home.clone()),
+        };
+        let moved = self.topics.home(&topic) != new_home;
+        let stranded = self.topics.rehome(&topic, new_home.clone());
+        if let (Some(home), true) = (&new_home, moved) {
+            tracing::info!(%chat, %home, "a chat's home moved");
+            for role in self.topics.sides_here(&topic) {
+                cluster.join_at_home(home, chat.to_string(), role).await;
+            }
+        }
+        let mut evicted = Vec::new();
+        for stranded in stranded {
+            let Ok(payload) =
+                serde_json::value::RawValue::from_string(stranded.payload.to_string())
+            else {
+                continue;
+            };
+            let from = other_side(stranded.to);
+            let record = || {
+                self.transcripts
+                    .message(chat, from, &payload, SystemTime::now())
+            };
+            let forward = crate::cluster::Forward {
+                cluster: &cluster,
+                chat,
+                reply: Some(stranded.reply.clone()),
+            };
+            let relayed = self.topics.relay(
+                &topic,
+                stranded.to,
+                payload.get(),
+                None,
+                record,
+                &forward,
+                &mut evicted,
+            );
+            if let Err(refused) = relayed {
+                self.refuse_stranded(&topic, &stranded, refused.refusal());
+            }
+        }
+        self.state.borrow_mut().evicted.extend(evicted);
+    }
+
+    /// A stranded message that cannot be relayed: its sender, here, is told.
+    fn refuse_stranded(&self, topic: &str, stranded: &Stranded, refusal: Refusal) {
+        let session = SessionId::from_raw(stranded.reply.session);
+        let Some(handle) = self
+            .state
+            .borrow()
+            .sessions
+            .get(&session)
+            .map(|m| m.handle.clone())
+        else {
+            return;
+        };
+        self.metrics.rejected(refusal.into());
+        let frame = protocol::encode_reply(
+            handle.framing(),
+            stranded.reply.join_ref.as_deref(),
+            stranded.reply.msg_ref.as_deref(),
+            topic,
+            ReplyStatus::Error,
+            &protocol::error_response(refusal.reason()),
+        );
+        let channel = ChannelId::from_raw(stranded.reply.channel);
+        self.deliver(&handle, channel, frame);
     }
 
     // ----- joins -------------------------------------------------------
@@ -505,7 +782,7 @@ impl Core {
                 .map(|()| admitted),
             Err(refusal) => Err(refusal),
         };
-        let (member, kind, role) = match admitted {
+        let (member, kind, role, home) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 // D3: a refused re-join leaves the old channel gone after all.
@@ -544,12 +821,23 @@ impl Core {
                     self.leave_effects(old, Departure::Left).await;
                 }
                 chats_read = self.enter_presence(&kind).await?;
-                let mut evicted = Vec::new();
-                let subscribed = self
-                    .topics
-                    .subscribe(msg.topic.clone(), subscriber, &mut evicted);
-                self.state.borrow_mut().evicted.extend(evicted);
-                subscribed
+                if let (ChatHome::Adopted, ChannelKind::Chat { chat, .. }) = (&home, &kind) {
+                    self.adopt(*chat);
+                }
+                match (home, &kind) {
+                    (ChatHome::At(home), ChannelKind::Chat { chat, role }) => {
+                        self.join_away_from_home(&msg, subscriber, home, *chat, *role)
+                            .await?
+                    }
+                    _ => {
+                        let mut evicted = Vec::new();
+                        let subscribed =
+                            self.topics
+                                .subscribe(msg.topic.clone(), subscriber, &mut evicted);
+                        self.state.borrow_mut().evicted.extend(evicted);
+                        subscribed
+                    }
+                }
             }
         };
         self.state
@@ -572,6 +860,47 @@ impl Core {
             .await;
         self.greet(&msg, &kind).await;
         Ok(Joined { kind, reply })
+    }
+
+    /// This node adopts a chat whose home was declared dead: from now on it
+    /// counts, holds (for either side, while places are kept) and records
+    /// the chat's messages; channels already here on it relay locally.
+    fn adopt(&self, chat: ChatId) {
+        tracing::warn!(%chat, "adopting a chat whose home node was declared dead");
+        let hold = HoldFor {
+            teacher: !self.grace.is_zero(),
+            student: !self.grace.is_zero(),
+        };
+        self.topics.open_chat(chat_topic(chat).into(), hold);
+    }
+
+    /// A channel joins a chat homed on another node: it is subscribed here,
+    /// then the home counts it (and pushes what it held for its side, which
+    /// follows the join reply); the home's answer gives the reply's counts.
+    /// Refused with `unavailable` if the home does not answer in time.
+    async fn join_away_from_home(
+        &self,
+        msg: &Join,
+        subscriber: Subscriber,
+        home: NodeId,
+        chat: ChatId,
+        role: Role,
+    ) -> Result<Subscribed, Refusal> {
+        let Some(cluster) = &self.cluster else {
+            return Err(Refusal::Unavailable);
+        };
+        self.topics
+            .subscribe_away_from_home(msg.topic.clone(), subscriber, home.clone());
+        match cluster.join_at_home(&home, chat.to_string(), role).await {
+            Some(subbed) => Ok(Subscribed {
+                relayed: subbed.relayed,
+                held: subbed.held.len(),
+            }),
+            None => {
+                self.topics.unsubscribe(&msg.topic, msg.channel);
+                Err(Refusal::Unavailable)
+            }
+        }
     }
 
     /// A token user's join reply says where it stands (PROTOCOL 6.3): a
@@ -738,10 +1067,7 @@ impl Core {
     }
 
     /// Decides a routed join; chat joins are checked against the chat log.
-    async fn admit(
-        &self,
-        target: &JoinTarget,
-    ) -> Result<(MemberKind, ChannelKind, Option<Role>), Refusal> {
+    async fn admit(&self, target: &JoinTarget) -> Result<Admitted, Refusal> {
         match target {
             JoinTarget::Teachers(teacher) => Ok((
                 MemberKind::Teacher(teacher.as_teacher()),
@@ -749,6 +1075,7 @@ impl Core {
                     teacher: teacher.clone(),
                 },
                 None,
+                ChatHome::Here,
             )),
             JoinTarget::Student(student) => Ok((
                 MemberKind::Student(student.as_student()),
@@ -756,6 +1083,7 @@ impl Core {
                     student: student.clone(),
                 },
                 None,
+                ChatHome::Here,
             )),
             JoinTarget::Chat { chat: None, .. } => Err(Refusal::UnknownChat),
             JoinTarget::Chat {
@@ -763,7 +1091,7 @@ impl Core {
                 user,
             } => {
                 let (chat, asking) = (*chat, user.clone());
-                let Ok(check) = self.tutoring.authorize_join(chat, asking).await else {
+                let Ok((check, home)) = self.tutoring.authorize_join(chat, asking).await else {
                     return Err(Refusal::Unavailable);
                 };
                 match (Some(check), user) {
@@ -771,6 +1099,7 @@ impl Core {
                         MemberKind::Chat(chat),
                         ChannelKind::Chat { chat, role: *role },
                         Some(*role),
+                        home,
                     )),
                     (Some(JoinCheck::UnknownChat), _) => Err(Refusal::UnknownChat),
                     (Some(JoinCheck::ChatFinished), _) => Err(Refusal::ChatFinished),
@@ -834,22 +1163,22 @@ impl Core {
 
     /// `chat:back` to the other side's channels that asked for away notices.
     fn notice_back(&self, chat: ChatId, side: Role) {
-        self.emit(Out::Broadcast {
-            topic: chat_topic(chat),
-            event: "chat:back",
-            payload: format!(r#"{{"role":"{}"}}"#, side.as_str()),
-            audience: Audience::AwayNotices(other_side(side)),
-        });
+        self.broadcast_everywhere(
+            chat_topic(chat),
+            "chat:back",
+            format!(r#"{{"role":"{}"}}"#, side.as_str()),
+            Audience::AwayNotices(other_side(side)),
+        );
     }
 
     /// `chat:away` to the other side's channels that asked for away notices.
     fn notice_away(&self, chat: ChatId, side: Role, until: SystemTime) {
-        self.emit(Out::Broadcast {
-            topic: chat_topic(chat),
-            event: "chat:away",
-            payload: away_payload(side, until),
-            audience: Audience::AwayNotices(other_side(side)),
-        });
+        self.broadcast_everywhere(
+            chat_topic(chat),
+            "chat:away",
+            away_payload(side, until),
+            Audience::AwayNotices(other_side(side)),
+        );
     }
 
     // ----- application events -----------------------------------------
@@ -885,8 +1214,14 @@ impl Core {
                 let chat = *chat;
                 match self.tutoring.enter(chat, role).await {
                     Ok(EnterOutcome::Ready) => {
-                        self.transcripts.chat_started(chat, SystemTime::now());
+                        if self.is_home(chat) {
+                            self.transcripts.chat_started(chat, SystemTime::now());
+                        }
                         self.broadcast(&r.topic, "chat:ready", "{}");
+                        self.share(|from| Event::Ready {
+                            from,
+                            chat: chat.to_string(),
+                        });
                         self.reply(&r, ReplyStatus::Ok, "{}");
                     }
                     Ok(EnterOutcome::NotActive) => self.refuse(&r, Refusal::ChatFinished),
@@ -901,7 +1236,7 @@ impl Core {
                 };
                 let (ended, news) = self.record(stepped);
                 if ended.is_some() {
-                    self.chat_finished(chat, EndReason::EndedBy(role)).await;
+                    self.finish_here(chat, EndReason::EndedBy(role)).await;
                 }
                 self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
@@ -943,7 +1278,12 @@ impl Core {
         );
         self.deliver(&r.session, r.channel, push);
         let student_topic = format!("presence:student:{}", claimed.student.0);
-        self.broadcast(&student_topic, "new:chat", &claimed.object);
+        self.broadcast_everywhere(
+            student_topic,
+            "new:chat",
+            claimed.object.to_string(),
+            Audience::All,
+        );
         self.announce(news);
         Ok(Some(claimed.object))
     }
@@ -953,8 +1293,19 @@ impl Core {
     /// asked) once the transcript has the finish; the caller announces the
     /// status.
     async fn chat_finished(&self, chat: ChatId, reason: EndReason) {
-        self.metrics.chats_completed.inc();
         let topic = chat_topic(chat);
+        if !self.is_home(chat) {
+            // Its home records the end and sends `chat:terminated` to this
+            // node's channels once it is on disk; no message gets in meanwhile.
+            self.topics.mark_finished(&topic);
+            if self.topics.subscriber_count(&topic) == 0 {
+                self.tutoring.discard(chat).await.ok();
+            }
+            return;
+        }
+        self.metrics.chats_completed.inc();
+        // Read first: a finished topic with no channel here is forgotten.
+        let elsewhere = self.topics.remote_nodes(&topic);
         // No relay gets in after this, so the finish record follows every
         // recorded message of the chat in the writer's queue.
         self.topics.mark_finished(&topic);
@@ -976,9 +1327,38 @@ impl Core {
             payload: format!(r#"{{"reason":"{}"}}"#, reason.as_str()),
             audience: Audience::EndReason(true),
         });
+        if let Some(cluster) = &self.cluster {
+            for node in elsewhere {
+                for (payload, asked) in [
+                    ("{}".to_owned(), false),
+                    (format!(r#"{{"reason":"{}"}}"#, reason.as_str()), true),
+                ] {
+                    self.emit(Out::Tell {
+                        node: node.clone(),
+                        message: Inbox::Broadcast {
+                            from: cluster.node().clone(),
+                            topic: topic.clone(),
+                            event: "chat:terminated".to_owned(),
+                            payload,
+                            audience: Audience::EndReason(asked),
+                        },
+                    });
+                }
+            }
+        }
         if self.topics.subscriber_count(&topic) == 0 {
             self.tutoring.discard(chat).await.ok();
         }
+    }
+
+    /// A step here finished an active chat: the other nodes hear of it.
+    async fn finish_here(&self, chat: ChatId, reason: EndReason) {
+        self.share(|from| Event::Finished {
+            from,
+            chat: chat.to_string(),
+            reason,
+        });
+        self.chat_finished(chat, reason).await;
     }
 
     // ----- leaving ------------------------------------------------------
@@ -1005,9 +1385,17 @@ impl Core {
 
     /// PROTOCOL 6: what one channel going away means for the rosters.
     async fn leave_effects(&self, membership: Membership, departure: Departure) {
-        let remaining = self
-            .topics
-            .unsubscribe(&membership.topic, membership.channel);
+        let topic = &membership.topic;
+        if let (MemberKind::Chat(chat), Some(cluster)) = (&membership.kind, &self.cluster) {
+            // The chat's home stops sending this channel's side here.
+            let role = self.topics.role_of(topic, membership.channel);
+            if let (Some(home), Some(role)) = (self.topics.home(topic), role) {
+                let from = cluster.node().clone();
+                let chat = chat.to_string();
+                cluster.tell(&home, &Inbox::Unsub { chat, role, from });
+            }
+        }
+        let remaining = self.topics.unsubscribe(topic, membership.channel);
         self.stop_watching(&membership).await;
         let away = departure == Departure::ConnectionGone;
         match membership.kind {
@@ -1118,7 +1506,7 @@ impl Core {
         };
         self.state.borrow_mut().ready_at.remove(&student);
         if let Some(chat) = finished {
-            self.chat_finished(chat, EndReason::StudentLeft).await;
+            self.finish_here(chat, EndReason::StudentLeft).await;
         }
         self.announce(news);
     }
@@ -1138,7 +1526,14 @@ impl Core {
             return;
         };
         let (abandoned, news) = self.record(stepped);
-        for abandoned in abandoned.unwrap_or_default() {
+        self.abandon(abandoned.unwrap_or_default());
+        self.announce(news);
+    }
+
+    /// A vanished teacher's chats: their students requeued, the chats
+    /// abandoned everywhere.
+    fn abandon(&self, abandoned: Vec<Abandoned>) {
+        for abandoned in abandoned {
             if let Some(student) = abandoned.requeued {
                 self.state
                     .borrow_mut()
@@ -1146,12 +1541,93 @@ impl Core {
                     .insert(student, Instant::now());
             }
             let chat = abandoned.chat;
+            self.share(|from| Event::Abandoned {
+                from,
+                chat: chat.to_string(),
+            });
+            self.chat_abandoned(chat);
+        }
+    }
+
+    // ----- liveness (on Redis) --------------------------------------------
+
+    /// Every second: this node is alive; a dead node's users are handled here
+    /// as if their connections had gone (away with a token, else gone).
+    async fn tick(self: Rc<Self>) {
+        let Some(Ok(tick)) = self.tutoring.tick(self.grace).await else {
+            return;
+        };
+        if let Some(dead) = &tick.declared_dead {
+            tracing::warn!(node = %dead, "a node missed its heartbeat deadline: declared dead, its users are handled by the live nodes");
+            self.share(|from| Event::NodeDead {
+                from,
+                node: dead.clone(),
+            });
+            self.node_dead(dead);
+        }
+        if tick.reaped.is_empty() {
+            return;
+        }
+        let news = tick.reaped.iter().fold(StatusNews::None, |news, reaped| {
+            let this = match reaped {
+                Reaped::TeacherGone {
+                    abandoned,
+                    fewer_teachers,
+                    ..
+                } => StatusNews::teacher_gone(abandoned, *fewer_teachers),
+                Reaped::StudentGone { vanished, .. } => StatusNews::student_gone(&vanished.was),
+                Reaped::TeacherAway { .. } | Reaped::StudentAway { .. } => StatusNews::None,
+            };
+            news.or(this)
+        });
+        let ((), news) = self.record(Stepped {
+            outcome: (),
+            status: tick.status,
+            news,
+        });
+        for reaped in tick.reaped {
+            match reaped {
+                Reaped::TeacherAway {
+                    teacher,
+                    spell,
+                    chats,
+                } => {
+                    let until = self.away_from_now(MemberKind::Teacher(teacher), spell);
+                    for chat in chats {
+                        self.notice_away(chat, Role::Teacher, until);
+                    }
+                }
+                Reaped::TeacherGone { abandoned, .. } => self.abandon(abandoned),
+                Reaped::StudentAway {
+                    student,
+                    spell,
+                    state,
+                } => {
+                    let until = self.away_from_now(MemberKind::Student(student), spell);
+                    if let StudentState::Chatting { chat, .. } = state {
+                        self.notice_away(chat, Role::Student, until);
+                    }
+                }
+                Reaped::StudentGone { student, vanished } => {
+                    self.state.borrow_mut().ready_at.remove(&student);
+                    if let Some(chat) = vanished.finished {
+                        self.finish_here(chat, EndReason::StudentLeft).await;
+                    }
+                }
+            }
+        }
+        self.announce(news);
+    }
+
+    /// A chat abandoned (6.2): its home records the end; every node closes
+    /// its channels on it.
+    fn chat_abandoned(&self, chat: ChatId) {
+        if self.is_home(chat) {
             let now = SystemTime::now();
             let how = transcripts::EndReason::TeacherLeft;
             self.transcripts.chat_finished(chat, how, now, || {});
-            self.close_chat_channels(chat);
         }
-        self.announce(news);
+        self.close_chat_channels(chat);
     }
 
     /// Server-side close of every channel joined to an abandoned chat.
@@ -1283,6 +1759,11 @@ impl Core {
                     if session.close_channel(subscriber.channel, frame) == Delivery::Evicted {
                         evicted.push(session.id());
                     }
+                }
+            }
+            Out::Tell { node, message } => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.tell(&node, &message);
                 }
             }
         }

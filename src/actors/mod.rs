@@ -24,6 +24,7 @@ pub use admission::{Admission, ClientKey, ConnectionSlot, Refused};
 pub use chat_lifetime::ChatLifetime;
 pub use parts::{ChatLog, RosterParts, StudentRoster, TeacherRoster};
 
+use crate::cluster::Cluster;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::redis_engine::Health;
@@ -45,6 +46,8 @@ pub struct Hub {
     pub transcripts: Transcripts,
     /// Whether the shared state (Redis) answers; None in memory.
     pub engine_health: Option<Arc<Health>>,
+    /// The other nodes of the deployment; None in memory.
+    pub cluster: Option<Arc<Cluster>>,
     /// Connections admitted and not yet closed (the `max_connections` and
     /// per-client bounds).
     admission: Arc<Admission>,
@@ -53,7 +56,12 @@ pub struct Hub {
 impl Hub {
     /// Starts the actors on the current arbiter, over `engine` (None: in memory,
     /// over three part actors started here). Call inside an actix System.
-    pub fn start(config: Config, transcripts: Transcripts, engine: Option<Engine>) -> Hub {
+    pub fn start(
+        config: Config,
+        transcripts: Transcripts,
+        engine: Option<Engine>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Hub {
         let topics = Arc::new(Topics::new(HoldBounds {
             messages: config.held_messages,
             bytes: config.held_bytes,
@@ -67,6 +75,7 @@ impl Hub {
             metrics.clone(),
             transcripts.clone(),
             config.reconnect_grace,
+            cluster.clone(),
         )
         .start();
         Hub {
@@ -82,6 +91,7 @@ impl Hub {
             config: Arc::new(config),
             transcripts,
             engine_health,
+            cluster,
         }
     }
 

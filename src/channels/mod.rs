@@ -21,7 +21,7 @@ pub use routes::{
 pub use table::{Channel, ChannelId, ChannelKind, ChannelTable, JsonRef, Liveness};
 
 /// Why a join or an event was refused: the `reason` of an `error` reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     UnmatchedTopic,
     Unauthorized,

@@ -22,6 +22,16 @@ impl ChannelId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         ChannelId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// The number, for naming the channel to another node.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The channel another node named (`raw`): it may no longer exist.
+    pub fn from_raw(raw: u64) -> ChannelId {
+        ChannelId(raw)
+    }
 }
 
 /// Whether a channel still takes frames, shared by its connection and the

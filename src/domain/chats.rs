@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
 
 /// How a chat came to its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndReason {
     /// `chat:terminate` from one side.
     EndedBy(Role),
@@ -40,7 +40,7 @@ impl EndReason {
 }
 
 /// The side a `chats:<cid>` channel joined as (its `role` join param).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     Teacher,
     Student,

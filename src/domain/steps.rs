@@ -123,6 +123,16 @@ pub enum StatusNews {
 }
 
 impl StatusNews {
+    /// The news of two steps taken as one: students' news reaches every
+    /// teacher, so it covers a change of the teacher count too.
+    pub fn or(self, other: StatusNews) -> StatusNews {
+        match (self, other) {
+            (StatusNews::Students, _) | (_, StatusNews::Students) => StatusNews::Students,
+            (StatusNews::Teachers, _) | (_, StatusNews::Teachers) => StatusNews::Teachers,
+            _ => StatusNews::None,
+        }
+    }
+
     /// The count of teachers changed (a teacher new to the roster, or gone), or not.
     pub fn teachers_if(changed: bool) -> StatusNews {
         if changed {

@@ -10,18 +10,18 @@
 //!
 //! [`RedisTutoring`] answers exactly what [`crate::domain::Tutoring`] answers for the
 //! same steps, value for value: the differential tests (`tests/redis_engine.rs`) run
-//! both on the same random steps and compare every answer, so the invariant tests of the in-memory
-//! steps hold here too. Not wired into the server yet: that, the relay across nodes,
-//! the global order of statuses and node death are the next steps of issue 13.
+//! both on the same random steps and compare every answer, so the invariant tests of the
+//! in-memory steps hold here too. What the nodes tell each other is `crate::cluster`'s.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
+use crate::cluster::{ChatHome, NodeId};
 use crate::domain::{
     Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
     Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
@@ -41,6 +41,44 @@ pub enum EngineError {
     /// it believes.
     #[error("the shared state in redis was reset")]
     Reset,
+    /// Another node declared this one dead (it missed its heartbeat deadline)
+    /// and handled its users: it may not write again.
+    #[error("this node was declared dead by the others and is fenced")]
+    Fenced,
+}
+
+/// What a tick found: users of a dead node, handled here as if their
+/// channels had gone with their connection.
+#[derive(Debug)]
+pub enum Reaped {
+    TeacherAway {
+        teacher: TeacherKey,
+        spell: AwaySpell,
+        chats: Vec<ChatId>,
+    },
+    TeacherGone {
+        teacher: TeacherKey,
+        abandoned: Vec<Abandoned>,
+        fewer_teachers: bool,
+    },
+    StudentAway {
+        student: StudentKey,
+        spell: AwaySpell,
+        state: StudentState,
+    },
+    StudentGone {
+        student: StudentKey,
+        vanished: Vanished,
+    },
+}
+
+/// One tick: what was reaped, the node declared dead now (if any), and the
+/// status after it.
+#[derive(Debug)]
+pub struct Tick {
+    pub reaped: Vec<Reaped>,
+    pub declared_dead: Option<NodeId>,
+    pub status: StatusSnapshot,
 }
 
 type Step<T> = Result<Stepped<T>, EngineError>;
@@ -67,6 +105,8 @@ struct Scripts {
     standing: Script,
     sides: Script,
     queue: Script,
+    tick: Script,
+    home: Script,
 }
 
 macro_rules! script {
@@ -98,6 +138,8 @@ impl Scripts {
             standing: script!("standing"),
             sides: script!("sides"),
             queue: script!("queue"),
+            tick: script!("tick"),
+            home: script!("home"),
         }
     }
 }
@@ -110,6 +152,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Health {
     failure: std::sync::Mutex<Option<String>>,
+    /// Declared dead by the other nodes: for good (see [`EngineError::Fenced`]).
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -121,8 +165,19 @@ impl Health {
             .clone()
     }
 
+    /// Whether the other nodes declared this one dead: it must stop (a fresh
+    /// start is a new node).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
     /// Notes a step's outcome; logs once per change of state.
     fn note(&self, outcome: Result<(), &EngineError>) {
+        if let Err(EngineError::Fenced) = outcome {
+            if !self.fenced.swap(true, Ordering::Relaxed) {
+                tracing::error!("the other nodes declared this node dead (it missed its heartbeat deadline) and handled its users: it is fenced and writes nothing more");
+            }
+        }
         let mut failure = self
             .failure
             .lock()
@@ -155,6 +210,10 @@ pub struct RedisTutoring {
     /// `tq:{<deployment>}`: every key of the deployment, in one hash slot.
     prefix: String,
     scripts: Scripts,
+    /// This node: chats it claims are homed here.
+    node: NodeId,
+    /// See [`RedisTutoring::version`].
+    version: AtomicU64,
 }
 
 // ----- how users, chats and states are written in Redis -------------------
@@ -242,28 +301,22 @@ fn count(value: &Value) -> Result<usize, EngineError> {
     usize::try_from(int(value)?).map_err(|_| corrupt("count", value))
 }
 
-/// The `{teachers, waiting, chatting, finished}` every changing script ends with.
-fn parse_status(value: &Value) -> Result<StatusSnapshot, EngineError> {
-    let [teachers, waiting, chatting, finished] = items(value)? else {
+/// The `{teachers, waiting, chatting, finished, version}` every changing script
+/// ends with.
+fn parse_status(value: &Value) -> Result<(StatusSnapshot, u64), EngineError> {
+    let [teachers, waiting, chatting, finished, version] = items(value)? else {
         return Err(corrupt("status", value));
     };
-    Ok(StatusSnapshot {
+    let snapshot = StatusSnapshot {
         teachers: count(teachers)?,
         students: StudentCounts {
             waiting: count(waiting)?,
             chatting: count(chatting)?,
             finished: count(finished)?,
         },
-    })
-}
-
-/// A script's answer: its fields, then the status.
-fn answer(value: &Value, fields: usize) -> Result<(&[Value], StatusSnapshot), EngineError> {
-    let all = items(value)?;
-    if all.len() != fields + 1 {
-        return Err(corrupt("answer", value));
-    }
-    Ok((&all[..fields], parse_status(&all[fields])?))
+    };
+    let version = u64::try_from(int(version)?).map_err(|_| corrupt("version", value))?;
+    Ok((snapshot, version))
 }
 
 fn stepped<T>(outcome: T, status: StatusSnapshot, news: StatusNews) -> Stepped<T> {
@@ -278,6 +331,25 @@ fn spell(value: &Value) -> Result<AwaySpell, EngineError> {
     u64::try_from(int(value)?)
         .map(AwaySpell::from_number)
         .map_err(|_| corrupt("spell", value))
+}
+
+/// `{{cid, requeued student or ''}...}`: a vanished teacher's chats.
+fn parse_abandoned(value: &Value) -> Result<Vec<Abandoned>, EngineError> {
+    let mut abandoned = Vec::new();
+    for pair in items(value)? {
+        let [chat, requeued] = items(pair)? else {
+            return Err(corrupt("abandoned chat", pair));
+        };
+        let requeued = match text(requeued)?.as_str() {
+            "" => None,
+            student => Some(StudentKey(parse_user(student)?)),
+        };
+        abandoned.push(Abandoned {
+            chat: parse_chat(&text(chat)?)?,
+            requeued,
+        });
+    }
+    Ok(abandoned)
 }
 
 fn chat_list(value: &Value) -> Result<Vec<ChatId>, EngineError> {
@@ -300,6 +372,8 @@ impl RedisTutoring {
             epoch: std::sync::Mutex::new(None),
             prefix: format!("tq:{{{deployment}}}"),
             scripts: Scripts::load(),
+            node: NodeId::fresh(),
+            version: AtomicU64::new(0),
         })
     }
 
@@ -368,6 +442,7 @@ impl RedisTutoring {
         for arg in args {
             invocation.arg(*arg);
         }
+        invocation.arg(self.node.as_str());
         invocation.arg(&epoch);
         match invocation.invoke_async(&mut conn).await {
             Ok(value) => Ok(value),
@@ -376,8 +451,46 @@ impl RedisTutoring {
                 self.lock_epoch().take();
                 Err(EngineError::Reset)
             }
+            Err(error) if error.code() == Some("TQFENCED") => Err(EngineError::Fenced),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A script's answer: its fields, then the status (whose version is kept
+    /// as [`RedisTutoring::version`]).
+    fn answer<'v>(
+        &self,
+        value: &'v Value,
+        fields: usize,
+    ) -> Result<(&'v [Value], StatusSnapshot), EngineError> {
+        let all = items(value)?;
+        if all.len() != fields + 1 {
+            return Err(corrupt("answer", value));
+        }
+        let (status, version) = parse_status(&all[fields])?;
+        self.version.store(version, Ordering::Relaxed);
+        Ok((&all[..fields], status))
+    }
+
+    /// The version of the `user:status` snapshot the last step answered: versions
+    /// follow the order in which Redis ran the steps of every node.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// This node, as the deployment knows it (fresh at every start).
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The client, for the connections of the cluster (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// `tq:{<deployment>}`, the prefix of every key and channel.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The waiting queue as it stands, head first (for queue positions).
@@ -404,7 +517,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_join, &[&user_field(&teacher.0)])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let news = StatusNews::teachers_if(int(&fields[1])? == 1);
         Ok(stepped(int(&fields[0])? == 1, status, news))
     }
@@ -415,7 +528,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_join, &[&field, &student.json])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let back = int(&fields[0])? == 1;
         let state = parse_state(&text(&fields[1])?)?;
         let news = StatusNews::student_joined(back, &state);
@@ -428,6 +541,16 @@ impl RedisTutoring {
         chat: ChatId,
         user: Option<(Role, UserKey)>,
     ) -> Result<JoinCheck, EngineError> {
+        Ok(self.authorize_join_home(chat, user).await?.0)
+    }
+
+    /// As [`RedisTutoring::authorize_join`], with the chat's home node when the
+    /// join is allowed.
+    pub async fn authorize_join_home(
+        &self,
+        chat: ChatId,
+        user: Option<(Role, UserKey)>,
+    ) -> Result<(JoinCheck, ChatHome), EngineError> {
         let chat = chat.to_string();
         let (role, user) = match &user {
             Some((role, user)) => (role_code(*role), user_field(user)),
@@ -437,11 +560,20 @@ impl RedisTutoring {
             .run(&self.scripts.authorize, &[&chat, role, &user])
             .await?;
         match text(&reply)?.as_str() {
-            "A" => Ok(JoinCheck::Allowed),
-            "U" => Ok(JoinCheck::UnknownChat),
-            "X" => Ok(JoinCheck::Unauthorized),
-            "F" => Ok(JoinCheck::ChatFinished),
-            _ => Err(corrupt("join check", &reply)),
+            "U" => Ok((JoinCheck::UnknownChat, ChatHome::Here)),
+            "X" => Ok((JoinCheck::Unauthorized, ChatHome::Here)),
+            "F" => Ok((JoinCheck::ChatFinished, ChatHome::Here)),
+            allowed => match (allowed.strip_prefix("A|"), allowed.strip_prefix("H|")) {
+                (Some(home), _) => Ok((
+                    JoinCheck::Allowed,
+                    match NodeId::parse(home) {
+                        Some(home) if home != self.node => ChatHome::At(home),
+                        _ => ChatHome::Here,
+                    },
+                )),
+                (_, Some(_)) => Ok((JoinCheck::Allowed, ChatHome::Adopted)),
+                _ => Err(corrupt("join check", &reply)),
+            },
         }
     }
 
@@ -452,7 +584,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.ready, &[&user_field(&student.0)])
             .await?;
-        let (fields, status) = answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 2)?;
         let outcome = match text(&fields[0])?.as_str() {
             "Q" => {
                 let arrival =
@@ -472,9 +604,12 @@ impl RedisTutoring {
         let field = user_field(&teacher.key);
         let chat = chat.to_string();
         let reply = self
-            .run(&self.scripts.claim, &[&field, &chat, &teacher.json])
+            .run(
+                &self.scripts.claim,
+                &[&field, &chat, &teacher.json, self.node.as_str()],
+            )
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(claimed) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -507,7 +642,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.terminate, &[&chat.to_string()])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(ended) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -543,7 +678,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_leave, &[&field, spell])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let Some(gone) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
@@ -567,7 +702,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.student_away, &[&user_field(&student.0)])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
             None => None,
             Some(away) => {
@@ -604,7 +739,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_leave, &[&field, spell])
             .await?;
-        let (fields, status) = answer(&reply, 3)?;
+        let (fields, status) = self.answer(&reply, 3)?;
         let fewer_teachers = int(&fields[2])? == 1;
         if int(&fields[0])? == 0 {
             return Ok(stepped(
@@ -613,20 +748,7 @@ impl RedisTutoring {
                 StatusNews::teachers_if(fewer_teachers),
             ));
         }
-        let mut abandoned = Vec::new();
-        for pair in items(&fields[1])? {
-            let [chat, requeued] = items(pair)? else {
-                return Err(corrupt("abandoned chat", pair));
-            };
-            let requeued = match text(requeued)?.as_str() {
-                "" => None,
-                student => Some(StudentKey(parse_user(student)?)),
-            };
-            abandoned.push(Abandoned {
-                chat: parse_chat(&text(chat)?)?,
-                requeued,
-            });
-        }
+        let abandoned = parse_abandoned(&fields[1])?;
         let news = StatusNews::teacher_gone(&abandoned, fewer_teachers);
         Ok(stepped(Some(abandoned), status, news))
     }
@@ -639,7 +761,7 @@ impl RedisTutoring {
         let reply = self
             .run(&self.scripts.teacher_away, &[&user_field(&teacher.0)])
             .await?;
-        let (fields, status) = answer(&reply, 1)?;
+        let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
             None => None,
             Some(away) => {
@@ -658,6 +780,81 @@ impl RedisTutoring {
             .run(&self.scripts.discard, &[&chat.to_string()])
             .await?;
         Ok(int(&reply)? == 1)
+    }
+
+    // ----- liveness -------------------------------------------------------
+
+    /// Every second: this node is alive; a node past its deadline is declared
+    /// dead; a batch of a dead node's users is handled (`lua/tick.lua`), users
+    /// with a token kept for `grace` when it is not zero.
+    pub async fn tick(&self, grace: Duration) -> Result<Tick, EngineError> {
+        let grace_ms = grace.as_millis().to_string();
+        let reply = self.run(&self.scripts.tick, &[&grace_ms]).await?;
+        let (fields, status) = self.answer(&reply, 2)?;
+        let declared_dead = NodeId::parse(&text(&fields[1])?);
+        let mut reaped = Vec::new();
+        for outcome in items(&fields[0])? {
+            let parts = items(outcome)?;
+            let (Some(kind), Some(user)) = (parts.first(), parts.get(1)) else {
+                return Err(corrupt("reaped", outcome));
+            };
+            let user = parse_user(&text(user)?)?;
+            let field = |i: usize| parts.get(i).ok_or_else(|| corrupt("reaped", outcome));
+            reaped.push(match text(kind)?.as_str() {
+                "ta" => Reaped::TeacherAway {
+                    teacher: TeacherKey(user),
+                    spell: spell(field(2)?)?,
+                    chats: chat_list(field(3)?)?,
+                },
+                "tg" => Reaped::TeacherGone {
+                    teacher: TeacherKey(user),
+                    abandoned: parse_abandoned(field(2)?)?,
+                    fewer_teachers: int(field(3)?)? == 1,
+                },
+                "sa" => Reaped::StudentAway {
+                    student: StudentKey(user),
+                    spell: spell(field(2)?)?,
+                    state: parse_state(&text(field(3)?)?)?,
+                },
+                "sg" => {
+                    let finished = match text(field(3)?)?.as_str() {
+                        "" => None,
+                        chat => Some(parse_chat(chat)?),
+                    };
+                    Reaped::StudentGone {
+                        student: StudentKey(user),
+                        vanished: Vanished {
+                            was: parse_state(&text(field(2)?)?)?,
+                            finished,
+                        },
+                    }
+                }
+                _ => return Err(corrupt("reaped", outcome)),
+            });
+        }
+        Ok(Tick {
+            reaped,
+            declared_dead,
+            status,
+        })
+    }
+
+    /// Where an active chat lives now, adopting it if its home was declared
+    /// dead (`lua/home.lua`); None if the chat is not active.
+    pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, EngineError> {
+        let reply = self.run(&self.scripts.home, &[&chat.to_string()]).await?;
+        let answer = text(&reply)?;
+        if answer == "N" {
+            return Ok(None);
+        }
+        match (answer.strip_prefix("A|"), answer.strip_prefix("H|")) {
+            (Some(home), _) => Ok(Some(match NodeId::parse(home) {
+                Some(home) if home != self.node => ChatHome::At(home),
+                _ => ChatHome::Here,
+            })),
+            (_, Some(_)) => Ok(Some(ChatHome::Adopted)),
+            _ => Err(corrupt("home", &reply)),
+        }
     }
 
     // ----- reading --------------------------------------------------------

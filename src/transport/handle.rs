@@ -33,6 +33,16 @@ impl SessionId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// The number, for naming the connection to another node.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The connection another node named (`raw`): it may no longer exist.
+    pub fn from_raw(raw: u64) -> SessionId {
+        SessionId(raw)
+    }
 }
 
 /// What became of a frame handed to `deliver`.

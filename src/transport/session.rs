@@ -25,11 +25,12 @@ use crate::channels::{
     bind_join, check_join_refs, command_for, dispatch, route_join, Action, Channel, ChannelId,
     ChannelKind, Command, Extensions, JsonRef, Liveness, Refusal,
 };
+use crate::cluster::{Forward, ReplyTo};
 use crate::domain::{ChatId, Role};
 use crate::identity::Identity;
 use crate::metrics::Rejection;
 use crate::protocol::{self, Framing, Inbound, ReplyStatus};
-use crate::topics::{RelayRefused, Relayed};
+use crate::topics::{Alone, RelayRefused, Relayed};
 use crate::transcripts::Backpressure;
 
 /// One chat message on its way to the other side.
@@ -38,8 +39,9 @@ struct Relay {
     chat: ChatId,
     from: Role,
     to: Role,
-    deliver_as: &'static str,
     read_at: Instant,
+    /// Where the home of a chat on another node sends a refusal back to.
+    reply: Option<ReplyTo>,
 }
 
 impl Relay {
@@ -51,23 +53,48 @@ impl Relay {
                 .message(self.chat, self.from, payload, SystemTime::now())
         };
         let mut evicted = Vec::new();
-        let relayed = hub.topics.relay(
-            &self.topic,
-            self.to,
-            self.deliver_as,
-            payload.get(),
-            self.read_at,
-            record,
-            &mut evicted,
-        );
+        let relayed = match &hub.cluster {
+            Some(cluster) => {
+                let forward = Forward {
+                    cluster,
+                    chat: self.chat,
+                    reply: self.reply.clone(),
+                };
+                let read_at = Some(self.read_at);
+                let relay = &hub.topics;
+                relay.relay(
+                    &self.topic,
+                    self.to,
+                    payload.get(),
+                    read_at,
+                    record,
+                    &forward,
+                    &mut evicted,
+                )
+            }
+            None => hub.topics.relay(
+                &self.topic,
+                self.to,
+                payload.get(),
+                Some(self.read_at),
+                record,
+                &Alone,
+                &mut evicted,
+            ),
+        };
         for session in evicted {
             hub.lifetime.do_send(SessionGone { session });
         }
-        if let Ok(how) = relayed {
-            hub.metrics.relayed_messages.inc();
-            if how == Relayed::Held {
+        match relayed {
+            Ok(Relayed::Delivered) => {
+                hub.metrics.relayed_messages.inc();
+            }
+            Ok(Relayed::Held) => {
+                hub.metrics.relayed_messages.inc();
                 hub.metrics.held_messages.inc();
             }
+            // Counted by the home, which relays it.
+            Ok(Relayed::Forwarded) | Err(_) => {}
         }
         relayed
     }
@@ -479,18 +506,25 @@ impl Session {
         let msg_ref = message.msg_ref.map(|r| r.get());
         match command_for(&channel.kind, &message.event, message.payload) {
             Err(refusal) => self.refuse(ctx, join_ref, msg_ref, &message.topic, refusal),
-            Ok(Command::Relay { to, deliver_as }) => {
+            Ok(Command::Relay { to, .. }) => {
                 // The hot path: straight to the other side, no reply on success.
                 let ChannelKind::Chat { chat, role } = channel.kind else {
                     return;
                 };
+                let reply = self.hub.cluster.as_ref().map(|cluster| ReplyTo {
+                    node: cluster.node().clone(),
+                    session: self.id.raw(),
+                    channel: channel.id.raw(),
+                    join_ref: join_ref.map(str::to_owned),
+                    msg_ref: msg_ref.map(str::to_owned),
+                });
                 let relay = Relay {
                     topic: channel.topic.clone(),
                     chat,
                     from: role,
                     to,
-                    deliver_as,
                     read_at: self.last_seen,
+                    reply,
                 };
                 match relay.send(&self.hub, message.payload) {
                     Ok(_) => {}
@@ -508,6 +542,9 @@ impl Session {
                         &message.topic,
                         Refusal::RecipientAway,
                     ),
+                    Err(RelayRefused::Unavailable) => {
+                        self.refuse(ctx, join_ref, msg_ref, &message.topic, Refusal::Unavailable)
+                    }
                     Err(RelayRefused::NotRecorded(_)) => {
                         let refs = (join_ref.map(Arc::from), msg_ref.map(Arc::from));
                         self.hold_sender(relay, message.payload.to_owned(), refs, ctx);
@@ -566,6 +603,7 @@ impl Session {
                         Ok(_) => return,
                         Err(RelayRefused::ChatNotActive) => Refusal::ChatFinished,
                         Err(RelayRefused::RecipientAway) => Refusal::RecipientAway,
+                        Err(RelayRefused::Unavailable) => Refusal::Unavailable,
                         Err(RelayRefused::NotRecorded(Backpressure::Backlog)) => {
                             Refusal::TranscriptBacklog
                         }

@@ -14,7 +14,11 @@
 --   :counts     HASH w, c, f: students waiting, chatting, finished
 --   :spell:t, :spell:s  STRING the last away spell handed out
 --   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
---               tj, sj (the ids as sent)
+--               tj, sj (the ids as sent), n (its home: the node that claimed it)
+--   :ver        STRING the version of the last user:status snapshot
+--   :nodes      ZSET node -> deadline (ms, Redis time); :dead SET fenced nodes;
+--   :on:<node>  HASH presence channels on a node; :reaping SET dead nodes
+--               whose users are still being handled
 --   :epoch      STRING set once by the first node (see below)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
@@ -28,6 +32,30 @@ local function k(name) return P .. ':' .. name end
 -- the node resets.
 if redis.call('GET', k('epoch')) ~= ARGV[#ARGV] then
   return redis.error_reply('TQEPOCH the shared state was reset')
+end
+
+-- The one before it is the node running the step. A node is alive while its
+-- deadline in :nodes (Redis time, ms) is ahead; one that missed it was
+-- declared dead by another node (tick.lua), which handled its users: it is
+-- fenced, and may not write again.
+local NODE = ARGV[#ARGV - 1]
+local NODE_TTL_MS = 5000
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+if not redis.call('ZSCORE', k('nodes'), NODE) then
+  if redis.call('SISMEMBER', k('dead'), NODE) == 1 then
+    return redis.error_reply('TQFENCED this node was declared dead')
+  end
+  redis.call('ZADD', k('nodes'), now_ms() + NODE_TTL_MS, NODE)
+end
+
+-- Presence channels per node (:on:<node> HASH "t|user" or "s|user" -> count),
+-- so that a dead node's users can be handled.
+local function on_node(kind, user, delta)
+  local key, field = k('on:' .. NODE), kind .. '|' .. user
+  if redis.call('HINCRBY', key, field, delta) <= 0 then redis.call('HDEL', key, field) end
 end
 
 local function split(list)
@@ -51,10 +79,13 @@ local function set_state(student, old, new)
   redis.call('HSET', k('st'), student, new)
 end
 
--- The user:status snapshot: teachers, waiting, chatting, finished.
+-- The user:status snapshot: teachers, waiting, chatting, finished, and its
+-- version: bumped by every step, so versions follow the order in which Redis
+-- ran the steps of every node (nodes drop a snapshot older than one they sent).
 local function status()
   local c = redis.call('HMGET', k('counts'), 'w', 'c', 'f')
-  return {redis.call('HLEN', k('tch')), tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+  return {redis.call('HLEN', k('tch')), tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0,
+    redis.call('INCR', k('ver'))}
 end
 
 local function teacher_total() return redis.call('HLEN', k('tch')) end

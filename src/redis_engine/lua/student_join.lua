@@ -6,5 +6,6 @@ if redis.call('HEXISTS', k('st'), s) == 0 then
   redis.call('HSET', k('st:id'), s, ARGV[2])
 end
 redis.call('HINCRBY', k('st:ch'), s, 1)
+on_node('s', s, 1)
 local back = redis.call('HDEL', k('st:away'), s)
 return {back, redis.call('HGET', k('st'), s), status()}

@@ -7,6 +7,7 @@ if redis.call('HEXISTS', k('st'), s) == 0 then return {false, status()} end
 local away = redis.call('HGET', k('st:away'), s)
 if spell == '' then
   if away then return {false, status()} end
+  on_node('s', s, -1)
   if redis.call('HINCRBY', k('st:ch'), s, -1) > 0 then return {false, status()} end
 else
   if away ~= spell or tonumber(redis.call('HGET', k('st:ch'), s)) > 0 then

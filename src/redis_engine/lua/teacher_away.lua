@@ -4,6 +4,7 @@ local t = ARGV[1]
 if redis.call('HEXISTS', k('tch'), t) == 0 or redis.call('HEXISTS', k('tch:away'), t) == 1 then
   return {false, status()}
 end
+on_node('t', t, -1)
 if redis.call('HINCRBY', k('tch'), t, -1) > 0 then return {false, status()} end
 redis.call('HSET', k('tch'), t, 0)
 local spell = redis.call('INCR', k('spell:t'))

@@ -8,6 +8,7 @@ if redis.call('HEXISTS', k('tch'), t) == 0 then return {0, {}, 0, status()} end
 local away = redis.call('HGET', k('tch:away'), t)
 if spell == '' then
   if away then return {0, {}, 0, status()} end
+  on_node('t', t, -1)
   if redis.call('HINCRBY', k('tch'), t, -1) > 0 then return {0, {}, 0, status()} end
 else
   if away ~= spell or tonumber(redis.call('HGET', k('tch'), t)) > 0 then

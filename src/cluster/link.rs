@@ -1,0 +1,449 @@
+//! The node's two connections for the cluster: one that publishes what the
+//! node queues in its [`Outbox`], in order, and one subscribed to the events
+//! channel and the node's inbox ([`listen`]), which hands events to
+//! `ChatLifetime` and does the relay work of the inbox itself (the sessions'
+//! hot path, with no actor in between).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::wire::{Event, Inbox, ReplyTo, Subbed};
+use super::{Cluster, NodeId};
+use crate::actors::chat_lifetime::{FromNode, Rehome, SessionGone};
+use crate::actors::Hub;
+use crate::channels::{ChannelId, Refusal};
+use crate::domain::{ChatId, Role};
+use crate::protocol::{self, ReplyStatus};
+use crate::topics::{RelayRemote, Stranded};
+use crate::transport::SessionId;
+
+/// One message to publish: its channel, its text, and whether it must come
+/// back to this node if no node hears it (a chat message).
+pub type Outgoing = (String, String, bool);
+
+/// Messages waiting to be published, in the order they were queued: bounded,
+/// so a Redis that does not keep up refuses work instead of growing memory.
+pub struct Outbox {
+    queue: mpsc::Sender<Outgoing>,
+}
+
+impl Outbox {
+    pub(super) fn new(bound: usize) -> (Outbox, mpsc::Receiver<Outgoing>) {
+        let (queue, receiver) = mpsc::channel(bound);
+        (Outbox { queue }, receiver)
+    }
+
+    /// Queues `message` for `channel`; false if the outbox is full or gone.
+    /// A `returnable` one that no node hears is handed back ([`publish`]).
+    pub(super) fn send(&self, channel: String, message: &impl Serialize, returnable: bool) -> bool {
+        let Ok(text) = serde_json::to_string(message) else {
+            return false;
+        };
+        match self.queue.try_send((channel, text, returnable)) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "the cluster outbox is full or closed: a message to other nodes is not sent");
+                false
+            }
+        }
+    }
+}
+
+/// Publishes what the outbox holds, in order: everything queued at once goes in
+/// one pipeline, so a busy node publishes many messages per round trip. A chat
+/// message that no node heard (its node is gone: Redis counts the receivers)
+/// comes back to this node ([`unheard`]), never lost silently.
+pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>, hub: Hub) {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    let mut batch = Vec::new();
+    let mut conn = None;
+    while queue.recv_many(&mut batch, 512).await > 0 {
+        if conn.is_none() {
+            conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config.clone())
+                .await
+                .ok();
+        }
+        let Some(conn) = conn.as_mut() else {
+            tracing::error!(
+                lost = batch.len(),
+                "redis unreachable: messages to other nodes are not sent"
+            );
+            batch.clear();
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        for (channel, message, _) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(message);
+        }
+        match pipe.query_async::<Vec<i64>>(conn).await {
+            Ok(heard) => {
+                for ((_, message, returnable), heard) in batch.drain(..).zip(heard) {
+                    if returnable && heard == 0 {
+                        unheard(&hub, &message);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "publishing to other nodes failed");
+                for (_, message, returnable) in batch.drain(..) {
+                    if returnable {
+                        unheard(&hub, &message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hears the events channel and this node's inbox until the server stops,
+/// subscribing again after Redis comes back.
+pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
+    let events = cluster.events_channel();
+    let inbox = cluster.inbox_channel(cluster.node());
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match subscribe(&client, &events, &inbox).await {
+            Ok(pubsub) => {
+                pause = Duration::from_millis(50);
+                tracing::info!(node = %cluster.node(), "listening to the other nodes");
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Ok(text) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if message.get_channel_name() == events {
+                        on_event(&cluster, &hub, &text);
+                    } else {
+                        on_inbox(&cluster, &hub, &text);
+                    }
+                }
+                tracing::error!("lost the subscription to the other nodes; subscribing again");
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot subscribe to the other nodes");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// A chat message no node heard. Sent to a chat's home: kept until the chat
+/// has a new home (`ChatLifetime` finds or becomes it). Delivered by a home to
+/// a node that is gone: held for the side, as if it had no channel.
+fn unheard(hub: &Hub, text: &str) {
+    match serde_json::from_str::<Inbox>(text) {
+        Ok(Inbox::Relay {
+            chat,
+            to,
+            payload,
+            reply,
+        }) => {
+            let topic = chat_topic(&chat);
+            let stranded = Stranded {
+                to,
+                payload: payload.get().into(),
+                reply,
+            };
+            match hub.topics.strand(&topic, stranded) {
+                Ok(()) => {
+                    if let Some(chat) = ChatId::parse(&chat) {
+                        hub.lifetime.do_send(Rehome(chat));
+                    }
+                }
+                Err(stranded) => {
+                    let reply = stranded.reply;
+                    refused(hub, &reply, &topic, Refusal::ChatFinished);
+                }
+            }
+        }
+        Ok(Inbox::Deliver {
+            chat,
+            to,
+            seq,
+            payload,
+        }) if !hub
+            .topics
+            .bounce(&chat_topic(&chat), to, seq, payload.get()) =>
+        {
+            tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
+        }
+        _ => {}
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    events: &str,
+    inbox: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(events).await?;
+    pubsub.subscribe(inbox).await?;
+    Ok(pubsub)
+}
+
+fn on_event(cluster: &Cluster, hub: &Hub, text: &str) {
+    match serde_json::from_str::<Event>(text) {
+        Ok(event) if event.from() == cluster.node() => {}
+        Ok(event) => hub.lifetime.do_send(FromNode(event)),
+        Err(error) => {
+            let start = &text[..text.floor_char_boundary(200)];
+            tracing::warn!(%error, event = start, "an event from another node that this node cannot read");
+        }
+    }
+}
+
+fn chat_topic(chat: &str) -> String {
+    format!("chats:{chat}")
+}
+
+fn other_side(side: Role) -> Role {
+    match side {
+        Role::Teacher => Role::Student,
+        Role::Student => Role::Teacher,
+    }
+}
+
+/// A relay leaving this node: to the chat's home, or from the home to a node
+/// with channels of the other side.
+pub struct Forward<'a> {
+    pub cluster: &'a Cluster,
+    pub chat: ChatId,
+    /// Where a refusal goes back to, for a message sent here.
+    pub reply: Option<ReplyTo>,
+}
+
+impl RelayRemote for Forward<'_> {
+    fn to_home(&self, home: &NodeId, to: Role, payload: &str) -> bool {
+        let (Some(reply), Ok(payload)) = (&self.reply, RawValue::from_string(payload.to_owned()))
+        else {
+            return false;
+        };
+        self.cluster.tell(
+            home,
+            &Inbox::Relay {
+                chat: self.chat.to_string(),
+                to,
+                payload,
+                reply: reply.clone(),
+            },
+        )
+    }
+
+    fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str) {
+        let Ok(payload) = RawValue::from_string(payload.to_owned()) else {
+            return;
+        };
+        self.cluster.tell(
+            node,
+            &Inbox::Deliver {
+                chat: self.chat.to_string(),
+                to,
+                seq,
+                payload,
+            },
+        );
+    }
+}
+
+fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
+    let message = match serde_json::from_str::<Inbox>(text) {
+        Ok(message) => message,
+        Err(error) => {
+            let start = &text[..text.floor_char_boundary(200)];
+            tracing::warn!(%error, message = start, "a message from another node that this node cannot read");
+            return;
+        }
+    };
+    let mut evicted = Vec::new();
+    match message {
+        Inbox::Relay {
+            chat,
+            to,
+            payload,
+            reply,
+        } => relay_here(cluster, hub, &chat, to, &payload, reply, &mut evicted),
+        Inbox::Deliver {
+            chat,
+            to,
+            seq,
+            payload,
+        } => {
+            let topic = chat_topic(&chat);
+            if !hub
+                .topics
+                .deliver_from_home(&topic, to, payload.get(), &mut evicted)
+            {
+                match hub.topics.home(&topic) {
+                    Some(home) => {
+                        cluster.tell(
+                            &home,
+                            &Inbox::Bounce {
+                                chat,
+                                to,
+                                seq,
+                                payload,
+                            },
+                        );
+                    }
+                    None => {
+                        tracing::warn!(%chat, "a relayed message for a chat this node no longer has is lost")
+                    }
+                }
+            }
+        }
+        Inbox::Bounce {
+            chat,
+            to,
+            seq,
+            payload,
+        } => {
+            if !hub
+                .topics
+                .bounce(&chat_topic(&chat), to, seq, payload.get())
+            {
+                tracing::warn!(%chat, seq, "a relayed message whose recipient had left is not held (not a token user, or the chat ended): it is in the transcript only");
+            }
+        }
+        Inbox::Sub {
+            chat,
+            role,
+            from,
+            ask,
+        } => {
+            let (relayed, held) = hub
+                .topics
+                .join_from(&chat_topic(&chat), &from, role)
+                .unwrap_or_default();
+            let held = held
+                .into_iter()
+                .filter_map(|payload| RawValue::from_string(payload.into()).ok())
+                .collect();
+            cluster.tell(
+                &from,
+                &Inbox::Subbed(Subbed {
+                    ask,
+                    chat,
+                    role,
+                    relayed,
+                    held,
+                }),
+            );
+        }
+        Inbox::Subbed(subbed) => {
+            // Pushed before the joining channel's reply is written? No: the
+            // joining connection writes its reply first (it is waiting for
+            // it), then these, then what the home relays after.
+            let topic = chat_topic(&subbed.chat);
+            for payload in &subbed.held {
+                hub.topics
+                    .deliver_from_home(&topic, subbed.role, payload.get(), &mut evicted);
+            }
+            cluster.answered(subbed);
+        }
+        Inbox::Unsub { chat, role, from } => hub.topics.leave_from(&chat_topic(&chat), &from, role),
+        Inbox::Broadcast {
+            from,
+            topic,
+            event,
+            payload,
+            audience,
+        } => hub.lifetime.do_send(FromNode(Event::Broadcast {
+            from,
+            topic,
+            event,
+            payload,
+            audience,
+        })),
+        Inbox::Refused {
+            reply,
+            topic,
+            refusal,
+        } => refused(hub, &reply, &topic, refusal),
+    }
+    for session in evicted {
+        hub.lifetime.do_send(SessionGone { session });
+    }
+}
+
+/// A message sent on another node, for a chat homed here: relayed as if sent
+/// here (recorded, delivered or held); a refusal goes back to the sender.
+fn relay_here(
+    cluster: &Cluster,
+    hub: &Hub,
+    chat: &str,
+    to: Role,
+    payload: &RawValue,
+    reply: ReplyTo,
+    evicted: &mut Vec<SessionId>,
+) {
+    let topic = chat_topic(chat);
+    let refusal = match ChatId::parse(chat) {
+        None => Some(Refusal::UnknownChat),
+        Some(id) => {
+            let record = || {
+                hub.transcripts
+                    .message(id, other_side(to), payload, SystemTime::now())
+            };
+            let forward = Forward {
+                cluster,
+                chat: id,
+                reply: None,
+            };
+            match hub
+                .topics
+                .relay(&topic, to, payload.get(), None, record, &forward, evicted)
+            {
+                Ok(how) => {
+                    hub.metrics.relayed_messages.inc();
+                    if how == crate::topics::Relayed::Held {
+                        hub.metrics.held_messages.inc();
+                    }
+                    None
+                }
+                Err(refused) => Some(refused.refusal()),
+            }
+        }
+    };
+    if let Some(refusal) = refusal {
+        let node = reply.node.clone();
+        cluster.tell(
+            &node,
+            &Inbox::Refused {
+                reply,
+                topic,
+                refusal,
+            },
+        );
+    }
+}
+
+/// The home refused a message sent here: the sender gets the error reply.
+fn refused(hub: &Hub, reply: &ReplyTo, topic: &str, refusal: Refusal) {
+    hub.metrics.rejected(refusal.into());
+    let Some(session) = hub
+        .sessions
+        .get(&SessionId::from_raw(reply.session))
+        .map(|s| s.value().clone())
+    else {
+        return;
+    };
+    let frame = protocol::encode_reply(
+        session.framing(),
+        reply.join_ref.as_deref(),
+        reply.msg_ref.as_deref(),
+        topic,
+        ReplyStatus::Error,
+        &protocol::error_response(refusal.reason()),
+    );
+    session.deliver(ChannelId::from_raw(reply.channel), ByteString::from(frame));
+}

@@ -1,0 +1,179 @@
+//! What the nodes of one deployment tell each other (issue 13): every node runs
+//! the steps in Redis (`crate::redis_engine`) and talks to the others over Redis
+//! pub/sub, on two channels:
+//!
+//! * `tq:{<deployment>}:ev`, heard by every node: what a step did that
+//!   connections on other nodes must see (`user:status` with its version,
+//!   `new:chat`, `chat:ready`, away notices, a chat finished or abandoned). Every
+//!   node delivers it to its own channels on the topic, as Phoenix.PubSub does.
+//! * `tq:{<deployment>}:in:<node>`, one node's inbox: the relay across nodes.
+//!
+//! **Home.** A chat lives on its *home*, the node whose teacher claimed it: the
+//! home records its transcript, counts its messages and holds them for an away
+//! side, exactly as one node does alone. A side whose channel is on another node
+//! is a *remote side* of the home's topic: that node tells the home when it
+//! joins (`Sub`, answered with the message count and the held messages) and
+//! leaves (`Unsub`); a message it sends goes to the home (`Relay`, one publish),
+//! which records it and delivers it to its own channels or to the other side's
+//! node (`Deliver`, one publish). Messages between two sessions on the home never
+//! touch Redis. Order per chat holds: one sender per direction, one publishing
+//! connection per node that keeps its order, Redis delivers a channel's messages
+//! in publish order, and a node handles its inbox in order.
+//!
+//! Pub/sub is at-most-once: what is published while a node's subscription is
+//! down (Redis unreachable) is not seen by it; the node reports it in
+//! `/healthz` meanwhile.
+
+mod link;
+mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+
+pub use link::{listen, publish, Forward, Outbox};
+pub use wire::{
+    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, ReplyTo, Subbed,
+};
+
+/// One node of a deployment: a fresh id at every start, so a node that was
+/// declared dead and comes back is a new node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    /// A new random id: 16 hex digits.
+    pub fn fresh() -> NodeId {
+        NodeId(Arc::from(format!("{:016x}", rand::random::<u64>())))
+    }
+
+    /// An id as a script answered it; None for an empty one.
+    pub fn parse(text: &str) -> Option<NodeId> {
+        (!text.is_empty()).then(|| NodeId(Arc::from(text)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a chat lives, as a join finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatHome {
+    /// On this node (always, alone).
+    Here,
+    /// On another node.
+    At(NodeId),
+    /// Its home was declared dead and this node adopted it: the node opens
+    /// its topic before the join (what the dead home held is lost with it).
+    Adopted,
+}
+
+/// How long a node waits for a chat's home to answer a join (`Sub`).
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many messages may wait to be published; past it, relays across nodes are
+/// refused with `unavailable` and events are dropped with an error in the log.
+pub const OUTBOX_BOUND: usize = 65_536;
+
+/// This node's side of the cluster: who it is, and where it publishes.
+pub struct Cluster {
+    node: NodeId,
+    prefix: String,
+    outbox: Outbox,
+    /// Joins waiting for a home's answer, by ask number.
+    asks: DashMap<u64, oneshot::Sender<Subbed>>,
+    next_ask: AtomicU64,
+}
+
+impl Cluster {
+    /// The cluster of `node` on the deployment whose keys start with `prefix`;
+    /// the receiving half of its outbox is for [`link::publish`].
+    pub fn new(node: NodeId, prefix: &str) -> (Arc<Cluster>, mpsc::Receiver<link::Outgoing>) {
+        let (outbox, receiver) = Outbox::new(OUTBOX_BOUND);
+        let cluster = Cluster {
+            node,
+            prefix: prefix.to_owned(),
+            outbox,
+            asks: DashMap::new(),
+            next_ask: AtomicU64::new(1),
+        };
+        (Arc::new(cluster), receiver)
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The channel every node hears.
+    pub fn events_channel(&self) -> String {
+        format!("{}:ev", self.prefix)
+    }
+
+    /// The inbox of `node`.
+    pub fn inbox_channel(&self, node: &NodeId) -> String {
+        format!("{}:in:{}", self.prefix, node)
+    }
+
+    /// Tells every other node what a step did. False if it could not be queued.
+    pub fn share(&self, event: &Event) -> bool {
+        self.outbox.send(self.events_channel(), event, false)
+    }
+
+    /// Sends to one node's inbox. False if it could not be queued.
+    pub fn tell(&self, node: &NodeId, message: &Inbox) -> bool {
+        let returnable = matches!(message, Inbox::Relay { .. } | Inbox::Deliver { .. });
+        self.outbox
+            .send(self.inbox_channel(node), message, returnable)
+    }
+
+    /// Asks a chat's home to count a channel of `role` on this node as one of
+    /// the chat's; answers the chat's message count and the held messages it
+    /// pushed here (None if the home did not answer in time).
+    pub async fn join_at_home(
+        &self,
+        home: &NodeId,
+        chat: String,
+        role: crate::domain::Role,
+    ) -> Option<Subbed> {
+        let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.asks.insert(ask, answer);
+        let sent = self.tell(
+            home,
+            &Inbox::Sub {
+                chat,
+                role,
+                from: self.node.clone(),
+                ask,
+            },
+        );
+        let subbed = if sent {
+            tokio::time::timeout(ASK_TIMEOUT, answered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.asks.remove(&ask);
+        subbed
+    }
+
+    /// A home answered a join: wakes whoever asked.
+    fn answered(&self, subbed: Subbed) {
+        if let Some((_, waiting)) = self.asks.remove(&subbed.ask) {
+            let _ = waiting.send(subbed);
+        }
+    }
+}
