@@ -16,7 +16,7 @@ use crate::support::auth::*;
 use crate::support::*;
 
 /// A window no test outlives: within it, nobody may vanish.
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 /// A window the tests that watch it end wait out.
 const SHORT: Duration = Duration::from_secs(2);
 
@@ -38,12 +38,12 @@ fn keeping_recorded(grace: Duration, dir: &tempfile::TempDir) -> Config {
 }
 
 /// Join params with one opt-in flag set.
-fn with(params: Value, flag: &str) -> Value {
+pub(crate) fn with(params: Value, flag: &str) -> Value {
     opting(params, &[flag])
 }
 
 /// Join params with these opt-in flags set.
-fn opting(params: Value, flags: &[&str]) -> Value {
+pub(crate) fn opting(params: Value, flags: &[&str]) -> Value {
     let mut params = params;
     for flag in flags {
         params[*flag] = json!(true);
@@ -52,7 +52,7 @@ fn opting(params: Value, flags: &[&str]) -> Value {
 }
 
 /// A new connection whose token proves `sub` as `role` (a new tab, or a reload).
-async fn signed_in(srv: &Server, framing: Framing, sub: &str, role: Role) -> Client {
+pub(crate) async fn signed_in(srv: &Server, framing: Framing, sub: &str, role: Role) -> Client {
     let path = framing.default_path();
     let sep = if path.contains('?') { '&' } else { '?' };
     let path = format!("{path}{sep}token={}", token_for(sub, role));
@@ -62,7 +62,7 @@ async fn signed_in(srv: &Server, framing: Framing, sub: &str, role: Role) -> Cli
 }
 
 /// Joins and asserts the reply is `ok` with exactly `response`.
-async fn join_replying(c: &mut Client, topic: &str, params: Value, response: Value) {
+pub(crate) async fn join_replying(c: &mut Client, topic: &str, params: Value, response: Value) {
     let reply = c.join(topic, params).await;
     assert_eq!(
         reply.payload,
@@ -74,7 +74,7 @@ async fn join_replying(c: &mut Client, topic: &str, params: Value, response: Val
 }
 
 /// A signed-in teacher joined to `presence:teachers`, with no chats yet.
-async fn signed_teacher(srv: &Server, framing: Framing, tid: &str) -> Client {
+pub(crate) async fn signed_teacher(srv: &Server, framing: Framing, tid: &str) -> Client {
     let mut t = signed_in(srv, framing, tid, Role::Teacher).await;
     join_replying(
         &mut t,
@@ -88,7 +88,12 @@ async fn signed_teacher(srv: &Server, framing: Framing, tid: &str) -> Client {
 
 /// A signed-in student joined to its presence topic (`params` are its join params),
 /// new to the server (or back too late to be anything else), so `present`.
-async fn signed_present(srv: &Server, framing: Framing, sid: &str, params: Value) -> Client {
+pub(crate) async fn signed_present(
+    srv: &Server,
+    framing: Framing,
+    sid: &str,
+    params: Value,
+) -> Client {
     let mut s = signed_in(srv, framing, sid, Role::Student).await;
     join_replying(
         &mut s,
@@ -101,19 +106,30 @@ async fn signed_present(srv: &Server, framing: Framing, sid: &str, params: Value
 }
 
 /// Like [`signed_present`], then ready.
-async fn signed_student_with(srv: &Server, framing: Framing, sid: &str, params: Value) -> Client {
+pub(crate) async fn signed_student_with(
+    srv: &Server,
+    framing: Framing,
+    sid: &str,
+    params: Value,
+) -> Client {
     let mut s = signed_present(srv, framing, sid, params).await;
     s.ready(&json!(sid)).await;
     s
 }
 
-async fn signed_student(srv: &Server, framing: Framing, sid: &str) -> Client {
+pub(crate) async fn signed_student(srv: &Server, framing: Framing, sid: &str) -> Client {
     signed_student_with(srv, framing, sid, student_params(&json!(sid))).await
 }
 
 /// Both sides of chat `cid` join it (with `params` of their own) and enter it; as token
 /// users, nothing was relayed yet and nothing is held.
-async fn enter(t: &mut Client, t_params: Value, s: &mut Client, s_params: Value, cid: &str) {
+pub(crate) async fn enter(
+    t: &mut Client,
+    t_params: Value,
+    s: &mut Client,
+    s_params: Value,
+    cid: &str,
+) {
     let topic = chat_topic(cid);
     let sid = s_params["userId"].clone();
     s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
@@ -125,7 +141,7 @@ async fn enter(t: &mut Client, t_params: Value, s: &mut Client, s_params: Value,
 
 /// Teacher `tid` back on a new connection: its presence join reply lists exactly the
 /// chats `(chat id, student id)`, in any order, each as [`assert_is_chat`] says.
-async fn teacher_back_with(
+pub(crate) async fn teacher_back_with(
     srv: &Server,
     framing: Framing,
     tid: &str,
@@ -208,7 +224,7 @@ async fn signed_chat_opting(
 }
 
 /// The next `user:status` is `expected` (teachers, total, waiting, chatting, finished).
-async fn status_is(t: &mut Client, expected: (u64, u64, u64, u64, u64), what: &str) {
+pub(crate) async fn status_is(t: &mut Client, expected: (u64, u64, u64, u64, u64), what: &str) {
     let st = t.wait_for("presence:teachers", "user:status", WAIT).await;
     assert_eq!(
         status_tuple(&st.payload),
@@ -219,7 +235,7 @@ async fn status_is(t: &mut Client, expected: (u64, u64, u64, u64, u64), what: &s
 }
 
 /// Open WebSocket connections, over both framings, as `/metrics` counts them.
-async fn connections(port: u16) -> f64 {
+pub(crate) async fn connections(port: u16) -> f64 {
     let metrics = http_get(port, "/metrics").await.text();
     ["v1", "v2"]
         .iter()
@@ -255,7 +271,7 @@ async fn drop_and_wait_away(port: u16, c: Client, away: f64) {
 
 /// Drops `c` without a close handshake and waits until the server has let go of the
 /// connection (a tab closed while another tab of the user stays).
-async fn drop_connection(port: u16, c: Client) {
+pub(crate) async fn drop_connection(port: u16, c: Client) {
     let before = connections(port).await;
     c.vanish();
     let deadline = Instant::now() + WAIT;
@@ -278,7 +294,13 @@ fn unix_ms() -> u64 {
 
 /// Drops `c` (whose chat channel is on `cid`), and waits for the other side's
 /// `chat:away` on `notified`, which asked for it; checks role and `until`.
-async fn goes_away(c: Client, role: &str, notified: &mut Client, cid: &str, grace: Duration) {
+pub(crate) async fn goes_away(
+    c: Client,
+    role: &str,
+    notified: &mut Client,
+    cid: &str,
+    grace: Duration,
+) {
     let topic = chat_topic(cid);
     let before = unix_ms();
     c.vanish();
@@ -329,7 +351,7 @@ fn assert_is_chat(chat: &Value, cid: &str, tid: &str, sid: &str) {
 
 /// The transcript of `cid` once it holds `n` messages (it is committed shortly after
 /// the relay), as (sender, payload).
-async fn transcript_of(port: u16, cid: &str, n: usize) -> (Value, Vec<(String, Value)>) {
+pub(crate) async fn transcript_of(port: u16, cid: &str, n: usize) -> (Value, Vec<(String, Value)>) {
     let deadline = Instant::now() + WAIT;
     loop {
         let (chat, messages) = transcript_as(port, cid, &admin_token()).await;
@@ -371,7 +393,7 @@ async fn relayed_next(from: &mut Client, side: &str, to: &mut Client, topic: &st
 /// `back`, the `side` of the chat on `topic` returning from away, joins it with
 /// `params`: the reply counts `seq` messages relayed and the `held` ones, which come
 /// next, in order.
-async fn rejoin_gets_held(
+pub(crate) async fn rejoin_gets_held(
     back: &mut Client,
     side: &str,
     topic: &str,
@@ -385,7 +407,7 @@ async fn rejoin_gets_held(
 }
 
 /// `n` messages `{"message": "<label> <i>"}`, numbered from 1.
-fn numbered(label: &str, n: usize) -> Vec<Value> {
+pub(crate) fn numbered(label: &str, n: usize) -> Vec<Value> {
     (1..=n)
         .map(|i| json!({"message": format!("{label} {i}")}))
         .collect()
@@ -393,7 +415,7 @@ fn numbered(label: &str, n: usize) -> Vec<Value> {
 
 /// `c`, the `side` of the chat on `topic`, sends `messages`, then waits for a reply on
 /// the same channel (to its `<side>:joined`): every send before it has been handled.
-async fn send_all(c: &mut Client, side: &str, topic: &str, messages: &[Value]) {
+pub(crate) async fn send_all(c: &mut Client, side: &str, topic: &str, messages: &[Value]) {
     for m in messages {
         c.push(topic, &format!("{side}:send"), m.clone()).await;
     }

@@ -773,6 +773,13 @@ impl Core {
     // ----- joins -------------------------------------------------------
 
     async fn join(self: Rc<Self>, msg: Join) -> Result<Joined, Refusal> {
+        if let Some(cluster) = &self.cluster {
+            // A channel joined before this node hears the others would miss
+            // what they do.
+            if !cluster.hearing().await {
+                return Err(Refusal::Unavailable);
+            }
+        }
         let session = msg.session.id();
         let old = msg.replaces.and_then(|c| self.take_membership(session, c));
         let admitted = match self.admit(&msg.target).await {

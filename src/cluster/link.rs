@@ -114,6 +114,7 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
             Ok(pubsub) => {
                 pause = Duration::from_millis(50);
                 tracing::info!(node = %cluster.node(), "listening to the other nodes");
+                cluster.set_hearing(true);
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let Ok(text) = message.get_payload::<String>() else {
@@ -125,6 +126,7 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
                         on_inbox(&cluster, &hub, &text);
                     }
                 }
+                cluster.set_hearing(false);
                 tracing::error!("lost the subscription to the other nodes; subscribing again");
             }
             Err(error) => {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use link::{listen, publish, Forward, Outbox};
 pub use wire::{
@@ -94,6 +94,8 @@ pub struct Cluster {
     /// Joins waiting for a home's answer, by ask number.
     asks: DashMap<u64, oneshot::Sender<Subbed>>,
     next_ask: AtomicU64,
+    /// Whether this node hears the others now (its subscription is up).
+    hearing: watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -107,6 +109,7 @@ impl Cluster {
             outbox,
             asks: DashMap::new(),
             next_ask: AtomicU64::new(1),
+            hearing: watch::Sender::new(false),
         };
         (Arc::new(cluster), receiver)
     }
@@ -168,6 +171,21 @@ impl Cluster {
         };
         self.asks.remove(&ask);
         subbed
+    }
+
+    /// Waits (up to `ASK_TIMEOUT`) until this node hears the other nodes: a
+    /// channel joined before that would miss what they do. False if it does
+    /// not (Redis unreachable).
+    pub async fn hearing(&self) -> bool {
+        let mut hearing = self.hearing.subscribe();
+        tokio::time::timeout(ASK_TIMEOUT, hearing.wait_for(|yes| *yes))
+            .await
+            .is_ok_and(|heard| heard.is_ok())
+    }
+
+    /// The subscription to the other nodes is up (true) or lost (false).
+    fn set_hearing(&self, yes: bool) {
+        self.hearing.send_replace(yes);
     }
 
     /// A home answered a join: wakes whoever asked.

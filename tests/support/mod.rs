@@ -15,6 +15,7 @@
 //! * [`http`]: plain HTTP requests and the transcript API.
 //! * [`rng`]: a deterministic PRNG.
 //! * [`node`]: running the Node.js scripts of `tests/node/`.
+//! * [`nodes`]: two tutor-queue nodes on one Redis (`two_nodes`).
 
 #![allow(dead_code)]
 
@@ -64,4 +65,6 @@ pub mod binary;
 
 /// Tokens of a known test secret and requests that carry them (`auth`).
 pub mod auth;
+/// Two nodes of one deployment on one Redis (`two_nodes`).
+pub mod nodes;
 pub mod redis;
