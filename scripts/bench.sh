@@ -65,6 +65,8 @@ K_STUDENTS=${K_STUDENTS:-2000}
 K_KILL_BY_S=${K_KILL_BY_S:-60}
 K_TIMEOUT_S=${K_TIMEOUT_S:-180}
 OUT=${OUT:-bench/results.json}
+# A directory to copy the load-client's output and the server logs of a failed run to.
+FAILED_LOGS=${FAILED_LOGS:-}
 RAW=$(mktemp -d)
 trap 'rm -rf "$RAW"' EXIT
 
@@ -226,7 +228,12 @@ run_chat_scenario() { # name students teachers messages run [server args]
     if [ "$status" -ne 0 ]; then
         echo "$name run $run: load-client failed (exit $status)" >&2
         tail -5 "$RAW/client.err" >&2
-        grep -v '^{' "$RAW/client.out" | tail -8 >&2 || true
+        grep -v '^{' "$RAW/client.out" >&2 || true
+        if [ -n "$FAILED_LOGS" ]; then
+            mkdir -p "$FAILED_LOGS/$name.$run"
+            cp "$RAW"/client.* "$RAW"/server.*.log "$FAILED_LOGS/$name.$run/" 2>/dev/null || true
+            echo "$name run $run: logs in $FAILED_LOGS/$name.$run" >&2
+        fi
     fi
     for i in "${!server_pids[@]}"; do
         [ -n "${server_pids[i]}" ] && nodes[i]=$(node_json "$i")
