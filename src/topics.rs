@@ -116,6 +116,8 @@ pub trait RelayRemote {
     /// The chat is homed here and `node` has channels of the side `to`: the
     /// message (the chat's `seq`-th) goes there.
     fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str);
+    /// The chat, homed here, has relayed `relayed` messages so far.
+    fn counted(&self, relayed: u64);
 }
 
 /// One node alone: nothing ever leaves it.
@@ -126,6 +128,7 @@ impl RelayRemote for Alone {
         false
     }
     fn deliver(&self, _: &NodeId, _: Role, _: u64, _: &str) {}
+    fn counted(&self, _: u64) {}
 }
 
 /// What a chat's topic keeps besides its channels.
@@ -344,12 +347,18 @@ impl Topics {
     /// A chat was claimed: its topic is kept from now until it ends, counting
     /// its messages, and holding them for the sides `hold` names.
     pub fn open_chat(&self, topic: Arc<str>, hold: HoldFor) {
+        self.adopt_chat(topic, hold, 0);
+    }
+
+    /// As `open_chat`, for a chat that relayed `relayed` messages elsewhere
+    /// already (its home died; this node adopts it).
+    pub fn adopt_chat(&self, topic: Arc<str>, hold: HoldFor, relayed: u64) {
         let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
         let mut entry = self.map.entry(topic).or_default();
         // An adopted chat: channels here on it relay here from now on.
         entry.home = None;
         entry.chat = Some(Box::new(ChatRelay {
-            relayed: AtomicU64::new(0),
+            relayed: AtomicU64::new(relayed),
             for_teacher: held(hold.teacher),
             for_student: held(hold.student),
             remote: Vec::new(),
@@ -679,11 +688,13 @@ impl Topics {
                 record().map_err(RelayRefused::NotRecorded)?;
                 let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
                 held.keep(seq, payload.into());
+                remote.counted(seq);
                 return Ok(Relayed::Held);
             }
         }
         record().map_err(RelayRefused::NotRecorded)?;
         let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
+        remote.counted(seq);
         let frames = FrameCache::new(topic, receive_event(to), payload);
         deliver_all(to_side, frames, read_at, evicted);
         for side in elsewhere {

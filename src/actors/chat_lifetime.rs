@@ -374,7 +374,8 @@ struct State {
     away: HashMap<MemberKind, Away>,
     /// Windows to start after the step (`WindowEnded` after the grace).
     windows: Vec<WindowEnded>,
-    /// The version of `status` (on Redis, where several nodes step).
+    /// The version of the last `user:status` sent to the teachers here (on
+    /// Redis, where several nodes step): older ones are dropped.
     version: u64,
 }
 
@@ -496,7 +497,12 @@ impl Core {
                 // is older than what the teachers here have seen.
                 return (stepped.outcome, StatusNews::None);
             }
-            state.version = version;
+            // Only a snapshot the teachers are sent orders the others: a step
+            // with no news (a second tab joining) must not make a snapshot
+            // another node sends meanwhile look stale.
+            if stepped.news != StatusNews::None {
+                state.version = version;
+            }
         }
         if state.status.teachers != stepped.status.teachers {
             state.positions_moved = true;
@@ -697,8 +703,8 @@ impl Core {
                 }
                 return;
             }
-            Some(ChatHome::Adopted) => {
-                self.adopt(chat);
+            Some(ChatHome::Adopted { relayed }) => {
+                self.adopt(chat, *relayed).await;
                 None
             }
             Some(ChatHome::Here) => None,
@@ -828,8 +834,10 @@ impl Core {
                     self.leave_effects(old, Departure::Left).await;
                 }
                 chats_read = self.enter_presence(&kind).await?;
-                if let (ChatHome::Adopted, ChannelKind::Chat { chat, .. }) = (&home, &kind) {
-                    self.adopt(*chat);
+                if let (ChatHome::Adopted { relayed }, ChannelKind::Chat { chat, .. }) =
+                    (&home, &kind)
+                {
+                    self.adopt(*chat, *relayed).await;
                 }
                 match (home, &kind) {
                     (ChatHome::At(home), ChannelKind::Chat { chat, role }) => {
@@ -872,13 +880,21 @@ impl Core {
     /// This node adopts a chat whose home was declared dead: from now on it
     /// counts, holds (for either side, while places are kept) and records
     /// the chat's messages; channels already here on it relay locally.
-    fn adopt(&self, chat: ChatId) {
-        tracing::warn!(%chat, "adopting a chat whose home node was declared dead");
+    async fn adopt(&self, chat: ChatId, relayed: u64) {
+        tracing::warn!(%chat, relayed, "adopting a chat whose home node was declared dead");
         let hold = HoldFor {
             teacher: !self.grace.is_zero(),
             student: !self.grace.is_zero(),
         };
-        self.topics.open_chat(chat_topic(chat).into(), hold);
+        self.topics
+            .adopt_chat(chat_topic(chat).into(), hold, relayed);
+        // Its transcript goes on here (what the dead home recorded stays in
+        // that node's store).
+        if let Ok(Some((teacher, student))) = self.tutoring.sides(chat).await {
+            let now = SystemTime::now();
+            self.transcripts.chat_created(chat, &teacher, &student, now);
+            self.transcripts.chat_started(chat, now);
+        }
     }
 
     /// A channel joins a chat homed on another node: it is subscribed here,

@@ -23,9 +23,20 @@ use crate::protocol::{self, ReplyStatus};
 use crate::topics::{RelayRemote, Stranded};
 use crate::transport::SessionId;
 
-/// One message to publish: its channel, its text, and whether it must come
-/// back to this node if no node hears it (a chat message).
-pub type Outgoing = (String, String, bool);
+/// What the outbox sends to Redis, in order.
+pub enum Outgoing {
+    /// A message to publish on `channel`; a `returnable` one (a chat message)
+    /// comes back to this node if no node hears it.
+    Publish {
+        channel: String,
+        text: String,
+        returnable: bool,
+    },
+    /// A home's count of the messages relayed in a chat so far (its `:q:<cid>`
+    /// key), written behind the relay: a node that adopts the chat after the
+    /// home died goes on from it.
+    Count { key: String, relayed: u64 },
+}
 
 /// Messages waiting to be published, in the order they were queued: bounded,
 /// so a Redis that does not keep up refuses work instead of growing memory.
@@ -45,7 +56,16 @@ impl Outbox {
         let Ok(text) = serde_json::to_string(message) else {
             return false;
         };
-        match self.queue.try_send((channel, text, returnable)) {
+        self.queue_up(Outgoing::Publish {
+            channel,
+            text,
+            returnable,
+        })
+    }
+
+    /// Queues anything; false if the outbox is full or gone.
+    pub(super) fn queue_up(&self, outgoing: Outgoing) -> bool {
+        match self.queue.try_send(outgoing) {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, "the cluster outbox is full or closed: a message to other nodes is not sent");
@@ -80,23 +100,37 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
             continue;
         };
         let mut pipe = redis::pipe();
-        for (channel, message, _) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(message);
-        }
-        match pipe.query_async::<Vec<i64>>(conn).await {
-            Ok(heard) => {
-                for ((_, message, returnable), heard) in batch.drain(..).zip(heard) {
-                    if returnable && heard == 0 {
-                        unheard(&hub, &message);
-                    }
+        for outgoing in &batch {
+            match outgoing {
+                Outgoing::Publish { channel, text, .. } => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(text);
+                }
+                Outgoing::Count { key, relayed } => {
+                    // Kept a day at most: a count written after the chat was
+                    // discarded does not stay for good.
+                    pipe.cmd("SET").arg(key).arg(relayed).arg("EX").arg(86_400);
                 }
             }
+        }
+        let heard = match pipe.query_async::<Vec<redis::Value>>(conn).await {
+            Ok(heard) => heard,
             Err(error) => {
                 tracing::error!(%error, "publishing to other nodes failed");
-                for (_, message, returnable) in batch.drain(..) {
-                    if returnable {
-                        unheard(&hub, &message);
-                    }
+                Vec::new()
+            }
+        };
+        let mut heard = heard.into_iter();
+        for outgoing in batch.drain(..) {
+            let answer = heard.next();
+            if let Outgoing::Publish {
+                text,
+                returnable: true,
+                ..
+            } = outgoing
+            {
+                // PUBLISH answers how many subscribers heard it.
+                if !matches!(answer, Some(redis::Value::Int(heard)) if heard > 0) {
+                    unheard(&hub, &text);
                 }
             }
         }
@@ -239,6 +273,10 @@ impl RelayRemote for Forward<'_> {
                 reply: reply.clone(),
             },
         )
+    }
+
+    fn counted(&self, relayed: u64) {
+        self.cluster.count(self.chat, relayed);
     }
 
     fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str) {

@@ -75,8 +75,9 @@ pub enum ChatHome {
     /// On another node.
     At(NodeId),
     /// Its home was declared dead and this node adopted it: the node opens
-    /// its topic before the join (what the dead home held is lost with it).
-    Adopted,
+    /// its topic before the join, counting on from the `relayed` messages
+    /// the home last wrote behind (what it held is lost with it).
+    Adopted { relayed: u64 },
 }
 
 /// How long a node waits for a chat's home to answer a join (`Sub`).
@@ -131,6 +132,12 @@ impl Cluster {
     /// Tells every other node what a step did. False if it could not be queued.
     pub fn share(&self, event: &Event) -> bool {
         self.outbox.send(self.events_channel(), event, false)
+    }
+
+    /// Writes behind, in Redis, how many messages a chat homed here relayed.
+    pub fn count(&self, chat: crate::domain::ChatId, relayed: u64) {
+        let key = format!("{}:q:{chat}", self.prefix);
+        self.outbox.queue_up(link::Outgoing::Count { key, relayed });
     }
 
     /// Sends to one node's inbox. False if it could not be queued.

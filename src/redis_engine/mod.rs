@@ -333,6 +333,12 @@ fn spell(value: &Value) -> Result<AwaySpell, EngineError> {
         .map_err(|_| corrupt("spell", value))
 }
 
+/// A chat this node adopted, with the count its dead home last wrote.
+fn adopted(relayed: &str, reply: &Value) -> Result<ChatHome, EngineError> {
+    let relayed = relayed.parse().map_err(|_| corrupt("adopted", reply))?;
+    Ok(ChatHome::Adopted { relayed })
+}
+
 /// `{{cid, requeued student or ''}...}`: a vanished teacher's chats.
 fn parse_abandoned(value: &Value) -> Result<Vec<Abandoned>, EngineError> {
     let mut abandoned = Vec::new();
@@ -571,7 +577,7 @@ impl RedisTutoring {
                         _ => ChatHome::Here,
                     },
                 )),
-                (_, Some(_)) => Ok((JoinCheck::Allowed, ChatHome::Adopted)),
+                (_, Some(relayed)) => Ok((JoinCheck::Allowed, adopted(relayed, &reply)?)),
                 _ => Err(corrupt("join check", &reply)),
             },
         }
@@ -852,7 +858,7 @@ impl RedisTutoring {
                 Some(home) if home != self.node => ChatHome::At(home),
                 _ => ChatHome::Here,
             })),
-            (_, Some(_)) => Ok(Some(ChatHome::Adopted)),
+            (_, Some(relayed)) => Ok(Some(adopted(relayed, &reply)?)),
             _ => Err(corrupt("home", &reply)),
         }
     }

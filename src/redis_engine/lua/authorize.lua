@@ -1,7 +1,7 @@
 -- May this user join chats:<chat>? ARGV: chat, 't' | 's' | '' (no valid user),
 -- user. Returns 'A|<home node>' allowed, 'U' unknown chat, 'X' unauthorized,
 -- 'F' finished. An active chat whose home was declared dead is adopted by the
--- joining node: 'H|<this node>'.
+-- joining node: 'H|<messages relayed so far>' (:q:<cid>, written behind by the home).
 local got = redis.call('HMGET', k('chat:' .. ARGV[1]), 'ph', 't', 's', 'n')
 local teacher, student, active
 if got[1] then
@@ -19,6 +19,6 @@ if not active then return 'F' end
 local home = got[4] or ''
 if home ~= '' and home ~= NODE and redis.call('SISMEMBER', k('dead'), home) == 1 then
   redis.call('HSET', k('chat:' .. ARGV[1]), 'n', NODE)
-  return 'H|' .. NODE
+  return 'H|' .. (redis.call('GET', k('q:' .. ARGV[1])) or '0')
 end
 return 'A|' .. home

@@ -16,6 +16,7 @@
 --   :chat:<cid> HASH t, s, obj, ph (a active, f finished, x abandoned), te, se,
 --               tj, sj (the ids as sent), n (its home: the node that claimed it)
 --   :ver        STRING the version of the last user:status snapshot
+--   :q:<cid>    STRING messages a chat's home relayed so far (written behind)
 --   :nodes      ZSET node -> deadline (ms, Redis time); :dead SET fenced nodes;
 --   :on:<node>  HASH presence channels on a node; :reaping SET dead nodes
 --               whose users are still being handled
@@ -177,6 +178,7 @@ local function discard(chat)
   local got = redis.call('HMGET', key, 'ph', 't', 's')
   if not got[1] or got[1] == 'a' then return false end
   redis.call('DEL', key)
+  redis.call('DEL', k('q:' .. chat))
   if redis.call('HSET', k('ret'), chat, got[2] .. '\n' .. got[3]) == 1 then
     redis.call('RPUSH', k('retired'), chat)
   end
