@@ -92,6 +92,8 @@ pub struct Counters {
     pub resent: AtomicU64,
     /// `chat:away` and `chat:back` notices read.
     pub away_notices: AtomicU64,
+    /// Chat joins sent again after an `unavailable` refusal.
+    pub unavailable_retries: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
 }
 
@@ -183,6 +185,9 @@ pub struct Report {
     pub recovered_in_transit: u64,
     pub resent: u64,
     pub away_notices: u64,
+    /// Chat joins sent again after an `error` `{"reason": "unavailable"}` (the
+    /// server could not reach its shared state: nothing changed, try again).
+    pub unavailable_retries: u64,
 }
 
 /// The latency part of a report.
@@ -294,6 +299,13 @@ impl Report {
                 self.recovered_in_transit,
                 self.resent,
                 self.away_notices
+            );
+        }
+        if self.unavailable_retries > 0 {
+            let _ = writeln!(
+                s,
+                "  chat joins sent again after an `unavailable` refusal: {}",
+                self.unavailable_retries
             );
         }
         if self.stuck_students > 0 {

@@ -69,6 +69,8 @@ struct Chat {
     left: bool,
     /// Held messages due, the other side away.
     away: ChatAway,
+    /// Its join sent again after an `unavailable` refusal, so many times.
+    join_retries: u32,
 }
 
 struct Student {
@@ -364,6 +366,11 @@ impl Student {
             return Ok(Flow::Continue);
         }
         if !reply.is_ok() {
+            if let Pending::ChatJoin(chat) = &pending {
+                if reply.is_unavailable() && self.join_again(conn, chat).await? {
+                    return Ok(Flow::Continue);
+                }
+            }
             self.shared.error(ErrorKind::ErrorReply);
             return Ok(match pending {
                 Pending::PresenceJoin | Pending::PresenceRejoin | Pending::Ready => Flow::GiveUp,
@@ -641,6 +648,31 @@ impl Student {
         Ok(())
     }
 
+    /// Its join of `chat_id` was refused with `unavailable` (the server could not
+    /// reach its shared state, or the chat's node was being declared dead): after
+    /// a pause, join again, up to [`crate::UNAVAILABLE_RETRIES`] times. False: no
+    /// more tries (an error, as any other refusal). The pause holds this user's
+    /// task: on this path its other chats wait too.
+    async fn join_again(&mut self, conn: &mut Conn, chat_id: &str) -> Result<bool, WsError> {
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return Ok(false);
+        };
+        if chat.join_retries >= crate::UNAVAILABLE_RETRIES {
+            return Ok(false);
+        }
+        chat.join_retries += 1;
+        let topic = chat.topic.clone();
+        self.shared
+            .counters
+            .unavailable_retries
+            .fetch_add(1, Relaxed);
+        tokio::time::sleep(crate::UNAVAILABLE_PAUSE).await;
+        let r = conn.join(&topic, &self.chat_params()).await?;
+        self.pending
+            .insert(r, Pending::ChatJoin(chat_id.to_owned()));
+        Ok(true)
+    }
+
     /// A chat it was given (read at `now`): join it.
     async fn join_new_chat(
         &mut self,
@@ -674,6 +706,7 @@ impl Student {
                 active: true,
                 left: false,
                 away: ChatAway::default(),
+                join_retries: 0,
             },
         );
         Ok(())
