@@ -8,7 +8,9 @@
 //! state) and `domain` (the tutoring rules as plain Rust). Beside them,
 //! `transcripts` keeps the durable record of chats and messages, served by
 //! `api`; `web` serves the student and teacher pages from `static/`;
-//! `metrics` is what operators see.
+//! `metrics` is what operators see. `engine` is the seam between the steps and
+//! where the state lives (memory, or Redis: `redis_engine`); with Redis,
+//! `cluster` carries what the nodes tell each other.
 
 pub mod actors;
 pub mod api;

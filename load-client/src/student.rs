@@ -565,6 +565,15 @@ impl Student {
         let Some(chat) = self.chats.get_mut(chat_id) else {
             return Ok(Flow::Continue);
         };
+        let params = resume::chat_params(&self.shared, self.id, "student");
+        let topic = chat.topic.clone();
+        if let Some(r) =
+            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+        {
+            self.pending
+                .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
+            return Ok(Flow::Continue);
+        }
         if !reply.is_ok() {
             // The chat ended between the presence reply and this join.
             if chat.relay.received() >= messages {

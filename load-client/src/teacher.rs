@@ -470,6 +470,15 @@ impl Teacher {
         if chat.ended {
             return Ok(());
         }
+        let params = resume::chat_params(&self.shared, self.id, "teacher");
+        let topic = chat.topic.clone();
+        if let Some(r) =
+            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+        {
+            self.pending
+                .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
+            return Ok(());
+        }
         if !reply.is_ok() {
             self.chat_gone(chat_id, judged);
             return Ok(());

@@ -40,7 +40,7 @@ use crate::channels::{
     student_topic, ChannelId, ChannelKind, Command, Extensions, JoinTarget, JsonRef, Liveness,
     Refusal, StudentTopic,
 };
-use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId};
+use crate::cluster::{known_event, ChatHome, Cluster, Event, Inbox, NodeId, Push};
 use crate::domain::{
     Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
     StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
@@ -576,10 +576,12 @@ impl Core {
     ) {
         self.share(|from| Event::Broadcast {
             from,
-            topic: topic.clone(),
-            event: event.to_owned(),
-            payload: payload.clone(),
-            audience,
+            push: Push {
+                topic: topic.clone(),
+                event: event.to_owned(),
+                payload: payload.clone(),
+                audience,
+            },
         });
         self.emit(Out::Broadcast {
             topic,
@@ -620,21 +622,15 @@ impl Core {
                     self.broadcast_status();
                 }
             }
-            Event::Broadcast {
-                topic,
-                event,
-                payload,
-                audience,
-                ..
-            } => {
-                let Some(event) = known_event(&event) else {
+            Event::Broadcast { push, .. } => {
+                let Some(event) = known_event(&push.event) else {
                     return;
                 };
                 self.emit(Out::Broadcast {
-                    topic,
+                    topic: push.topic,
                     event,
-                    payload,
-                    audience,
+                    payload: push.payload,
+                    audience: push.audience,
                 });
             }
             Event::Ready { chat, .. } => {
@@ -1360,10 +1356,12 @@ impl Core {
                         node: node.clone(),
                         message: Inbox::Broadcast {
                             from: cluster.node().clone(),
-                            topic: topic.clone(),
-                            event: "chat:terminated".to_owned(),
-                            payload,
-                            audience: Audience::EndReason(asked),
+                            push: Push {
+                                topic: topic.clone(),
+                                event: "chat:terminated".to_owned(),
+                                payload,
+                                audience: Audience::EndReason(asked),
+                            },
                         },
                     });
                 }

@@ -174,7 +174,9 @@ pub async fn listen(client: redis::Client, cluster: Arc<Cluster>, hub: Hub) {
 
 /// A chat message no node heard. Sent to a chat's home: kept until the chat
 /// has a new home (`ChatLifetime` finds or becomes it). Delivered by a home to
-/// a node that is gone: held for the side, as if it had no channel.
+/// a node that is gone: held for the side, as if it had no channel. A join's
+/// question to a home that is gone: refused at once (`unavailable`, which
+/// clients try again: the chat gets a new home once the node is declared dead).
 fn unheard(hub: &Hub, text: &str) {
     match serde_json::from_str::<Inbox>(text) {
         Ok(Inbox::Relay {
@@ -211,6 +213,11 @@ fn unheard(hub: &Hub, text: &str) {
             .bounce(&chat_topic(&chat), to, seq, payload.get()) =>
         {
             tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
+        }
+        Ok(Inbox::Sub { ask, .. }) => {
+            if let Some(cluster) = &hub.cluster {
+                cluster.unanswered(ask);
+            }
         }
         _ => {}
     }
@@ -391,19 +398,9 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
             cluster.answered(subbed);
         }
         Inbox::Unsub { chat, role, from } => hub.topics.leave_from(&chat_topic(&chat), &from, role),
-        Inbox::Broadcast {
-            from,
-            topic,
-            event,
-            payload,
-            audience,
-        } => hub.lifetime.do_send(FromNode(Event::Broadcast {
-            from,
-            topic,
-            event,
-            payload,
-            audience,
-        })),
+        Inbox::Broadcast { from, push } => hub
+            .lifetime
+            .do_send(FromNode(Event::Broadcast { from, push })),
         Inbox::Refused {
             reply,
             topic,

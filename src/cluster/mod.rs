@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use link::{listen, publish, Forward, Outbox};
 pub use wire::{
-    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, ReplyTo, Subbed,
+    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, Push, ReplyTo,
+    Subbed,
 };
 
 /// One node of a deployment: a fresh id at every start, so a node that was
@@ -142,7 +143,10 @@ impl Cluster {
 
     /// Sends to one node's inbox. False if it could not be queued.
     pub fn tell(&self, node: &NodeId, message: &Inbox) -> bool {
-        let returnable = matches!(message, Inbox::Relay { .. } | Inbox::Deliver { .. });
+        let returnable = matches!(
+            message,
+            Inbox::Relay { .. } | Inbox::Deliver { .. } | Inbox::Sub { .. }
+        );
         self.outbox
             .send(self.inbox_channel(node), message, returnable)
     }
@@ -193,6 +197,12 @@ impl Cluster {
     /// The subscription to the other nodes is up (true) or lost (false).
     fn set_hearing(&self, yes: bool) {
         self.hearing.send_replace(yes);
+    }
+
+    /// A join's question reached no node (the home is gone): whoever asked
+    /// is refused at once rather than after `ASK_TIMEOUT`.
+    fn unanswered(&self, ask: u64) {
+        self.asks.remove(&ask);
     }
 
     /// A home answered a join: wakes whoever asked.

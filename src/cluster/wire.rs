@@ -22,14 +22,8 @@ pub enum Event {
         live_only: bool,
         counts: [usize; 4],
     },
-    /// A push to every channel of `topic` that `audience` picks.
-    Broadcast {
-        from: NodeId,
-        topic: String,
-        event: String,
-        payload: String,
-        audience: Audience,
-    },
+    /// A push to every node's channels.
+    Broadcast { from: NodeId, push: Push },
     /// Both sides of a chat entered (`chat:ready`): its home records the start.
     Ready { from: NodeId, chat: String },
     /// An active chat finished: its home records it and sends `chat:terminated`
@@ -59,6 +53,15 @@ impl Event {
             | Event::Abandoned { from, .. } => from,
         }
     }
+}
+
+/// A push to the channels of `topic` that `audience` picks, on another node.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Push {
+    pub topic: String,
+    pub event: String,
+    pub payload: String,
+    pub audience: Audience,
 }
 
 /// A status event's snapshot.
@@ -143,15 +146,8 @@ pub enum Inbox {
         role: Role,
         from: NodeId,
     },
-    /// A push to this node's channels of `topic` that `audience` picks (a
-    /// home's `chat:terminated`).
-    Broadcast {
-        from: NodeId,
-        topic: String,
-        event: String,
-        payload: String,
-        audience: Audience,
-    },
+    /// A push to this node's channels (a home's `chat:terminated`).
+    Broadcast { from: NodeId, push: Push },
     /// The home refused a message forwarded to it.
     Refused {
         reply: ReplyTo,
