@@ -121,10 +121,6 @@ impl Default for Config {
 const MAX_CONNECTING: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_ATTEMPTS: u32 = 3;
-/// A chat join refused with `unavailable` is sent again after this pause, at most
-/// this many times per chat (10 s in all: a node declared dead, Redis back).
-pub(crate) const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(250);
-pub(crate) const UNAVAILABLE_RETRIES: u32 = 40;
 /// Most stuck students the report describes.
 const STUCK_SHOWN: usize = 10;
 

@@ -69,8 +69,6 @@ struct Chat {
     left: bool,
     /// Held messages due, the other side away.
     away: ChatAway,
-    /// Its join sent again after an `unavailable` refusal, so many times.
-    join_retries: u32,
 }
 
 struct Student {
@@ -367,7 +365,7 @@ impl Student {
         }
         if !reply.is_ok() {
             if let Pending::ChatJoin(chat) = &pending {
-                if reply.is_unavailable() && self.join_again(conn, chat).await? {
+                if self.join_again(conn, &reply, chat).await? {
                     return Ok(Flow::Continue);
                 }
             }
@@ -568,7 +566,8 @@ impl Student {
         let params = resume::chat_params(&self.shared, self.id, "student");
         let topic = chat.topic.clone();
         if let Some(r) =
-            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?
         {
             self.pending
                 .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
@@ -657,29 +656,28 @@ impl Student {
         Ok(())
     }
 
-    /// Its join of `chat_id` was refused with `unavailable` (the server could not
-    /// reach its shared state, or the chat's node was being declared dead): after
-    /// a pause, join again, up to [`crate::UNAVAILABLE_RETRIES`] times. False: no
-    /// more tries (an error, as any other refusal). The pause holds this user's
-    /// task: on this path its other chats wait too.
-    async fn join_again(&mut self, conn: &mut Conn, chat_id: &str) -> Result<bool, WsError> {
+    /// Its first join of `chat_id` was refused with `unavailable`: join again
+    /// after a pause ([`resume::rejoin_unavailable`]). False: no more tries (an
+    /// error, as any other refusal).
+    async fn join_again(
+        &mut self,
+        conn: &mut Conn,
+        reply: &Reply<'_>,
+        chat_id: &str,
+    ) -> Result<bool, WsError> {
+        let params = self.chat_params();
         let Some(chat) = self.chats.get_mut(chat_id) else {
             return Ok(false);
         };
-        if chat.join_retries >= crate::UNAVAILABLE_RETRIES {
-            return Ok(false);
-        }
-        chat.join_retries += 1;
         let topic = chat.topic.clone();
-        self.shared
-            .counters
-            .unavailable_retries
-            .fetch_add(1, Relaxed);
-        tokio::time::sleep(crate::UNAVAILABLE_PAUSE).await;
-        let r = conn.join(&topic, &self.chat_params()).await?;
-        self.pending
-            .insert(r, Pending::ChatJoin(chat_id.to_owned()));
-        Ok(true)
+        let again =
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?;
+        if let Some(r) = again {
+            self.pending
+                .insert(r, Pending::ChatJoin(chat_id.to_owned()));
+        }
+        Ok(again.is_some())
     }
 
     /// A chat it was given (read at `now`): join it.
@@ -715,7 +713,6 @@ impl Student {
                 active: true,
                 left: false,
                 away: ChatAway::default(),
-                join_retries: 0,
             },
         );
         Ok(())

@@ -86,8 +86,6 @@ struct Chat {
     terminate_sent: bool,
     /// Held messages due, the other side away.
     away: ChatAway,
-    /// Its join sent again after an `unavailable` refusal, so many times.
-    join_retries: u32,
 }
 
 impl Chat {
@@ -399,7 +397,7 @@ impl Teacher {
         }
         if !reply.is_ok() {
             if let Pending::ChatJoin(chat) = &pending {
-                if reply.is_unavailable() && self.join_again(conn, chat).await? {
+                if self.join_again(conn, &reply, chat).await? {
                     return Ok(Flow::Continue);
                 }
             }
@@ -473,7 +471,8 @@ impl Teacher {
         let params = resume::chat_params(&self.shared, self.id, "teacher");
         let topic = chat.topic.clone();
         if let Some(r) =
-            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?
         {
             self.pending
                 .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
@@ -636,36 +635,34 @@ impl Teacher {
                 sent_at: None,
                 terminate_sent: false,
                 away: ChatAway::default(),
-                join_retries: 0,
             },
         );
         Ok(())
     }
 
     /// The slot of `chat` is free again (terminated, abandoned or refused).
-    /// Its join of `chat_id` was refused with `unavailable` (the server could not
-    /// reach its shared state, or the chat's node was being declared dead): after
-    /// a pause, join again, up to [`crate::UNAVAILABLE_RETRIES`] times. False: no
-    /// more tries (an error, as any other refusal). The pause holds this user's
-    /// task: on this path its other chats wait too.
-    async fn join_again(&mut self, conn: &mut Conn, chat_id: &str) -> Result<bool, WsError> {
+    /// Its first join of `chat_id` was refused with `unavailable`: join again
+    /// after a pause ([`resume::rejoin_unavailable`]). False: no more tries (an
+    /// error, as any other refusal).
+    async fn join_again(
+        &mut self,
+        conn: &mut Conn,
+        reply: &Reply<'_>,
+        chat_id: &str,
+    ) -> Result<bool, WsError> {
+        let params = self.chat_params();
         let Some(chat) = self.chats.get_mut(chat_id) else {
             return Ok(false);
         };
-        if chat.join_retries >= crate::UNAVAILABLE_RETRIES {
-            return Ok(false);
-        }
-        chat.join_retries += 1;
         let topic = chat.topic.clone();
-        self.shared
-            .counters
-            .unavailable_retries
-            .fetch_add(1, Relaxed);
-        tokio::time::sleep(crate::UNAVAILABLE_PAUSE).await;
-        let r = conn.join(&topic, &self.chat_params()).await?;
-        self.pending
-            .insert(r, Pending::ChatJoin(chat_id.to_owned()));
-        Ok(true)
+        let again =
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?;
+        if let Some(r) = again {
+            self.pending
+                .insert(r, Pending::ChatJoin(chat_id.to_owned()));
+        }
+        Ok(again.is_some())
     }
 
     fn release(&mut self, chat_id: &str) {
