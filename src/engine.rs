@@ -144,6 +144,15 @@ impl Engine {
         }
     }
 
+    /// What a chat's dead home kept in Redis as held, by side and seq (on
+    /// Redis; nothing in memory).
+    pub async fn held_of(&self, chat: ChatId) -> Vec<(Role, u64, Box<str>)> {
+        match self {
+            Engine::Memory(_) => Vec::new(),
+            Engine::Redis { steps, .. } => steps.held_of(chat).await.unwrap_or_default(),
+        }
+    }
+
     /// This node, when it is one of several (on Redis).
     pub fn node(&self) -> Option<&NodeId> {
         match self {

@@ -242,26 +242,37 @@ async fn main() -> anyhow::Result<()> {
         None => tracing::info!("transcripts disabled"),
     }
 
-    let stopper = server.stopper();
-    if let Some(health) = server.engine_health() {
+    let health = server.engine_health();
+    let fence = health.clone().map(|health| {
         // A node the others declared dead is fenced for good: it stops, and a
         // supervisor's fresh start is a new node.
-        let stopper = stopper.clone();
+        let stopper = server.stopper();
         actix_web::rt::spawn(async move {
             while !health.is_fenced() {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             tracing::error!("fenced: stopping");
             stopper.shutdown().await;
-            std::process::exit(75);
-        });
-    }
+        })
+    });
     let stopper = server.stopper();
-    actix_web::rt::spawn(async move {
+    let signalled = actix_web::rt::spawn(async move {
         wait_for_stop_signal().await;
         stopper.shutdown().await;
     });
     server.wait().await?;
+    // The HTTP server stops before the shutdown that stopped it has finished:
+    // a fenced node waits for it, then exits with its own status (not 0).
+    if let (Some(health), Some(fence)) = (health, fence) {
+        if health.is_fenced() {
+            let _ = fence.await;
+            tracing::error!("stopped: fenced");
+            std::process::exit(75);
+        }
+    }
+    // Likewise after a stop signal: the shutdown commits what came in while
+    // the connections closed once the HTTP server has stopped.
+    let _ = signalled.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -116,8 +116,32 @@ pub trait RelayRemote {
     /// The chat is homed here and `node` has channels of the side `to`: the
     /// message (the chat's `seq`-th) goes there.
     fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str);
-    /// The chat, homed here, has relayed `relayed` messages so far.
-    fn counted(&self, relayed: u64);
+    /// Whether a chat whose sides keep their places (PROTOCOL 6.3) is kept in
+    /// Redis too, so that a node adopting it after this one died goes on
+    /// where it was: its count, and what it holds.
+    fn persists(&self) -> bool;
+    /// Such a chat, homed here, relayed its `relayed`-th message: Redis must
+    /// have the count before the local deliveries `then` are made (a side that
+    /// read a message and comes back on another node finds it counted).
+    fn counted(&self, relayed: u64, then: Vec<Delivering>);
+    /// Such a chat holds its `seq`-th message for `to`.
+    fn held(&self, to: Role, seq: u64, payload: &str);
+}
+
+/// A relayed message on its way to a channel of this node.
+pub struct Delivering {
+    pub session: Arc<SessionHandle>,
+    pub channel: ChannelId,
+    pub frame: ByteString,
+    pub relayed_at: Option<Instant>,
+}
+
+impl Delivering {
+    /// Hands it to the connection; answers whether the connection overflowed.
+    pub fn deliver(self) -> Delivery {
+        self.session
+            .deliver_relayed(self.channel, self.frame, self.relayed_at)
+    }
 }
 
 /// One node alone: nothing ever leaves it.
@@ -128,7 +152,15 @@ impl RelayRemote for Alone {
         false
     }
     fn deliver(&self, _: &NodeId, _: Role, _: u64, _: &str) {}
-    fn counted(&self, _: u64) {}
+    fn persists(&self) -> bool {
+        false
+    }
+    fn counted(&self, _: u64, then: Vec<Delivering>) {
+        for delivering in then {
+            delivering.deliver();
+        }
+    }
+    fn held(&self, _: Role, _: u64, _: &str) {}
 }
 
 /// What a chat's topic keeps besides its channels.
@@ -143,6 +175,9 @@ struct ChatRelay {
     for_student: Option<Mutex<Held>>,
     /// Channels of either side on other nodes.
     remote: Vec<RemoteSide>,
+    /// A side keeps its place: with several nodes, the count and what is held
+    /// are written to Redis too ([`RelayRemote::persists`]).
+    durable: bool,
 }
 
 impl ChatRelay {
@@ -351,18 +386,36 @@ impl Topics {
     }
 
     /// As `open_chat`, for a chat that relayed `relayed` messages elsewhere
-    /// already (its home died; this node adopts it).
+    /// already and holds `held` (its home died; this node adopts it).
     pub fn adopt_chat(&self, topic: Arc<str>, hold: HoldFor, relayed: u64) {
-        let held = |yes: bool| yes.then(|| Mutex::new(Held::default()));
+        self.adopt_chat_holding(topic, hold, relayed, Vec::new());
+    }
+
+    /// As `adopt_chat`, with the messages the dead home held, by side and seq.
+    pub fn adopt_chat_holding(
+        &self,
+        topic: Arc<str>,
+        hold: HoldFor,
+        relayed: u64,
+        held: Vec<(Role, u64, Box<str>)>,
+    ) {
+        let holding = |yes: bool| yes.then(|| Mutex::new(Held::default()));
         let mut entry = self.map.entry(topic).or_default();
         // An adopted chat: channels here on it relay here from now on.
         entry.home = None;
-        entry.chat = Some(Box::new(ChatRelay {
+        let chat = ChatRelay {
             relayed: AtomicU64::new(relayed),
-            for_teacher: held(hold.teacher),
-            for_student: held(hold.student),
+            for_teacher: holding(hold.teacher),
+            for_student: holding(hold.student),
             remote: Vec::new(),
-        }));
+            durable: hold.teacher || hold.student,
+        };
+        for (side, seq, payload) in held {
+            if let Some(mut kept) = chat.held(side) {
+                kept.keep(seq, payload);
+            }
+        }
+        entry.chat = Some(Box::new(chat));
     }
 
     /// Adds a channel to a chat homed on another node: messages sent on it go
@@ -688,15 +741,29 @@ impl Topics {
                 record().map_err(RelayRefused::NotRecorded)?;
                 let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
                 held.keep(seq, payload.into());
-                remote.counted(seq);
+                if chat.is_some_and(|c| c.durable) && remote.persists() {
+                    remote.held(to, seq, payload);
+                    remote.counted(seq, Vec::new());
+                }
                 return Ok(Relayed::Held);
             }
         }
         record().map_err(RelayRefused::NotRecorded)?;
         let seq = chat.map_or(0, |c| c.relayed.fetch_add(1, Ordering::Relaxed) + 1);
-        remote.counted(seq);
-        let frames = FrameCache::new(topic, receive_event(to), payload);
-        deliver_all(to_side, frames, read_at, evicted);
+        let mut frames = FrameCache::new(topic, receive_event(to), payload);
+        if chat.is_some_and(|c| c.durable) && remote.persists() {
+            let then = to_side
+                .map(|s| Delivering {
+                    session: s.session.clone(),
+                    channel: s.channel,
+                    frame: frames.get(s.session.framing()),
+                    relayed_at: read_at,
+                })
+                .collect();
+            remote.counted(seq, then);
+        } else {
+            deliver_all(to_side, frames, read_at, evicted);
+        }
         for side in elsewhere {
             remote.deliver(&side.node, to, seq, payload);
         }

@@ -139,6 +139,44 @@ pub(crate) async fn enter(
     both_enter(t, s, cid).await;
 }
 
+/// `s`, a new connection of student `sid` while her chat goes on, joins her presence
+/// topic: the reply says she is `chatting`. Returns the reply.
+pub(crate) async fn joins_chatting(s: &mut Client, sid: &Value) -> Frame {
+    let reply = s.join(&student_topic(sid), student_params(sid)).await;
+    assert_eq!(
+        reply.response()["state"],
+        json!("chatting"),
+        "{}",
+        reply.raw
+    );
+    reply
+}
+
+/// `tab`, one more connection of student `sid` while she waits in line, joins her
+/// presence topic: the reply says she is `waiting`.
+pub(crate) async fn another_tab_joins_waiting(tab: &mut Client, sid: &Value) {
+    join_replying(
+        tab,
+        &student_topic(sid),
+        student_params(sid),
+        json!({"state": "waiting"}),
+    )
+    .await;
+}
+
+/// `tab`, one more connection of student `sid` while she is in chat `cid`, joins her
+/// presence topic (`chatting`) and the chat, where nothing is held for her.
+pub(crate) async fn another_tab_joins_the_chat(tab: &mut Client, sid: &Value, cid: &str) {
+    joins_chatting(tab, sid).await;
+    join_replying(
+        tab,
+        &chat_topic(cid),
+        student_params(sid),
+        json!({"seq": 0, "held": 0}),
+    )
+    .await;
+}
+
 /// Teacher `tid` back on a new connection: its presence join reply lists exactly the
 /// chats `(chat id, student id)`, in any order, each as [`assert_is_chat`] says.
 pub(crate) async fn teacher_back_with(
@@ -373,7 +411,7 @@ async fn transcript_is(port: u16, cid: &str, runs: &[(&str, &[Value])], what: &s
 }
 
 /// The other side of a chat.
-fn other_side(side: &str) -> &'static str {
+pub(crate) fn other_side(side: &str) -> &'static str {
     if side == "teacher" {
         "student"
     } else {
@@ -459,7 +497,7 @@ async fn t1_ana_and_ben_waiting(srv: &Server, framing: Framing) -> (Client, Clie
 }
 
 /// `c` ends the chat on `topic` (`chat:terminate`, replied `ok`) and hears it ended.
-async fn ends_the_chat(c: &mut Client, topic: &str) {
+pub(crate) async fn ends_the_chat(c: &mut Client, topic: &str) {
     c.call(topic, "chat:terminate", json!({}))
         .await
         .assert_ok_empty();
@@ -1316,18 +1354,11 @@ async fn a_returning_teacher_gets_its_chats_back(framing: Framing) {
 async fn a_second_tab_keeps_a_student_present(framing: Framing) {
     let srv = start(keeping(LONG));
     let (t1, sid) = (json!("t1"), json!("ana"));
-    let topic = student_topic(&sid);
     let mut t = signed_teacher(&srv, framing, "t1").await;
     let first_tab = signed_student(&srv, framing, "ana").await;
     status_is(&mut t, (1, 1, 1, 0, 0), "ana ready").await;
     let mut second_tab = signed_in(&srv, framing, "ana", Role::Student).await;
-    join_replying(
-        &mut second_tab,
-        &topic,
-        student_params(&sid),
-        json!({"state": "waiting"}),
-    )
-    .await;
+    another_tab_joins_waiting(&mut second_tab, &sid).await;
 
     drop_connection(srv.port, first_tab).await;
     no_status(&mut t, "one of ana's two tabs dropped").await;
@@ -1344,20 +1375,7 @@ async fn a_second_tab_keeps_a_student_present(framing: Framing) {
     .await;
     let chat = chat_topic(&cid);
     let mut third_tab = signed_in(&srv, framing, "ana", Role::Student).await;
-    let reply = third_tab.join(&topic, student_params(&sid)).await;
-    assert_eq!(
-        reply.response()["state"],
-        json!("chatting"),
-        "{}",
-        reply.raw
-    );
-    join_replying(
-        &mut third_tab,
-        &chat,
-        student_params(&sid),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    another_tab_joins_the_chat(&mut third_tab, &sid, &cid).await;
 
     drop_connection(srv.port, second_tab).await;
     t.expect_no_event(&chat, "chat:away", SILENCE).await;

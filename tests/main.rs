@@ -15,6 +15,7 @@ mod identity;
 mod identity_binding;
 mod keep_place;
 mod limits;
+mod node_death;
 mod nodes;
 mod operations;
 mod phoenix_js;

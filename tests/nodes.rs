@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use tutor_queue::identity::Role;
 
 use crate::keep_place::{
-    drop_connection, enter, goes_away, join_replying, numbered, opting, rejoin_gets_held, send_all,
-    signed_in, signed_student, signed_teacher, teacher_back_with, transcript_of, LONG,
+    another_tab_joins_the_chat, another_tab_joins_waiting, drop_connection, ends_the_chat, enter,
+    goes_away, joins_chatting, numbered, opting, other_side, rejoin_gets_held, send_all, signed_in,
+    signed_student, signed_teacher, teacher_back_with, transcript_of, LONG,
 };
 use crate::support::auth::test_keys;
 use crate::support::nodes::{two_nodes, two_nodes_configured, TwoNodes};
@@ -131,6 +132,81 @@ async fn receive_n(c: &mut Client, topic: &str, event: &str, n: usize) -> Vec<Va
     got
 }
 
+/// Teacher 1 on A and teacher 2 on B, tokenless, in presence.
+async fn teacher_on_each_node(nodes: &TwoNodes, framing: Framing) -> (Client, Client) {
+    let ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
+    let tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    (ta, tb)
+}
+
+/// Token teacher t1 on A claims token student ana (ready) on B, and both enter the chat,
+/// their chat joins opting into `t1_flags` and `ana_flags`; A, the claimer's node, is the
+/// chat's home. Returns the teacher, the student and the chat id.
+async fn t1_on_a_chatting_with_ana_on_b(
+    nodes: &TwoNodes,
+    framing: Framing,
+    t1_flags: &[&str],
+    ana_flags: &[&str],
+) -> (Client, Client, String) {
+    let mut t = signed_teacher(&nodes.a, framing, "t1")
+        .await
+        .named("teacher t1 on A");
+    let mut s = signed_student(&nodes.b, framing, "ana")
+        .await
+        .named("student ana on B");
+    let (t1, ana) = (json!("t1"), json!("ana"));
+    let cid = t.claim_expect(&t1, &ana).await;
+    let (t_params, s_params) = (
+        opting(teacher_params(&t1), t1_flags),
+        opting(student_params(&ana), ana_flags),
+    );
+    enter(&mut t, t_params, &mut s, s_params, &cid).await;
+    (t, s, cid)
+}
+
+/// `from`, the `side` of the chat on `topic`, sends `{"message": text}`, and the other
+/// side `to` receives it.
+async fn relayed(from: &mut Client, side: &str, to: &mut Client, topic: &str, text: &str) {
+    let message = json!({ "message": text });
+    from.push(topic, &format!("{side}:send"), message.clone())
+        .await;
+    let receive = format!("{}:receive", other_side(side));
+    let got = to.wait_for(topic, &receive, WAIT).await;
+    assert_eq!(got.payload, message);
+}
+
+/// The next `user:status` `t` reads is `expected` (teachers, total, waiting, chatting,
+/// finished).
+async fn next_status(t: &mut Client, expected: (u64, u64, u64, u64, u64), what: &str) {
+    let st = t.wait_for("presence:teachers", "user:status", WAIT).await;
+    assert_eq!(status_tuple(&st.payload), expected, "{what}: {}", st.raw);
+}
+
+/// `c`, in the chat on `topic`, hears that its `role` side is back.
+async fn hears_back(c: &mut Client, topic: &str, role: &str) {
+    let back = c.wait_for(topic, "chat:back", WAIT).await;
+    assert_eq!(back.payload, json!({"role": role}), "{}", back.raw);
+}
+
+/// Token student `sid`, away from her chat on `topic`, back on a new connection to
+/// `node` (named `name`): her presence join says `chatting` and `t`, the teacher, hears
+/// `chat:back`. Returns her connection and her presence join reply.
+async fn student_back_on(
+    node: &Server,
+    framing: Framing,
+    sid: &str,
+    name: &str,
+    t: &mut Client,
+    topic: &str,
+) -> (Client, Frame) {
+    let mut s = signed_in(node, framing, sid, Role::Student)
+        .await
+        .named(name);
+    let reply = joins_chatting(&mut s, &json!(sid)).await;
+    hears_back(t, topic, "student").await;
+    (s, reply)
+}
+
 // ----- 1. FIFO by arrival over both nodes -----
 
 /// Eight students become ready in turn on A and B (ids out of order); teachers on A and
@@ -143,8 +219,7 @@ async fn fifo_by_arrival_across_nodes(framing: Framing) {
     let Some(nodes) = two_nodes("nodes: FIFO", Config::default()) else {
         return;
     };
-    let mut ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
-    let mut tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    let (mut ta, mut tb) = teacher_on_each_node(&nodes, framing).await;
     let sids: Vec<Value> = [10, 3, 7, 1, 12, 5, 9, 2].map(|i| json!(i)).to_vec();
     let mut students = ready_in_turn(&nodes, framing, &sids).await;
 
@@ -282,10 +357,7 @@ async fn five_chats_under_claims_from_two_nodes(framing: Framing) {
         "t1 joins its chat on A: {}",
         joined.raw
     );
-    ta.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    ta.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut ta, &topic).await;
     let chat = tb
         .claim(&t1)
         .await
@@ -360,10 +432,7 @@ async fn a_chat_across_nodes(framing: Framing) {
         } else {
             (&mut t, &mut s)
         };
-        ends.call(&topic, "chat:terminate", json!({}))
-            .await
-            .assert_ok_empty();
-        ends.wait_for(&topic, "chat:terminated", WAIT).await;
+        ends_the_chat(ends, &topic).await;
         other.wait_for(&topic, "chat:terminated", WAIT).await;
         t.wait_match(
             |f| {
@@ -424,8 +493,7 @@ async fn status_snapshots_never_go_back(framing: Framing) {
     let Some(nodes) = two_nodes("nodes: status order", Config::default()) else {
         return;
     };
-    let mut ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
-    let mut tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    let (mut ta, mut tb) = teacher_on_each_node(&nodes, framing).await;
     const N: u64 = 30;
     let mut students = Vec::new();
     for i in 0..N as usize {
@@ -490,8 +558,7 @@ async fn a_teacher_vanishing_on_a_requeues_its_student_on_b(framing: Framing) {
         return;
     };
     let (t1, t2, s7, s8) = (json!(1), json!(2), json!(7), json!(8));
-    let mut ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
-    let mut tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    let (mut ta, mut tb) = teacher_on_each_node(&nodes, framing).await;
     let mut seven = ready_student(&nodes.b, framing, 7)
         .await
         .named("student 7 on B");
@@ -506,13 +573,12 @@ async fn a_teacher_vanishing_on_a_requeues_its_student_on_b(framing: Framing) {
     let topic = chat_topic(&cid);
     seven.wait_for(&topic, "phx_close", WAIT).await;
     seven.forget(&topic);
-    let st = tb.wait_for("presence:teachers", "user:status", WAIT).await;
-    assert_eq!(
-        status_tuple(&st.payload),
+    next_status(
+        &mut tb,
         (1, 2, 2, 0, 0),
-        "teacher 1 gone, student 7 waiting again: {}",
-        st.raw
-    );
+        "teacher 1 gone, student 7 waiting again",
+    )
+    .await;
     no_status(&mut tb, "teacher 1 vanished: one user:status").await;
     seven
         .expect_no_event(&topic, "chat:terminated", Duration::ZERO)
@@ -541,44 +607,21 @@ async fn a_token_student_away_from_b_comes_back_on_a(framing: Framing) {
     let Some(nodes) = two_nodes("nodes: away across nodes", with_tokens()) else {
         return;
     };
-    let (t1, ana) = (json!("t1"), json!("ana"));
-    let mut t = signed_teacher(&nodes.a, framing, "t1")
-        .await
-        .named("teacher t1 on A");
-    let mut s = signed_student(&nodes.b, framing, "ana")
-        .await
-        .named("student ana on B");
-    let cid = t.claim_expect(&t1, &ana).await;
+    let ana = json!("ana");
+    let (mut t, mut s, cid) =
+        t1_on_a_chatting_with_ana_on_b(&nodes, framing, &["awayNotices"], &[]).await;
     let topic = chat_topic(&cid);
-    let t_params = opting(teacher_params(&t1), &["awayNotices"]);
-    enter(&mut t, t_params, &mut s, student_params(&ana), &cid).await;
-    let q0 = json!({"message": "what is 2+2?"});
-    t.push(&topic, "teacher:send", q0.clone()).await;
-    let got = s.wait_for(&topic, "student:receive", WAIT).await;
-    assert_eq!(got.payload, q0);
-    let a0 = json!({"message": "4"});
-    s.push(&topic, "student:send", a0.clone()).await;
-    let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
-    assert_eq!(got.payload, a0);
+    relayed(&mut t, "teacher", &mut s, &topic, "what is 2+2?").await;
+    relayed(&mut s, "student", &mut t, &topic, "4").await;
 
     goes_away(s, "student", &mut t, &cid, LONG).await;
     let held = numbered("while you were away", 4);
     send_all(&mut t, "teacher", &topic, &held[..3]).await;
 
-    let mut s = signed_in(&nodes.a, framing, "ana", Role::Student)
-        .await
-        .named("student ana, back on A");
-    let reply = s.join(&student_topic(&ana), student_params(&ana)).await;
+    let back_on_a = "student ana, back on A";
+    let (mut s, reply) = student_back_on(&nodes.a, framing, "ana", back_on_a, &mut t, &topic).await;
     assert_eq!(reply.status(), "ok", "{}", reply.raw);
-    assert_eq!(
-        reply.response()["state"],
-        json!("chatting"),
-        "{}",
-        reply.raw
-    );
     assert_eq!(reply.response()["chat"]["id"], json!(cid), "{}", reply.raw);
-    let back = t.wait_for(&topic, "chat:back", WAIT).await;
-    assert_eq!(back.payload, json!({"role": "student"}), "{}", back.raw);
     send_all(&mut t, "teacher", &topic, &held[3..]).await;
     rejoin_gets_held(&mut s, "student", &topic, student_params(&ana), 6, &held).await;
 
@@ -586,32 +629,16 @@ async fn a_token_student_away_from_b_comes_back_on_a(framing: Framing) {
     t.push(&topic, "teacher:send", live.clone()).await;
     let got = s.wait_for(&topic, "student:receive", WAIT).await;
     assert_eq!(got.payload, live, "live messages come after the held ones");
-    let answer = json!({"message": "thanks"});
-    s.push(&topic, "student:send", answer.clone()).await;
-    let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
-    assert_eq!(got.payload, answer);
+    relayed(&mut s, "student", &mut t, &topic, "thanks").await;
 
     // Away again, from A this time, and back on B: the far side of the chat again.
     goes_away(s, "student", &mut t, &cid, LONG).await;
     let held = numbered("still there?", 2);
     send_all(&mut t, "teacher", &topic, &held).await;
-    let mut s = signed_in(&nodes.b, framing, "ana", Role::Student)
-        .await
-        .named("student ana, back on B");
-    let reply = s.join(&student_topic(&ana), student_params(&ana)).await;
-    assert_eq!(
-        reply.response()["state"],
-        json!("chatting"),
-        "{}",
-        reply.raw
-    );
-    let back = t.wait_for(&topic, "chat:back", WAIT).await;
-    assert_eq!(back.payload, json!({"role": "student"}), "{}", back.raw);
+    let back_on_b = "student ana, back on B";
+    let (mut s, _) = student_back_on(&nodes.b, framing, "ana", back_on_b, &mut t, &topic).await;
     rejoin_gets_held(&mut s, "student", &topic, student_params(&ana), 10, &held).await;
-    let live = json!({"message": "good"});
-    t.push(&topic, "teacher:send", live.clone()).await;
-    let got = s.wait_for(&topic, "student:receive", WAIT).await;
-    assert_eq!(got.payload, live);
+    relayed(&mut t, "teacher", &mut s, &topic, "good").await;
     t.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
         .await;
 }
@@ -632,20 +659,10 @@ async fn a_token_teacher_away_from_a_comes_back_on_b(framing: Framing) {
     let mut watcher = signed_teacher(&nodes.a, framing, "t9")
         .await
         .named("teacher t9 on A");
-    let mut t = signed_teacher(&nodes.a, framing, "t1")
-        .await
-        .named("teacher t1 on A");
-    let mut s = signed_student(&nodes.b, framing, "ana")
-        .await
-        .named("student ana on B");
-    let cid = t.claim_expect(&t1, &ana).await;
+    let (mut t, mut s, cid) =
+        t1_on_a_chatting_with_ana_on_b(&nodes, framing, &[], &["awayNotices"]).await;
     let topic = chat_topic(&cid);
-    let s_params = opting(student_params(&ana), &["awayNotices"]);
-    enter(&mut t, teacher_params(&t1), &mut s, s_params, &cid).await;
-    let q0 = json!({"message": "hello"});
-    t.push(&topic, "teacher:send", q0.clone()).await;
-    let got = s.wait_for(&topic, "student:receive", WAIT).await;
-    assert_eq!(got.payload, q0);
+    relayed(&mut t, "teacher", &mut s, &topic, "hello").await;
 
     goes_away(t, "teacher", &mut s, &cid, LONG).await;
     let held = numbered("are you there?", 3);
@@ -654,33 +671,15 @@ async fn a_token_teacher_away_from_a_comes_back_on_b(framing: Framing) {
     let mut t = teacher_back_with(&nodes.b, framing, "t1", &[(&cid, "ana")])
         .await
         .named("teacher t1, back on B");
-    let back = s.wait_for(&topic, "chat:back", WAIT).await;
-    assert_eq!(back.payload, json!({"role": "teacher"}), "{}", back.raw);
+    hears_back(&mut s, &topic, "teacher").await;
     rejoin_gets_held(&mut t, "teacher", &topic, teacher_params(&t1), 4, &held).await;
-    let live = json!({"message": "sorry, my wifi"});
-    s.push(&topic, "student:send", live.clone()).await;
-    let got = t.wait_for(&topic, "teacher:receive", WAIT).await;
-    assert_eq!(got.payload, live);
-    let reply = json!({"message": "where were we"});
-    t.push(&topic, "teacher:send", reply.clone()).await;
-    let got = s.wait_for(&topic, "student:receive", WAIT).await;
-    assert_eq!(got.payload, reply);
+    relayed(&mut s, "student", &mut t, &topic, "sorry, my wifi").await;
+    relayed(&mut t, "teacher", &mut s, &topic, "where were we").await;
 
     settle(&mut watcher, (2, 1, 0, 1, 0)).await;
-    t.call(&topic, "chat:terminate", json!({}))
-        .await
-        .assert_ok_empty();
-    t.wait_for(&topic, "chat:terminated", WAIT).await;
+    ends_the_chat(&mut t, &topic).await;
     s.wait_for(&topic, "chat:terminated", WAIT).await;
-    let st = watcher
-        .wait_for("presence:teachers", "user:status", WAIT)
-        .await;
-    assert_eq!(
-        status_tuple(&st.payload),
-        (2, 1, 0, 0, 1),
-        "ana's chat ended: {}",
-        st.raw
-    );
+    next_status(&mut watcher, (2, 1, 0, 0, 1), "ana's chat ended").await;
     s.ready(&ana).await;
     t.claim_expect(&t1, &ana).await;
 }
@@ -695,8 +694,7 @@ async fn a_student_vanishing_on_b_ends_its_chat_on_a(framing: Framing) {
         return;
     };
     let (t1, s7, s8) = (json!(1), json!(7), json!(8));
-    let mut ta = teacher(&nodes.a, framing, 1).await.named("teacher 1 on A");
-    let mut tb = teacher(&nodes.b, framing, 2).await.named("teacher 2 on B");
+    let (mut ta, mut tb) = teacher_on_each_node(&nodes, framing).await;
     let mut seven = ready_student(&nodes.b, framing, 7)
         .await
         .named("student 7 on B");
@@ -707,13 +705,7 @@ async fn a_student_vanishing_on_b_ends_its_chat_on_a(framing: Framing) {
     seven.vanish();
     ta.wait_for(&chat_topic(&cid), "chat:terminated", WAIT)
         .await;
-    let st = tb.wait_for("presence:teachers", "user:status", WAIT).await;
-    assert_eq!(
-        status_tuple(&st.payload),
-        (2, 0, 0, 0, 0),
-        "student 7 gone: {}",
-        st.raw
-    );
+    next_status(&mut tb, (2, 0, 0, 0, 0), "student 7 gone").await;
     no_status(&mut tb, "student 7 vanished: one user:status").await;
     let _eight = ready_student(&nodes.b, framing, 8)
         .await
@@ -732,7 +724,6 @@ async fn a_tab_on_the_other_node_keeps_a_student_present(framing: Framing) {
         return;
     };
     let (t1, ana) = (json!("t1"), json!("ana"));
-    let topic = student_topic(&ana);
     let mut t = signed_teacher(&nodes.a, framing, "t1")
         .await
         .named("teacher t1 on A");
@@ -742,13 +733,7 @@ async fn a_tab_on_the_other_node_keeps_a_student_present(framing: Framing) {
     let mut on_a = signed_in(&nodes.a, framing, "ana", Role::Student)
         .await
         .named("ana's tab on A");
-    join_replying(
-        &mut on_a,
-        &topic,
-        student_params(&ana),
-        json!({"state": "waiting"}),
-    )
-    .await;
+    another_tab_joins_waiting(&mut on_a, &ana).await;
     settle(&mut t, (1, 1, 1, 0, 0)).await;
 
     drop_connection(nodes.b.port, on_b).await;
@@ -760,27 +745,11 @@ async fn a_tab_on_the_other_node_keeps_a_student_present(framing: Framing) {
     let mut third = signed_in(&nodes.b, framing, "ana", Role::Student)
         .await
         .named("ana's third tab, on B");
-    let reply = third.join(&topic, student_params(&ana)).await;
-    assert_eq!(
-        reply.response()["state"],
-        json!("chatting"),
-        "{}",
-        reply.raw
-    );
-    join_replying(
-        &mut third,
-        &chat,
-        student_params(&ana),
-        json!({"seq": 0, "held": 0}),
-    )
-    .await;
+    another_tab_joins_the_chat(&mut third, &ana, &cid).await;
 
     drop_connection(nodes.a.port, on_a).await;
     t.expect_no_event(&chat, "chat:away", SILENCE).await;
-    let m = json!({"message": "still here?"});
-    t.push(&chat, "teacher:send", m.clone()).await;
-    let got = third.wait_for(&chat, "student:receive", WAIT).await;
-    assert_eq!(got.payload, m);
+    relayed(&mut t, "teacher", &mut third, &chat, "still here?").await;
 }
 
 // ----- 10. an away teacher's chat abandoned across nodes -----
@@ -793,20 +762,13 @@ async fn an_away_teachers_chat_is_abandoned_across_nodes(framing: Framing) {
     let Some(nodes) = two_nodes("nodes: an away teacher's window ends", keeping(WINDOW)) else {
         return;
     };
-    let (t1, t2, ana) = (json!("t1"), json!("t2"), json!("ana"));
-    let mut t = signed_teacher(&nodes.a, framing, "t1")
-        .await
-        .named("teacher t1 on A");
+    let (t2, ana) = (json!("t2"), json!("ana"));
     let mut other = signed_teacher(&nodes.b, framing, "t2")
         .await
         .named("teacher t2 on B");
-    let mut s = signed_student(&nodes.b, framing, "ana")
-        .await
-        .named("student ana on B");
-    let cid = t.claim_expect(&t1, &ana).await;
+    let (t, mut s, cid) =
+        t1_on_a_chatting_with_ana_on_b(&nodes, framing, &[], &["awayNotices"]).await;
     let topic = chat_topic(&cid);
-    let s_params = opting(student_params(&ana), &["awayNotices"]);
-    enter(&mut t, teacher_params(&t1), &mut s, s_params, &cid).await;
     settle(&mut other, (2, 1, 0, 1, 0)).await;
 
     let dropped = Instant::now();
@@ -818,15 +780,7 @@ async fn an_away_teachers_chat_is_abandoned_across_nodes(framing: Framing) {
     s.forget(&topic);
     s.expect_no_event(&topic, "chat:terminated", Duration::ZERO)
         .await;
-    let st = other
-        .wait_for("presence:teachers", "user:status", WAIT)
-        .await;
-    assert_eq!(
-        status_tuple(&st.payload),
-        (1, 1, 1, 0, 0),
-        "t1 gone, ana back in line: {}",
-        st.raw
-    );
+    next_status(&mut other, (1, 1, 1, 0, 0), "t1 gone, ana back in line").await;
     no_status(&mut other, "t1's window ended: one user:status").await;
     other.claim_expect(&t2, &ana).await;
     s.wait_for(&student_topic(&ana), "new:chat", WAIT).await;
@@ -841,17 +795,9 @@ async fn an_away_students_chat_ends_across_nodes(framing: Framing) {
     let Some(nodes) = two_nodes("nodes: an away student's window ends", keeping(WINDOW)) else {
         return;
     };
-    let (t1, ana) = (json!("t1"), json!("ana"));
-    let mut t = signed_teacher(&nodes.a, framing, "t1")
-        .await
-        .named("teacher t1 on A");
-    let mut s = signed_student(&nodes.b, framing, "ana")
-        .await
-        .named("student ana on B");
-    let cid = t.claim_expect(&t1, &ana).await;
+    let t1_flags = ["awayNotices", "endReason"];
+    let (mut t, s, cid) = t1_on_a_chatting_with_ana_on_b(&nodes, framing, &t1_flags, &[]).await;
     let topic = chat_topic(&cid);
-    let t_params = opting(teacher_params(&t1), &["awayNotices", "endReason"]);
-    enter(&mut t, t_params, &mut s, student_params(&ana), &cid).await;
     settle(&mut t, (1, 1, 0, 1, 0)).await;
 
     let dropped = Instant::now();
@@ -864,13 +810,7 @@ async fn an_away_students_chat_ends_across_nodes(framing: Framing) {
         "{}",
         ended.raw
     );
-    let st = t.wait_for("presence:teachers", "user:status", WAIT).await;
-    assert_eq!(
-        status_tuple(&st.payload),
-        (1, 0, 0, 0, 0),
-        "ana gone after the window: {}",
-        st.raw
-    );
+    next_status(&mut t, (1, 0, 0, 0, 0), "ana gone after the window").await;
     no_status(&mut t, "ana's window ended: one user:status").await;
 }
 

@@ -851,6 +851,12 @@ impl Core {
                 }
             }
         };
+        if let (Some(cluster), ChannelKind::Chat { chat, role }, true) =
+            (&self.cluster, &kind, subscribed.held > 0)
+        {
+            // What was held for the side is delivered: Redis forgets it too.
+            cluster.hold(*chat, *role, 0, None);
+        }
         self.state
             .borrow_mut()
             .sessions
@@ -882,8 +888,9 @@ impl Core {
             teacher: !self.grace.is_zero(),
             student: !self.grace.is_zero(),
         };
+        let held = self.tutoring.held_of(chat).await;
         self.topics
-            .adopt_chat(chat_topic(chat).into(), hold, relayed);
+            .adopt_chat_holding(chat_topic(chat).into(), hold, relayed, held);
         // Its transcript goes on here (what the dead home recorded stays in
         // that node's store).
         if let Ok(Some((teacher, student))) = self.tutoring.sides(chat).await {

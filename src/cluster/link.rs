@@ -20,7 +20,8 @@ use crate::actors::Hub;
 use crate::channels::{ChannelId, Refusal};
 use crate::domain::{ChatId, Role};
 use crate::protocol::{self, ReplyStatus};
-use crate::topics::{RelayRemote, Stranded};
+use crate::topics::{Delivering, RelayRemote, Stranded};
+use crate::transport::Delivery;
 use crate::transport::SessionId;
 
 /// What the outbox sends to Redis, in order.
@@ -32,10 +33,22 @@ pub enum Outgoing {
         text: String,
         returnable: bool,
     },
-    /// A home's count of the messages relayed in a chat so far (its `:q:<cid>`
-    /// key), written behind the relay: a node that adopts the chat after the
-    /// home died goes on from it.
-    Count { key: String, relayed: u64 },
+    /// A home's count of the messages relayed in a chat whose sides keep
+    /// their places (its `:q:<cid>` key), with the local deliveries of the
+    /// message, made once Redis has the count: a node that adopts the chat
+    /// after the home died goes on from it, and nobody read more than it says.
+    Count {
+        key: String,
+        relayed: u64,
+        then: Vec<Delivering>,
+    },
+    /// A message such a chat holds for a side (`:held:<cid>:<t|s>`, entries
+    /// `<seq>|<payload>`), or (`payload` None) the side took what was held.
+    Hold {
+        key: String,
+        seq: u64,
+        payload: Option<String>,
+    },
 }
 
 /// Messages waiting to be published, in the order they were queued: bounded,
@@ -60,6 +73,14 @@ impl Outbox {
             channel,
             text,
             returnable,
+        })
+    }
+
+    /// Queues anything; gives it back if the outbox is full or gone.
+    pub(super) fn try_queue(&self, outgoing: Outgoing) -> Result<(), Outgoing> {
+        self.queue.try_send(outgoing).map_err(|error| {
+            tracing::error!("the cluster outbox is full or closed: a write to redis is not made");
+            error.into_inner()
         })
     }
 
@@ -105,10 +126,21 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
                 Outgoing::Publish { channel, text, .. } => {
                     pipe.cmd("PUBLISH").arg(channel).arg(text);
                 }
-                Outgoing::Count { key, relayed } => {
+                Outgoing::Count { key, relayed, .. } => {
                     // Kept a day at most: a count written after the chat was
                     // discarded does not stay for good.
                     pipe.cmd("SET").arg(key).arg(relayed).arg("EX").arg(86_400);
+                }
+                Outgoing::Hold {
+                    key,
+                    seq,
+                    payload: Some(payload),
+                } => {
+                    pipe.cmd("RPUSH").arg(key).arg(format!("{seq}|{payload}"));
+                    pipe.cmd("EXPIRE").arg(key).arg(86_400).ignore();
+                }
+                Outgoing::Hold { key, .. } => {
+                    pipe.cmd("DEL").arg(key);
                 }
             }
         }
@@ -122,16 +154,27 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
         let mut heard = heard.into_iter();
         for outgoing in batch.drain(..) {
             let answer = heard.next();
-            if let Outgoing::Publish {
-                text,
-                returnable: true,
-                ..
-            } = outgoing
-            {
-                // PUBLISH answers how many subscribers heard it.
-                if !matches!(answer, Some(redis::Value::Int(heard)) if heard > 0) {
-                    unheard(&hub, &text);
+            match outgoing {
+                Outgoing::Publish {
+                    text,
+                    returnable: true,
+                    ..
+                } => {
+                    // PUBLISH answers how many subscribers heard it.
+                    if !matches!(answer, Some(redis::Value::Int(heard)) if heard > 0) {
+                        unheard(&hub, &text);
+                    }
                 }
+                // Delivered even if Redis failed: the message is not lost here.
+                Outgoing::Count { then, .. } => {
+                    for delivering in then {
+                        let session = delivering.session.id();
+                        if delivering.deliver() == Delivery::Evicted {
+                            hub.lifetime.do_send(SessionGone { session });
+                        }
+                    }
+                }
+                Outgoing::Publish { .. } | Outgoing::Hold { .. } => {}
             }
         }
     }
@@ -208,10 +251,7 @@ fn unheard(hub: &Hub, text: &str) {
             to,
             seq,
             payload,
-        }) if !hub
-            .topics
-            .bounce(&chat_topic(&chat), to, seq, payload.get()) =>
-        {
+        }) if !held_again(hub, &chat, to, seq, payload.get()) => {
             tracing::warn!(%chat, seq, "a relayed message whose recipient's node is gone is not held (not a token user): it is in the transcript only");
         }
         Ok(Inbox::Sub { ask, .. }) => {
@@ -221,6 +261,18 @@ fn unheard(hub: &Hub, text: &str) {
         }
         _ => {}
     }
+}
+
+/// A message this home delivered that found no channel of its side: held
+/// again (here and in Redis), if the side's messages are held.
+fn held_again(hub: &Hub, chat: &str, to: Role, seq: u64, payload: &str) -> bool {
+    if !hub.topics.bounce(&chat_topic(chat), to, seq, payload) {
+        return false;
+    }
+    if let (Some(cluster), Some(id)) = (&hub.cluster, ChatId::parse(chat)) {
+        cluster.hold(id, to, seq, Some(payload));
+    }
+    true
 }
 
 async fn subscribe(
@@ -282,8 +334,16 @@ impl RelayRemote for Forward<'_> {
         )
     }
 
-    fn counted(&self, relayed: u64) {
-        self.cluster.count(self.chat, relayed);
+    fn persists(&self) -> bool {
+        true
+    }
+
+    fn counted(&self, relayed: u64, then: Vec<Delivering>) {
+        self.cluster.count(self.chat, relayed, then);
+    }
+
+    fn held(&self, to: Role, seq: u64, payload: &str) {
+        self.cluster.hold(self.chat, to, seq, Some(payload));
     }
 
     fn deliver(&self, node: &NodeId, to: Role, seq: u64, payload: &str) {
@@ -354,10 +414,7 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
             seq,
             payload,
         } => {
-            if !hub
-                .topics
-                .bounce(&chat_topic(&chat), to, seq, payload.get())
-            {
+            if !held_again(hub, &chat, to, seq, payload.get()) {
                 tracing::warn!(%chat, seq, "a relayed message whose recipient had left is not held (not a token user, or the chat ended): it is in the transcript only");
             }
         }
@@ -371,6 +428,9 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
                 .topics
                 .join_from(&chat_topic(&chat), &from, role)
                 .unwrap_or_default();
+            if let (false, Some(id)) = (held.is_empty(), ChatId::parse(&chat)) {
+                cluster.hold(id, role, 0, None);
+            }
             let held = held
                 .into_iter()
                 .filter_map(|payload| RawValue::from_string(payload.into()).ok())

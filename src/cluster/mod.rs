@@ -32,6 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+
+use crate::domain::{ChatId, Role};
+use crate::topics::Delivering;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use link::{listen, publish, Forward, Outbox};
@@ -79,6 +82,15 @@ pub enum ChatHome {
     /// its topic before the join, counting on from the `relayed` messages
     /// the home last wrote behind (what it held is lost with it).
     Adopted { relayed: u64 },
+}
+
+/// The list of what a chat holds for a side, in Redis.
+pub fn held_key(prefix: &str, chat: ChatId, side: Role) -> String {
+    let side = match side {
+        Role::Teacher => 't',
+        Role::Student => 's',
+    };
+    format!("{prefix}:held:{chat}:{side}")
 }
 
 /// How long a node waits for a chat's home to answer a join (`Sub`).
@@ -135,10 +147,25 @@ impl Cluster {
         self.outbox.send(self.events_channel(), event, false)
     }
 
-    /// Writes behind, in Redis, how many messages a chat homed here relayed.
-    pub fn count(&self, chat: crate::domain::ChatId, relayed: u64) {
+    /// Writes in Redis how many messages a chat homed here relayed, then makes
+    /// the local deliveries of the last one (at once if it cannot be queued).
+    pub fn count(&self, chat: ChatId, relayed: u64, then: Vec<Delivering>) {
         let key = format!("{}:q:{chat}", self.prefix);
-        self.outbox.queue_up(link::Outgoing::Count { key, relayed });
+        let count = link::Outgoing::Count { key, relayed, then };
+        if let Err(link::Outgoing::Count { then, .. }) = self.outbox.try_queue(count) {
+            for delivering in then {
+                delivering.deliver();
+            }
+        }
+    }
+
+    /// Keeps in Redis a message a chat homed here holds for `side` (None: the
+    /// side took what was held).
+    pub fn hold(&self, chat: ChatId, side: Role, seq: u64, payload: Option<&str>) {
+        let key = held_key(&self.prefix, chat, side);
+        let payload = payload.map(str::to_owned);
+        self.outbox
+            .queue_up(link::Outgoing::Hold { key, seq, payload });
     }
 
     /// Sends to one node's inbox. False if it could not be queued.
@@ -154,12 +181,7 @@ impl Cluster {
     /// Asks a chat's home to count a channel of `role` on this node as one of
     /// the chat's; answers the chat's message count and the held messages it
     /// pushed here (None if the home did not answer in time).
-    pub async fn join_at_home(
-        &self,
-        home: &NodeId,
-        chat: String,
-        role: crate::domain::Role,
-    ) -> Option<Subbed> {
+    pub async fn join_at_home(&self, home: &NodeId, chat: String, role: Role) -> Option<Subbed> {
         let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.asks.insert(ask, answer);

@@ -845,6 +845,32 @@ impl RedisTutoring {
         })
     }
 
+    /// What a chat's home kept in Redis as held for each side (`<seq>|<payload>`
+    /// entries), for a node adopting the chat.
+    pub async fn held_of(&self, chat: ChatId) -> Result<Vec<(Role, u64, Box<str>)>, EngineError> {
+        let mut conn = self.connection().await?;
+        let sides = [Role::Teacher, Role::Student];
+        let mut pipe = redis::pipe();
+        for side in sides {
+            pipe.cmd("LRANGE")
+                .arg(crate::cluster::held_key(&self.prefix, chat, side))
+                .arg(0)
+                .arg(-1);
+        }
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let mut held = Vec::new();
+        for (side, entries) in sides.into_iter().zip(lists) {
+            for entry in entries {
+                let (seq, payload) = entry
+                    .split_once('|')
+                    .and_then(|(seq, payload)| Some((seq.parse().ok()?, payload)))
+                    .ok_or_else(|| EngineError::Corrupt(format!("held {entry:?}")))?;
+                held.push((side, seq, Box::from(payload)));
+            }
+        }
+        Ok(held)
+    }
+
     /// Where an active chat lives now, adopting it if its home was declared
     /// dead (`lua/home.lua`); None if the chat is not active.
     pub async fn home_of(&self, chat: ChatId) -> Result<Option<ChatHome>, EngineError> {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub use rustix::process::Signal;
 use rustix::process::{kill_process, Pid};
 
+use super::server::Server;
 use super::WAIT;
 
 /// What the binary logs once it accepts connections, followed by the port.
@@ -32,6 +33,7 @@ const SETTINGS: &[&str] = &[
     "WORKERS",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
+    "MAX_CONNECTIONS_PER_USER",
     "MAX_FRAME_BYTES",
     "MAX_CHANNELS",
     "MAX_FRAMES_PER_SEC",
@@ -39,9 +41,17 @@ const SETTINGS: &[&str] = &[
     "OUTBOUND_LIMIT",
     "OUTBOUND_BYTES",
     "IDLE_TIMEOUT_S",
+    "SEND_TIMEOUT_S",
+    "RECONNECT_GRACE_S",
+    "HELD_MESSAGES",
+    "HELD_BYTES",
+    "REDIS_URL",
+    "REDIS_DEPLOYMENT",
     "DATA_DIR",
     "TOKEN_SECRET",
     "REQUIRE_TOKEN",
+    "GUEST_ROLES",
+    "GUEST_TOKEN_TTL",
 ];
 
 /// How the binary is started; see [`RealServer::builder`].
@@ -70,6 +80,15 @@ impl RealServerBuilder {
     /// `token_for` and `admin_token` read its API.
     pub fn test_tokens(self) -> Self {
         self.arg("--token-secret").arg(super::auth::TEST_SECRET)
+    }
+
+    /// `--redis-url <url> --redis-deployment <deployment>`: a node of that deployment
+    /// (README "Many nodes (Redis)").
+    pub fn redis(self, url: &str, deployment: &str) -> Self {
+        self.arg("--redis-url")
+            .arg(url)
+            .arg("--redis-deployment")
+            .arg(deployment)
     }
 
     /// Starts the binary with an open-file limit (`RLIMIT_NOFILE`, soft and hard) of `n`.
@@ -210,6 +229,11 @@ impl RealServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A handle for the test clients (`connect`, `teacher`, ...), which take a [`Server`].
+    pub fn server(&self) -> Server {
+        Server { port: self.port }
     }
 
     /// Its `--data-dir`.
