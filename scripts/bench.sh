@@ -4,10 +4,20 @@
 #
 #   scripts/bench.sh                 # S1, S1N, S1D, S2 and S3, 3 runs each
 #   RUNS=1 SCENARIOS="S1" scripts/bench.sh
+#   SCENARIOS="S1 S1R S1x2 S1K" scripts/bench.sh   # one node vs two on one Redis, kill test
 #
 # S1: 1000 students, 10 teachers, 50 messages (the 2015 default), transcripts on
 # S1N: S1 with --no-transcripts (what recording every message costs)
 # S1R: S1 with the state in Redis (--redis-url; one node), Redis CPU reported too
+# S1x2: S1 on two nodes (two server processes on one redis-server, one deployment,
+#      ports PORT and PORT+1), the load-client's connections spread over both
+#      (--url twice, round robin): server CPU summed and per node, Redis CPU
+# S1K: the kill test: K_STUDENTS (2000) students, 10 teachers, 50 messages on two
+#      nodes with tokens and --reconnect; once half the chats are completed (the
+#      nodes' /metrics; at the latest K_KILL_BY_S, 60 s, after the start) the second
+#      node is killed with SIGKILL (no goodbye), and its users reconnect to the
+#      first. Passes when every student finished with 0 violations
+#      (K_TIMEOUT_S, 120 s, bounds the run: twice the 60 s reconnect grace)
 # S1D: S1 with tokens, and drops: 10% of the students and of the teachers drop
 #      their connection once at a random point and come back 0.1-2 s later
 #      (load-client --reconnect --drop-rate 0.1; PROTOCOL 6.3)
@@ -23,7 +33,13 @@
 # Each server records transcripts into a fresh temporary data directory
 # (SERVER_ARGS=--no-transcripts measures without them).
 # Writes bench/results.json (or $OUT) and prints a Markdown table (median (min-max)).
-# Loopback only; stops only the processes it started, by pid.
+# Loopback only; stops only the processes it started, by pid (a server that does not
+# stop within 15 s of SIGTERM gets SIGKILL).
+#
+# Claims/s is the load-client's: claim:student replies that carried a chat, per
+# second of the run. S1R, S1x2 and S1K report each node's CPU and relayed messages
+# (its tutor_queue_relayed_messages_total, read from /metrics before it stops) and
+# Redis's CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +54,19 @@ BENCH_SECRET=${BENCH_SECRET:-"tutor-queue bench.sh token secret, 32+ bytes"}
 DROP_RATE=${DROP_RATE:-0.1}
 # Extra load-client arguments of the scenario being run.
 SCENARIO_CLIENT_ARGS=()
+# Server processes (nodes) of the scenario being run, on ports PORT, PORT+1, ...
+SCENARIO_NODES=1
+# The load-client's --timeout-s of the scenario being run.
+CHAT_TIMEOUT_S=${CHAT_TIMEOUT_S:-300}
+SCENARIO_TIMEOUT_S=$CHAT_TIMEOUT_S
+# S1K: the node to kill (1-based; empty: none), its size and bounds.
+SCENARIO_KILL=""
+K_STUDENTS=${K_STUDENTS:-2000}
+K_KILL_BY_S=${K_KILL_BY_S:-60}
+K_TIMEOUT_S=${K_TIMEOUT_S:-120}
 OUT=${OUT:-bench/results.json}
+# A directory to copy the load-client's output and the server logs of a failed run to.
+FAILED_LOGS=${FAILED_LOGS:-}
 RAW=$(mktemp -d)
 trap 'rm -rf "$RAW"' EXIT
 
@@ -50,24 +78,64 @@ SERVER=target/release/tutor-queue
 CLIENT=target/release/load-client
 TICKS=$(getconf CLK_TCK)
 
-server_pid=""
-start_server() { # extra server args
-    rm -rf "$RAW/data"
-    # shellcheck disable=SC2086
-    "$SERVER" --port "$PORT" --data-dir "$RAW/data" $SERVER_ARGS "$@" >"$RAW/server.log" 2>&1 &
-    server_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q "listening on" "$RAW/server.log" 2>/dev/null && return 0
-        sleep 0.05
+# One pid per node (index 0 = node 1, port PORT); "" once stopped or killed.
+server_pids=()
+start_servers() { # extra server args; starts SCENARIO_NODES nodes
+    local i
+    for i in $(seq 0 $((SCENARIO_NODES - 1))); do
+        rm -rf "$RAW/data.$i"
+        # shellcheck disable=SC2086
+        "$SERVER" --port $((PORT + i)) --data-dir "$RAW/data.$i" $SERVER_ARGS "$@" \
+            >"$RAW/server.$i.log" 2>&1 &
+        server_pids[i]=$!
+        local up=""
+        for _ in $(seq 1 200); do
+            grep -q "listening on" "$RAW/server.$i.log" 2>/dev/null && { up=1; break; }
+            sleep 0.05
+        done
+        if [ -z "$up" ]; then
+            echo "server $((i + 1)) did not start" >&2
+            tail -5 "$RAW/server.$i.log" >&2
+            exit 1
+        fi
     done
-    echo "server did not start" >&2
-    exit 1
 }
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
+stop_server() { # node index
+    local pid=${server_pids[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "server $(($1 + 1)) (pid $pid) still running 15 s after SIGTERM: SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    server_pids[$1]=""
+}
+stop_servers() {
+    local i
+    for i in "${!server_pids[@]}"; do
+        stop_server "$i"
+    done
+    server_pids=()
+}
+# SIGKILL to node index $1: no goodbye, as a crash.
+kill_server() {
+    local pid=${server_pids[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    server_pids[$1]=""
+}
+client_pid=""
+stop_client() {
+    if [ -n "$client_pid" ]; then
+        kill -INT "$client_pid" 2>/dev/null || true
+        wait "$client_pid" 2>/dev/null || true
+        client_pid=""
     fi
 }
 redis_pid=""
@@ -90,15 +158,29 @@ stop_redis() {
         rm -f "$RAW/redis.sock"
     fi
 }
-trap 'stop_server; stop_redis; rm -rf "$RAW"' EXIT
+trap 'stop_client; stop_servers; stop_redis; rm -rf "$RAW"' EXIT
 
-# CPU seconds (user + system) the server has used so far.
-server_cpu_s() {
-    awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$server_pid/stat"
+# CPU seconds (user + system) process $1 has used so far.
+cpu_s() {
+    awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$1/stat"
 }
-# A field of /proc/PID/status, in KiB.
+# CPU seconds of node index $1 (default: node 1).
+server_cpu_s() {
+    cpu_s "${server_pids[${1:-0}]}"
+}
+# A field ($1) of node $2's (default: node 1) /proc/PID/status, in KiB.
 server_status_kib() {
-    awk -v f="$1:" '$1 == f { print $2 }' "/proc/$server_pid/status"
+    awk -v f="$1:" '$1 == f { print $2 }' "/proc/${server_pids[${2:-0}]}/status"
+}
+# A counter of node index $2's /metrics (0 if it cannot be read).
+server_metric() { # metric node
+    { curl -fsS --max-time 2 "http://127.0.0.1:$((PORT + $2))/metrics" 2>/dev/null || true; } |
+        awk -v m="$1" '$1 == m { v = $2 } END { print v + 0 }'
+}
+# Node index $1's figures so far, as JSON: CPU, peak RSS, messages it relayed.
+node_json() {
+    printf '{"cpu_s": %s, "peak_rss_kib": %s, "relayed": %s}' "$(server_cpu_s "$1")" \
+        "$(server_status_kib VmHWM "$1")" "$(server_metric tutor_queue_relayed_messages_total "$1")"
 }
 established() {
     ss -Htn state established "( sport = :$PORT )" | wc -l
@@ -107,35 +189,93 @@ established() {
 run_chat_scenario() { # name students teachers messages run [server args]
     local name=$1 students=$2 teachers=$3 messages=$4 run=$5
     shift 5
-    start_server "$@"
+    start_servers "$@"
+    local urls=() i
+    for i in $(seq 0 $((SCENARIO_NODES - 1))); do
+        urls+=(--url "ws://127.0.0.1:$((PORT + i))/ws")
+    done
     # shellcheck disable=SC2086
-    "$CLIENT" $CLIENT_ARGS "${SCENARIO_CLIENT_ARGS[@]}" --url "ws://127.0.0.1:$PORT/ws" \
-        --students "$students" --teachers "$teachers" \
-        --messages "$messages" --timeout-s 300 --json >"$RAW/client.out" 2>"$RAW/client.err" || {
-        echo "$name run $run: load-client failed (exit $?)" >&2
-        tail -5 "$RAW/client.err" >&2
-    }
-    local cpu hwm redis_cpu=0
-    cpu=$(server_cpu_s)
-    hwm=$(server_status_kib VmHWM)
-    if [ -n "$redis_pid" ]; then
-        redis_cpu=$(awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$redis_pid/stat")
+    "$CLIENT" $CLIENT_ARGS "${SCENARIO_CLIENT_ARGS[@]}" "${urls[@]}" \
+        --students "$students" --teachers "$teachers" --messages "$messages" \
+        --timeout-s "$SCENARIO_TIMEOUT_S" --json >"$RAW/client.out" 2>"$RAW/client.err" &
+    client_pid=$!
+    local nodes=() killed='null' started=$SECONDS
+    if [ -n "$SCENARIO_KILL" ]; then
+        # Half the chats completed (over every node's /metrics), or K_KILL_BY_S.
+        local victim=$((SCENARIO_KILL - 1)) completed=0
+        while kill -0 "$client_pid" 2>/dev/null && [ $((SECONDS - started)) -lt "$K_KILL_BY_S" ]; do
+            completed=0
+            for i in "${!server_pids[@]}"; do
+                completed=$((completed + $(server_metric tutor_queue_chats_completed_total "$i")))
+            done
+            [ "$completed" -ge $((students / 2)) ] && break
+            sleep 0.1
+        done
+        if kill -0 "$client_pid" 2>/dev/null; then
+            # Its figures up to the kill, then SIGKILL.
+            nodes[victim]=$(node_json "$victim")
+            kill_server "$victim"
+            killed=$(printf '{"node": %d, "at_s": %d, "chats_completed": %d}' \
+                "$SCENARIO_KILL" $((SECONDS - started)) "$completed")
+            echo "$name run $run: node $SCENARIO_KILL killed (SIGKILL) after $((SECONDS - started)) s, $completed chats completed" >&2
+        else
+            echo "$name run $run: the load-client ended before the kill" >&2
+        fi
     fi
-    stop_server
+    local status=0
+    wait "$client_pid" || status=$?
+    client_pid=""
+    if [ "$status" -ne 0 ]; then
+        echo "$name run $run: load-client failed (exit $status)" >&2
+        tail -5 "$RAW/client.err" >&2
+        grep -v '^{' "$RAW/client.out" >&2 || true
+        if [ -n "$FAILED_LOGS" ]; then
+            mkdir -p "$FAILED_LOGS/$name.$run"
+            cp "$RAW"/client.* "$RAW"/server.*.log "$FAILED_LOGS/$name.$run/" 2>/dev/null || true
+            echo "$name run $run: logs in $FAILED_LOGS/$name.$run" >&2
+        fi
+    fi
+    for i in "${!server_pids[@]}"; do
+        [ -n "${server_pids[i]}" ] && nodes[i]=$(node_json "$i")
+    done
+    local redis_cpu=0
+    if [ -n "$redis_pid" ]; then
+        redis_cpu=$(cpu_s "$redis_pid")
+    fi
+    stop_servers
+    local nodes_json
+    nodes_json="[$(IFS=,; echo "${nodes[*]}")]"
     tail -n 1 "$RAW/client.out" | python3 -c '
 import json, sys
 report = json.loads(sys.stdin.read())
-cpu, hwm, redis_cpu = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+nodes, redis_cpu, killed = json.loads(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
 relayed = max(report["relayed_messages"], 1)
-report.update(server_cpu_s=cpu, server_cpu_us_per_msg=cpu * 1e6 / relayed, server_peak_rss_kib=hwm)
+cpu = sum(n["cpu_s"] for n in nodes)
+report.update(nodes=len(nodes), server_cpu_s=cpu, server_cpu_us_per_msg=cpu * 1e6 / relayed,
+              server_peak_rss_kib=max(n["peak_rss_kib"] for n in nodes))
+if len(nodes) > 1 or redis_cpu:
+    for i, n in enumerate(nodes, 1):
+        # CPU per message this node relayed (its own counter).
+        report.update({f"node{i}_cpu_s": n["cpu_s"], f"node{i}_relayed": n["relayed"],
+                       f"node{i}_peak_rss_kib": n["peak_rss_kib"]})
+        if n["relayed"]:
+            report[f"node{i}_cpu_us_per_msg"] = n["cpu_s"] * 1e6 / n["relayed"]
 if redis_cpu:
-    report.update(redis_cpu_s=redis_cpu)
-print(json.dumps(report))' "$cpu" "$hwm" "$redis_cpu" >>"$RAW/$name.jsonl"
+    # Per chat: every step of the visit of one student (join, ready, claims, enter, finish,
+    # leave) and, across nodes, the relays of its messages.
+    report.update(redis_cpu_s=redis_cpu, redis_cpu_us_per_msg=redis_cpu * 1e6 / relayed,
+                  redis_cpu_us_per_chat=redis_cpu * 1e6 / max(report["chats_completed"], 1))
+if killed:
+    report.update(killed_node=killed["node"], killed_at_s=killed["at_s"],
+                  killed_after_chats=killed["chats_completed"])
+report["passed"] = (report["students_finished"] == report["students"]
+                    and report["violations"] == 0 and not report["timed_out"])
+print(json.dumps(report))' "$nodes_json" "$redis_cpu" "$killed" >>"$RAW/$name.jsonl"
 }
 
 run_hold_scenario() { # name users run
     local name=$1 users=$2 run=$3
-    start_server
+    start_servers
     local before
     before=$(server_status_kib VmRSS)
     # Split over several client processes to stay under per-process limits.
@@ -160,7 +300,7 @@ run_hold_scenario() { # name users run
     hwm=$(server_status_kib VmHWM)
     kill -INT "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
-    stop_server
+    stop_servers
     python3 -c '
 import json, sys
 users, open_, before, rss, hwm = map(int, sys.argv[1:6])
@@ -179,6 +319,24 @@ for scenario in $SCENARIOS; do
             start_redis
             run_chat_scenario S1R 1000 10 50 "$run" \
                 --redis-url "redis+unix://$RAW/redis.sock" --redis-deployment "bench-$run"
+            stop_redis
+            ;;
+        S1x2)
+            start_redis
+            SCENARIO_NODES=2
+            run_chat_scenario S1x2 1000 10 50 "$run" \
+                --redis-url "redis+unix://$RAW/redis.sock" --redis-deployment "bench-$run"
+            SCENARIO_NODES=1
+            stop_redis
+            ;;
+        S1K)
+            start_redis
+            SCENARIO_NODES=2 SCENARIO_KILL=2 SCENARIO_TIMEOUT_S=$K_TIMEOUT_S
+            SCENARIO_CLIENT_ARGS=(--token-secret "$BENCH_SECRET" --reconnect)
+            run_chat_scenario S1K "$K_STUDENTS" 10 50 "$run" --token-secret "$BENCH_SECRET" \
+                --redis-url "redis+unix://$RAW/redis.sock" --redis-deployment "bench-$run"
+            SCENARIO_NODES=1 SCENARIO_KILL="" SCENARIO_TIMEOUT_S=$CHAT_TIMEOUT_S
+            SCENARIO_CLIENT_ARGS=()
             stop_redis
             ;;
         S1D)
@@ -204,8 +362,12 @@ def summary(values):
 
 result = {}
 for s, reports in runs.items():
-    keys = [k for k, v in reports[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    result[s] = {"runs": reports, "summary": {k: summary([r[k] for r in reports]) for k in keys}}
+    # Numeric figures, in the order of their first run that has them (a run may lack
+    # some: a node that relayed nothing, a kill that did not happen).
+    keys = list(dict.fromkeys(k for r in reports for k, v in r.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)))
+    result[s] = {"runs": reports,
+                 "summary": {k: summary([r[k] for r in reports if k in r]) for k in keys}}
 os.makedirs(os.path.dirname(out), exist_ok=True)
 json.dump(result, open(out, "w"), indent=1)
 
@@ -217,7 +379,7 @@ def cell(s, k, fmt="{:,.0f}"):
 
 print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
 print("|---|---|---|---|---|---|---|---|")
-for s in ("S1", "S1N", "S1R", "S1D", "S2"):
+for s in ("S1", "S1N", "S1R", "S1x2", "S1K", "S1D", "S2"):
     if s in result:
         sm = result[s]["summary"]
         rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))
@@ -231,10 +393,32 @@ if "S1D" in result:
     keys = ("drops", "resumes", "places_kept", "chats_resumed", "held_delivered",
             "recovered_in_transit", "resent", "violations")
     print("| S1D | " + " | ".join(cell("S1D", k) for k in keys) + " |")
-if "S1R" in result:
+nodes = [s for s in ("S1", "S1R", "S1x2", "S1K") if s in result]
+if any(s in result for s in ("S1R", "S1x2", "S1K")):
     print()
-    print(f"S1R: Redis used {cell('S1R', 'redis_cpu_s', '{:.2f}')} s of CPU "
-          f"(the server {cell('S1R', 'server_cpu_s', '{:.2f}')} s).")
+    print("| Scenario | nodes | students finished | msgs/s | claims/s | claim replies/s | CPU µs / msg, all nodes | "
+          "node 1: CPU (s), µs / msg it relayed | node 2: CPU (s), µs / msg it relayed | "
+          "Redis CPU (s) | Redis µs / chat |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in nodes:
+        node = lambda i: (f"{cell(s, f'node{i}_cpu_s', '{:.2f}')}, "
+                          f"{cell(s, f'node{i}_cpu_us_per_msg', '{:.1f}')}"
+                          if f"node{i}_cpu_s" in result[s]["summary"] else "-")
+        print(f"| {s} | {cell(s, 'nodes')} | {cell(s, 'students_finished')} | {cell(s, 'msgs_per_s')} | {cell(s, 'claims_per_s')} | "
+              f"{cell(s, 'claim_replies_per_s')} | {cell(s, 'server_cpu_us_per_msg', '{:.1f}')} | "
+              f"{node(1)} | {node(2)} | {cell(s, 'redis_cpu_s', '{:.2f}')} | "
+              f"{cell(s, 'redis_cpu_us_per_chat', '{:.0f}')} |")
+if "S1K" in result:
+    print()
+    for i, r in enumerate(result["S1K"]["runs"], 1):
+        kill = (f"node {r['killed_node']} killed (SIGKILL) {r['killed_at_s']} s in, after "
+                f"{r['killed_after_chats']} chats" if "killed_node" in r else "no node killed (the run ended first)")
+        print(f"S1K run {i}: {'PASS' if r['passed'] else 'FAIL'}: {kill}; "
+              f"{r['students_finished']}/{r['students']} students finished, "
+              f"{r['violations']} violations{' ' + str({k: v for k, v in r['violations_by_kind'].items() if v}) if r['violations'] else ''}"
+              f"{', ' + str(r['errors']) + ' errors' if r['errors'] else ''}"
+              f"{', timed out' if r['timed_out'] else ''}; resumes {r['resumes']}, "
+              f"chats resumed {r['chats_resumed']}")
 if "S3" in result:
     print()
     print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")

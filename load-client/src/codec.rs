@@ -165,6 +165,19 @@ impl Reply<'_> {
     pub fn is_ok(&self) -> bool {
         self.status == "ok"
     }
+
+    /// `error` `{"reason": "unavailable"}`: the server could not reach its shared
+    /// state (Redis) and changed nothing; the push may be sent again (PROTOCOL 5.5).
+    pub fn is_unavailable(&self) -> bool {
+        #[derive(Deserialize)]
+        struct Refusal<'a> {
+            #[serde(borrow)]
+            reason: Cow<'a, str>,
+        }
+        !self.is_ok()
+            && serde_json::from_str::<Refusal<'_>>(self.response.get())
+                .is_ok_and(|r| r.reason == "unavailable")
+    }
 }
 
 /// The chat object of `new:chat`, `new:chat:<tid>` and the `claim:student` reply.

@@ -451,6 +451,15 @@ pub async fn run_until(
     };
     let wall_s = wall.as_secs_f64();
     let relayed = counters.relayed.load(Relaxed);
+    let claims = counters.claims.load(Relaxed);
+    let claim_replies = counters.claim_replies.load(Relaxed);
+    let per_s = |n: u64| {
+        if wall_s > 0.0 {
+            (n as f64 / wall_s).round()
+        } else {
+            0.0
+        }
+    };
     let mut report = Report {
         mode: if config.hold > 0 { "hold" } else { "run" },
         url,
@@ -466,13 +475,13 @@ pub async fn run_until(
         teachers_stopped,
         messages: config.messages,
         chats_completed: counters.chats_completed.load(Relaxed),
+        claim_replies,
+        claims,
         relayed_messages: relayed,
         wall_s: (wall_s * 1000.0).round() / 1000.0,
-        msgs_per_s: if wall_s > 0.0 {
-            (relayed as f64 / wall_s).round()
-        } else {
-            0.0
-        },
+        msgs_per_s: per_s(relayed),
+        claims_per_s: per_s(claims),
+        claim_replies_per_s: per_s(claim_replies),
         rtt_samples: 0,
         rtt_p50_us: 0,
         rtt_p90_us: 0,
@@ -509,6 +518,7 @@ pub async fn run_until(
         recovered_in_transit: counters.recovered_in_transit.load(Relaxed),
         resent: counters.resent.load(Relaxed),
         away_notices: counters.away_notices.load(Relaxed),
+        unavailable_retries: counters.unavailable_retries.load(Relaxed),
     };
     report.fill_latencies(&Latencies {
         rtt_us: rtt,

@@ -119,32 +119,35 @@ pub(crate) struct ChatAway {
     pub held_expected: u32,
     /// The other side is away (`chat:away` read, no `chat:back` since).
     pub peer_away: bool,
-    /// Rejoins of this chat refused `unavailable` so far (its node died and
-    /// the chat is not homed again yet).
+    /// Joins and rejoins of this chat refused `unavailable` so far (its node
+    /// died and the chat is not homed again yet).
     pub retries: u32,
 }
 
-/// How often, and how long apart, a chat rejoin refused `unavailable` is
+/// How often, and how long apart, a chat join or rejoin refused `unavailable` is
 /// tried again: a node that died is declared dead within seconds, and the
 /// chat then gets a new home (about 10 s in all).
 pub(crate) const REJOIN_RETRIES: u32 = 40;
 pub(crate) const REJOIN_PAUSE: Duration = Duration::from_millis(250);
 
-/// A chat rejoin refused with `unavailable` (its node died and the chat has no
-/// new one yet): joins `topic` again after a pause, up to [`REJOIN_RETRIES`]
-/// times; answers the new join's ref, or None when it is not worth trying.
+/// A chat join or rejoin refused with `unavailable` (its node died and the chat
+/// has no new one yet, or Redis did not answer): joins `topic` again after a
+/// pause, up to [`REJOIN_RETRIES`] times, counted in `unavailable_retries`;
+/// answers the new join's ref, or None when it is not worth trying. The pause
+/// holds the user's task: its other chats wait too.
 pub(crate) async fn rejoin_unavailable(
+    shared: &Shared,
     conn: &mut Conn,
     reply: &crate::codec::Reply<'_>,
     away: &mut ChatAway,
     topic: &str,
     params: &serde_json::Value,
 ) -> Result<Option<u64>, tokio_tungstenite::tungstenite::Error> {
-    let unavailable = !reply.is_ok() && reply.response.get().contains("\"unavailable\"");
-    if !unavailable || away.retries >= REJOIN_RETRIES {
+    if !reply.is_unavailable() || away.retries >= REJOIN_RETRIES {
         return Ok(None);
     }
     away.retries += 1;
+    shared.counters.unavailable_retries.fetch_add(1, Relaxed);
     tokio::time::sleep(REJOIN_PAUSE).await;
     conn.join(topic, params).await.map(Some)
 }

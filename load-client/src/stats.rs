@@ -65,6 +65,10 @@ pub struct Counters {
     pub teachers_running: AtomicU64,
     pub chats_active: AtomicI64,
     pub chats_completed: AtomicU64,
+    /// `claim:student` replies read (`ok`, with a chat or `{}`).
+    pub claim_replies: AtomicU64,
+    /// `claim:student` replies that carried a chat: a student assigned.
+    pub claims: AtomicU64,
     /// Relayed chat messages read (`student:receive` + `teacher:receive`).
     pub relayed: AtomicU64,
     /// Violations counted so far by the collector (for the progress bar).
@@ -88,6 +92,8 @@ pub struct Counters {
     pub resent: AtomicU64,
     /// `chat:away` and `chat:back` notices read.
     pub away_notices: AtomicU64,
+    /// Chat joins sent again after an `unavailable` refusal.
+    pub unavailable_retries: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
 }
 
@@ -132,10 +138,19 @@ pub struct Report {
     pub teachers_stopped: u64,
     pub messages: u32,
     pub chats_completed: u64,
+    /// `claim:student` replies read (`ok`, with a chat or `{}`): the claims the
+    /// server ran, each one step on the state (one script on Redis).
+    pub claim_replies: u64,
+    /// `claim:student` replies that carried a chat (a student assigned).
+    pub claims: u64,
     pub relayed_messages: u64,
     /// Start of the run to the last student done (or to the end of the run).
     pub wall_s: f64,
     pub msgs_per_s: f64,
+    /// `claims` over `wall_s`.
+    pub claims_per_s: f64,
+    /// `claim_replies` over `wall_s`.
+    pub claim_replies_per_s: f64,
     pub rtt_samples: u64,
     pub rtt_p50_us: u64,
     pub rtt_p90_us: u64,
@@ -170,6 +185,9 @@ pub struct Report {
     pub recovered_in_transit: u64,
     pub resent: u64,
     pub away_notices: u64,
+    /// Chat joins sent again after an `error` `{"reason": "unavailable"}` (the
+    /// server could not reach its shared state: nothing changed, try again).
+    pub unavailable_retries: u64,
 }
 
 /// The latency part of a report.
@@ -249,6 +267,11 @@ impl Report {
             );
             let _ = writeln!(
                 s,
+                "  claims: {} with a chat = {:.0}/s, {} replies in all = {:.0}/s",
+                self.claims, self.claims_per_s, self.claim_replies, self.claim_replies_per_s
+            );
+            let _ = writeln!(
+                s,
                 "  round trip (teacher send -> student reply) us: p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
                 self.rtt_p50_us,
                 self.rtt_p90_us,
@@ -276,6 +299,13 @@ impl Report {
                 self.recovered_in_transit,
                 self.resent,
                 self.away_notices
+            );
+        }
+        if self.unavailable_retries > 0 {
+            let _ = writeln!(
+                s,
+                "  chat joins sent again after an `unavailable` refusal: {}",
+                self.unavailable_retries
             );
         }
         if self.stuck_students > 0 {

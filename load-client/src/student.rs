@@ -364,6 +364,11 @@ impl Student {
             return Ok(Flow::Continue);
         }
         if !reply.is_ok() {
+            if let Pending::ChatJoin(chat) = &pending {
+                if self.join_again(conn, &reply, chat).await? {
+                    return Ok(Flow::Continue);
+                }
+            }
             self.shared.error(ErrorKind::ErrorReply);
             return Ok(match pending {
                 Pending::PresenceJoin | Pending::PresenceRejoin | Pending::Ready => Flow::GiveUp,
@@ -561,7 +566,8 @@ impl Student {
         let params = resume::chat_params(&self.shared, self.id, "student");
         let topic = chat.topic.clone();
         if let Some(r) =
-            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?
         {
             self.pending
                 .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
@@ -648,6 +654,30 @@ impl Student {
         };
         conn.push(&topic, "student:send", &payload).await?;
         Ok(())
+    }
+
+    /// Its first join of `chat_id` was refused with `unavailable`: join again
+    /// after a pause ([`resume::rejoin_unavailable`]). False: no more tries (an
+    /// error, as any other refusal).
+    async fn join_again(
+        &mut self,
+        conn: &mut Conn,
+        reply: &Reply<'_>,
+        chat_id: &str,
+    ) -> Result<bool, WsError> {
+        let params = self.chat_params();
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return Ok(false);
+        };
+        let topic = chat.topic.clone();
+        let again =
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?;
+        if let Some(r) = again {
+            self.pending
+                .insert(r, Pending::ChatJoin(chat_id.to_owned()));
+        }
+        Ok(again.is_some())
     }
 
     /// A chat it was given (read at `now`): join it.

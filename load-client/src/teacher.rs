@@ -396,6 +396,11 @@ impl Teacher {
             return Ok(Flow::Continue);
         }
         if !reply.is_ok() {
+            if let Pending::ChatJoin(chat) = &pending {
+                if self.join_again(conn, &reply, chat).await? {
+                    return Ok(Flow::Continue);
+                }
+            }
             self.shared.error(ErrorKind::ErrorReply);
             match pending {
                 Pending::PresenceJoin | Pending::PresenceRejoin => return Ok(Flow::GiveUp),
@@ -409,15 +414,20 @@ impl Teacher {
                 self.joined = true;
             }
             Pending::Claim(sent) => {
+                let counters = &self.shared.counters;
+                counters.claim_replies.fetch_add(1, Relaxed);
                 if reply.response.get() != "{}" {
                     match parse::<ChatObject>(reply.response) {
-                        Ok(chat) => self.shared.emit(Event::ClaimAssigned {
-                            teacher: self.id,
-                            student: chat.student(),
-                            chat: chat.id,
-                            sent_at: self.shared.micros(sent),
-                            at: self.shared.micros(now),
-                        }),
+                        Ok(chat) => {
+                            counters.claims.fetch_add(1, Relaxed);
+                            self.shared.emit(Event::ClaimAssigned {
+                                teacher: self.id,
+                                student: chat.student(),
+                                chat: chat.id,
+                                sent_at: self.shared.micros(sent),
+                                at: self.shared.micros(now),
+                            })
+                        }
                         Err(_) => self.shared.error(ErrorKind::MalformedFrame),
                     }
                 }
@@ -461,7 +471,8 @@ impl Teacher {
         let params = resume::chat_params(&self.shared, self.id, "teacher");
         let topic = chat.topic.clone();
         if let Some(r) =
-            resume::rejoin_unavailable(conn, reply, &mut chat.away, &topic, &params).await?
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?
         {
             self.pending
                 .insert(r, Pending::ChatRejoin(chat_id.to_owned()));
@@ -630,6 +641,30 @@ impl Teacher {
     }
 
     /// The slot of `chat` is free again (terminated, abandoned or refused).
+    /// Its first join of `chat_id` was refused with `unavailable`: join again
+    /// after a pause ([`resume::rejoin_unavailable`]). False: no more tries (an
+    /// error, as any other refusal).
+    async fn join_again(
+        &mut self,
+        conn: &mut Conn,
+        reply: &Reply<'_>,
+        chat_id: &str,
+    ) -> Result<bool, WsError> {
+        let params = self.chat_params();
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return Ok(false);
+        };
+        let topic = chat.topic.clone();
+        let again =
+            resume::rejoin_unavailable(&self.shared, conn, reply, &mut chat.away, &topic, &params)
+                .await?;
+        if let Some(r) = again {
+            self.pending
+                .insert(r, Pending::ChatJoin(chat_id.to_owned()));
+        }
+        Ok(again.is_some())
+    }
+
     fn release(&mut self, chat_id: &str) {
         if let Some(chat) = self.chats.get_mut(chat_id) {
             if !chat.ended {

@@ -3,7 +3,7 @@
 //! test. Each bug must show up as its violation kind and as nothing else; the bug-free
 //! fake must show none (which also validates the fake).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ enum Bug {
     TerminatedTwice,
     /// Each student also gets a garbage frame and a frame with a null payload.
     Garbage,
+    /// Not a bug: the first join of each side of each chat is refused with
+    /// `unavailable` (nothing changed, try again: PROTOCOL 5.5), as a node on Redis
+    /// answers while it cannot reach the chat's state.
+    UnavailableChatJoins,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,8 @@ struct State {
     chats: HashMap<String, Chat>,
     next_chat: u64,
     double_done: bool,
+    /// (chat, side) whose first join was refused (`UnavailableChatJoins`).
+    refused: HashSet<(String, String)>,
 }
 
 struct Fake {
@@ -196,6 +202,13 @@ impl Fake {
                         );
                     }
                 } else if let Some(id) = &chat_id {
+                    let side = (id.clone(), payload["role"].to_string());
+                    if self.bug == Bug::UnavailableChatJoins && st.refused.insert(side) {
+                        let refusal = json!({"status": "error",
+                            "response": {"reason": "unavailable"}});
+                        st.send(conn, frame(&topic, "phx_reply", refusal, r.clone()));
+                        return;
+                    }
                     let chat = st.chats.get_mut(id).expect("known chat");
                     if payload["role"] == "teacher" {
                         chat.teacher_conn = Some(conn);
@@ -492,4 +505,16 @@ async fn malformed_frames_are_errors_not_panics() {
     assert_eq!(report.students_finished, 3);
     // errors alone do not fail a run whose students all finished
     assert!(report.success(), "{}", report.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_chat_joins_are_sent_again() {
+    let report = run_against(Bug::UnavailableChatJoins, 4, 1, 0.0).await;
+    let summary = report.summary();
+    // Each side of each chat joined again once, and every chat went on.
+    assert_eq!(report.unavailable_retries, 4 * 2, "{summary}");
+    assert_eq!(report.students_finished, 4, "{summary}");
+    assert_eq!(report.errors, 0, "{summary}");
+    assert_eq!(report.violations, 0, "{summary}");
+    assert!(report.success(), "{summary}");
 }

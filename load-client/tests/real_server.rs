@@ -28,6 +28,10 @@ fn assert_clean(report: &Report) {
     assert_eq!(report.students_finished, 30, "{summary}");
     assert_eq!(report.chats_completed, 30, "{summary}");
     assert_eq!(report.relayed_messages, 30 * 5 * 2, "{summary}");
+    // Each student was claimed once; teachers also claim when no one is waiting.
+    assert_eq!(report.claims, 30, "{summary}");
+    assert!(report.claim_replies >= 30, "{summary}");
+    assert!(report.claims_per_s > 0.0, "{summary}");
     assert_eq!(report.rtt_samples, 30 * 5, "{summary}");
     assert_eq!(report.teachers_stopped, 3, "{summary}");
     assert!(!report.timed_out, "{summary}");
