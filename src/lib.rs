@@ -153,8 +153,9 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
     };
     let (engine, cluster) = match &config.redis_url {
         Some(url) => {
-            let steps =
-                RedisTutoring::new(url, &config.redis_deployment).map_err(std::io::Error::other)?;
+            let steps = RedisTutoring::new(url, &config.redis_deployment)
+                .map_err(std::io::Error::other)?
+                .with_grace(config.reconnect_grace);
             let (cluster, outbox) = Cluster::new(steps.node().clone(), steps.prefix());
             let client = steps.client().clone();
             (Some(Engine::redis(steps)), Some((cluster, client, outbox)))

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tutor_queue::identity::Role;
 
-use crate::keep_place::{join_replying, signed_in, signed_student, LONG};
+use crate::keep_place::{drop_connection, join_replying, signed_in, signed_student, LONG};
 use crate::support::binary::{RealServer, Signal};
 use crate::support::redis::TestRedis;
 use crate::support::*;
@@ -269,6 +269,37 @@ async fn a_node_paused_past_its_deadline_is_fenced(framing: Framing) {
         answers.iter().all(|&s| s == 200 || s == 503),
         "/healthz answered {answers:?}"
     );
+}
+
+// ----- 4. an away window run by a node that dies still ends -----
+
+/// Signed-in student ana waits on B (grace window 4 s); teacher 1 is on A. Ana's
+/// connection drops: she is away, and B runs her window. B is killed right after: her
+/// window still ends (its end is kept in Redis, and A's tick ends it), so she leaves
+/// the queue and teacher 1 sees the counts drop; she does not stay waiting for good.
+async fn an_away_window_outlives_the_node_that_ran_it(framing: Framing) {
+    let Some(mut nodes) = real_nodes(
+        "node death: an away window of a node killed",
+        &["--reconnect-grace-s", "4"],
+    ) else {
+        return;
+    };
+    let (a, b) = (nodes.a.server(), nodes.b.server());
+    let mut t = teacher(&a, framing, 1).await.named("teacher 1 on A");
+    let ana = signed_student(&b, framing, "ana")
+        .await
+        .named("student ana on B");
+    settle(&mut t, (1, 1, 1, 0, 0)).await;
+    drop_connection(b.port, ana).await;
+    no_status(&mut t, "ana away: the counts do not change").await;
+
+    killed(nodes.b.sigkill().await);
+    status_after_death(&mut t, (1, 0, 0, 0, 0), "ana's window ended").await;
+}
+
+#[tokio::test]
+async fn an_away_window_outlives_the_node_that_ran_it_v1() {
+    an_away_window_outlives_the_node_that_ran_it(Framing::V1).await
 }
 
 #[tokio::test]

@@ -49,7 +49,7 @@ use crate::domain::{
 use crate::engine::{Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
-use crate::redis_engine::Reaped;
+use crate::redis_engine::{Reaped, WindowOver};
 use crate::topics::{Audience, Forwarded, HoldFor, Subscribed, Subscriber, Topics};
 use crate::transcripts::{self, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
@@ -1522,14 +1522,22 @@ impl Core {
     /// The window of an away user ended: unless it is back, or away again in
     /// a later spell, it vanishes now (6.1, 6.2).
     async fn window_ended(self: Rc<Self>, user: MemberKind, spell: AwaySpell) {
+        if self.state.borrow().away.get(&user).map(|away| away.spell) != Some(spell) {
+            return;
+        }
+        self.window_over(user, spell).await;
+    }
+
+    /// An away window ended (this node's timer, or any node's tick on Redis):
+    /// the user vanishes unless it is back or away again since.
+    async fn window_over(&self, user: MemberKind, spell: AwaySpell) {
         {
             let mut state = self.state.borrow_mut();
-            if state.away.get(&user).map(|away| away.spell) != Some(spell) {
-                return;
+            if state.away.get(&user).map(|away| away.spell) == Some(spell) {
+                state.away.remove(&user);
+                self.metrics.users_away.dec();
             }
-            state.away.remove(&user);
         }
-        self.metrics.users_away.dec();
         match user {
             MemberKind::Teacher(teacher) => {
                 let stepped = self.tutoring.teacher_expired(&teacher, spell).await;
@@ -1607,9 +1615,19 @@ impl Core {
     /// Every second: this node is alive; a dead node's users are handled here
     /// as if their connections had gone (away with a token, else gone).
     async fn tick(self: Rc<Self>) {
-        let Some(Ok(tick)) = self.tutoring.tick(self.grace).await else {
+        let Some(Ok(mut tick)) = self.tutoring.tick(self.grace).await else {
             return;
         };
+        for over in std::mem::take(&mut tick.windows_over) {
+            match over {
+                WindowOver::Teacher(teacher, spell) => {
+                    self.window_over(MemberKind::Teacher(teacher), spell).await
+                }
+                WindowOver::Student(student, spell) => {
+                    self.window_over(MemberKind::Student(student), spell).await
+                }
+            }
+        }
         if let Some(dead) = &tick.declared_dead {
             tracing::warn!(node = %dead, "a node missed its heartbeat deadline: declared dead, its users are handled by the live nodes");
             self.share(|from| Event::NodeDead {

@@ -72,12 +72,21 @@ pub enum Reaped {
     },
 }
 
-/// One tick: what was reaped, the node declared dead now (if any), and the
-/// status after it.
+/// An away window that ended (whichever node ran it): the user vanishes unless
+/// it is back or away again in a later spell.
+#[derive(Debug)]
+pub enum WindowOver {
+    Teacher(TeacherKey, AwaySpell),
+    Student(StudentKey, AwaySpell),
+}
+
+/// One tick: what was reaped, the node declared dead now (if any), the away
+/// windows that ended, and the status after it.
 #[derive(Debug)]
 pub struct Tick {
     pub reaped: Vec<Reaped>,
     pub declared_dead: Option<NodeId>,
+    pub windows_over: Vec<WindowOver>,
     pub status: StatusSnapshot,
 }
 
@@ -214,6 +223,8 @@ pub struct RedisTutoring {
     node: NodeId,
     /// See [`RedisTutoring::version`].
     version: AtomicU64,
+    /// The grace window (PROTOCOL 6.3), as the ms the away scripts keep.
+    grace_ms: String,
 }
 
 // ----- how users, chats and states are written in Redis -------------------
@@ -380,7 +391,14 @@ impl RedisTutoring {
             scripts: Scripts::load(),
             node: NodeId::fresh(),
             version: AtomicU64::new(0),
+            grace_ms: "60000".to_owned(),
         })
+    }
+
+    /// With `grace` as the away window its scripts keep (60 s unless set).
+    pub fn with_grace(mut self, grace: Duration) -> RedisTutoring {
+        self.grace_ms = grace.as_millis().to_string();
+        self
     }
 
     /// Connects now, to fail a start early when Redis cannot be reached.
@@ -706,7 +724,10 @@ impl RedisTutoring {
         student: &StudentKey,
     ) -> Step<Option<(AwaySpell, StudentState)>> {
         let reply = self
-            .run(&self.scripts.student_away, &[&user_field(&student.0)])
+            .run(
+                &self.scripts.student_away,
+                &[&user_field(&student.0), &self.grace_ms],
+            )
             .await?;
         let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
@@ -765,7 +786,10 @@ impl RedisTutoring {
         teacher: &TeacherKey,
     ) -> Step<Option<(AwaySpell, Vec<ChatId>)>> {
         let reply = self
-            .run(&self.scripts.teacher_away, &[&user_field(&teacher.0)])
+            .run(
+                &self.scripts.teacher_away,
+                &[&user_field(&teacher.0), &self.grace_ms],
+            )
             .await?;
         let (fields, status) = self.answer(&reply, 1)?;
         let away = match optional(&fields[0]) {
@@ -796,8 +820,25 @@ impl RedisTutoring {
     pub async fn tick(&self, grace: Duration) -> Result<Tick, EngineError> {
         let grace_ms = grace.as_millis().to_string();
         let reply = self.run(&self.scripts.tick, &[&grace_ms]).await?;
-        let (fields, status) = self.answer(&reply, 2)?;
+        let (fields, status) = self.answer(&reply, 3)?;
         let declared_dead = NodeId::parse(&text(&fields[1])?);
+        let mut windows_over = Vec::new();
+        for member in items(&fields[2])? {
+            let member = text(member)?;
+            let bad = || EngineError::Corrupt(format!("away window {member:?}"));
+            let mut parts = member.splitn(3, '|');
+            let (Some(kind), Some(number), Some(user)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            let spell = AwaySpell::from_number(number.parse().map_err(|_| bad())?);
+            let user = parse_user(user)?;
+            windows_over.push(match kind {
+                "t" => WindowOver::Teacher(TeacherKey(user), spell),
+                "s" => WindowOver::Student(StudentKey(user), spell),
+                _ => return Err(bad()),
+            });
+        }
         let mut reaped = Vec::new();
         for outcome in items(&fields[0])? {
             let parts = items(outcome)?;
@@ -841,6 +882,7 @@ impl RedisTutoring {
         Ok(Tick {
             reaped,
             declared_dead,
+            windows_over,
             status,
         })
     }

@@ -20,6 +20,7 @@
 --   :nodes      ZSET node -> deadline (ms, Redis time); :dead SET fenced nodes;
 --   :on:<node>  HASH presence channels on a node; :reaping SET dead nodes
 --               whose users are still being handled
+--   :due        ZSET the ends of away windows (see due() below)
 --   :epoch      STRING set once by the first node (see below)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
@@ -50,6 +51,13 @@ if not redis.call('ZSCORE', k('nodes'), NODE) then
     return redis.error_reply('TQFENCED this node was declared dead')
   end
   redis.call('ZADD', k('nodes'), now_ms() + NODE_TTL_MS, NODE)
+end
+
+-- The end of an away window, kept in :due (member "t|spell|user" or
+-- "s|spell|user", score: the end, Redis time), so that any node expires it
+-- (tick.lua) even if the node that ran the window died.
+local function due(kind, user, spell, grace_ms)
+  redis.call('ZADD', k('due'), now_ms() + grace_ms, kind .. '|' .. spell .. '|' .. user)
 end
 
 -- Presence channels per node (:on:<node> HASH "t|user" or "s|user" -> count),

@@ -3,6 +3,7 @@
 -- vanishes (6.1). ARGV: student, spell or ''.
 -- Returns {{last state, finished chat or ''} or nil, status}.
 local s, spell = ARGV[1], ARGV[2]
+if spell ~= '' then redis.call('ZREM', k('due'), 's|' .. spell .. '|' .. s) end
 if redis.call('HEXISTS', k('st'), s) == 0 then return {false, status()} end
 local away = redis.call('HGET', k('st:away'), s)
 if spell == '' then

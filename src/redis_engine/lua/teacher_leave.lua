@@ -3,6 +3,7 @@
 -- vanishes (6.2). ARGV: teacher, spell or ''.
 -- Returns {gone 0|1, {{cid, requeued student or ''}...}, teachers changed 0|1, status}.
 local t, spell = ARGV[1], ARGV[2]
+if spell ~= '' then redis.call('ZREM', k('due'), 't|' .. spell .. '|' .. t) end
 local before = teacher_total()
 if redis.call('HEXISTS', k('tch'), t) == 0 then return {0, {}, 0, status()} end
 local away = redis.call('HGET', k('tch:away'), t)

@@ -5,7 +5,9 @@
 -- window is not zero becomes away (PROTOCOL 6.3), anyone else vanishes (6.1,
 -- 6.2). A node that dies halfway leaves the rest to the next tick of any node.
 -- ARGV: grace window in ms (0: nobody is kept).
--- Returns {{outcome...}, dead node declared now or '', status}; an outcome is
+-- Then up to 100 away windows that ended are leased to this node to end.
+-- Returns {{outcome...}, dead node declared now or '', {"t|spell|user"...}, status};
+-- an outcome is
 -- {'ta', teacher, spell, "cid,cid"} | {'tg', teacher, {{cid, requeued}...}, fewer 0|1}
 -- | {'sa', student, spell, state} | {'sg', student, last state, finished chat or ''}.
 local grace = tonumber(ARGV[1])
@@ -37,6 +39,7 @@ if dead then
         if kept then
           local spell = redis.call('INCR', k('spell:t'))
           redis.call('HSET', k('tch:away'), user, spell)
+          due('t', user, spell, grace)
           out[#out + 1] = {'ta', user, spell, redis.call('HGET', k('tch:chats'), user) or ''}
         else
           local abandoned = teacher_gone(user)
@@ -50,6 +53,7 @@ if dead then
         if kept then
           local spell = redis.call('INCR', k('spell:s'))
           redis.call('HSET', k('st:away'), user, spell)
+          due('s', user, spell, grace)
           out[#out + 1] = {'sa', user, spell, redis.call('HGET', k('st'), user)}
         else
           local was, finished = student_gone(user)
@@ -60,4 +64,11 @@ if dead then
   end
   if redis.call('EXISTS', key) == 0 then redis.call('SREM', k('reaping'), dead) end
 end
-return {out, declared, status()}
+-- Away windows that ended, whoever ran them: leased to this node for
+-- NODE_TTL_MS (another node takes them if this one dies before it ends them;
+-- ending one is idempotent: the leave scripts check the spell).
+local ended = redis.call('ZRANGEBYSCORE', k('due'), '-inf', now, 'LIMIT', 0, 100)
+for _, member in ipairs(ended) do
+  redis.call('ZADD', k('due'), now + NODE_TTL_MS, member)
+end
+return {out, declared, ended, status()}
