@@ -640,7 +640,6 @@ impl Teacher {
         Ok(())
     }
 
-    /// The slot of `chat` is free again (terminated, abandoned or refused).
     /// Its first join of `chat_id` was refused with `unavailable`: join again
     /// after a pause ([`resume::rejoin_unavailable`]). False: no more tries (an
     /// error, as any other refusal).
@@ -665,6 +664,7 @@ impl Teacher {
         Ok(again.is_some())
     }
 
+    /// The slot of `chat` is free again (terminated, abandoned or refused).
     fn release(&mut self, chat_id: &str) {
         if let Some(chat) = self.chats.get_mut(chat_id) {
             if !chat.ended {
