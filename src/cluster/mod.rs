@@ -113,6 +113,8 @@ pub struct Cluster {
     next_ask: AtomicU64,
     /// Whether this node hears the others now (its subscription is up).
     hearing: watch::Sender<bool>,
+    /// It did once (so a loss is not the start).
+    heard_once: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -127,6 +129,7 @@ impl Cluster {
             asks: DashMap::new(),
             next_ask: AtomicU64::new(1),
             hearing: watch::Sender::new(false),
+            heard_once: std::sync::atomic::AtomicBool::new(false),
         };
         (Arc::new(cluster), receiver)
     }
@@ -220,10 +223,17 @@ impl Cluster {
         subbed
     }
 
-    /// Waits (up to `ASK_TIMEOUT`) until this node hears the other nodes: a
-    /// channel joined before that would miss what they do. False if it does
-    /// not (Redis unreachable).
+    /// Whether this node hears the other nodes: a channel joined before that
+    /// would miss what they do. At start it waits for it (up to
+    /// `ASK_TIMEOUT`); once heard and lost (Redis unreachable) it answers at
+    /// once, so joins are refused without holding up the steps.
     pub async fn hearing(&self) -> bool {
+        if *self.hearing.borrow() {
+            return true;
+        }
+        if self.heard_once.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut hearing = self.hearing.subscribe();
         tokio::time::timeout(ASK_TIMEOUT, hearing.wait_for(|yes| *yes))
             .await
@@ -232,6 +242,9 @@ impl Cluster {
 
     /// The subscription to the other nodes is up (true) or lost (false).
     fn set_hearing(&self, yes: bool) {
+        if yes {
+            self.heard_once.store(true, Ordering::Relaxed);
+        }
         self.hearing.send_replace(yes);
     }
 
