@@ -266,6 +266,22 @@ fn may_read(caller: &Identity, chat: &ChatRecord) -> bool {
     }
 }
 
+/// As [`may_read`], for a caller signed in on another node as `user` (its
+/// token's `sub`) with `role` (`crate::cluster`).
+pub fn may_read_as(role: Role, user: &str, chat: &ChatRecord) -> bool {
+    let is = |key: &crate::domain::UserKey| key.is_signed() && key.as_str() == user;
+    match role {
+        Role::Admin => true,
+        Role::Teacher => is(&chat.teacher.0),
+        Role::Student => is(&chat.student.0),
+    }
+}
+
+/// A transcript page as the API's JSON body.
+pub fn transcript_json(transcript: &Transcript) -> Option<String> {
+    serde_json::to_string(&TranscriptBody::from(transcript)).ok()
+}
+
 async fn list_chats(
     Caller(caller): Caller,
     req: HttpRequest,
@@ -297,6 +313,7 @@ async fn transcript(
     Caller(caller): Caller,
     req: HttpRequest,
     store: web::Data<Transcripts>,
+    hub: web::Data<Hub>,
 ) -> HttpResponse {
     let Some(chat) = ChatId::parse(req.match_info().query("id")) else {
         return error(HttpResponse::NotFound(), "unknown chat");
@@ -306,9 +323,26 @@ async fn transcript(
         Err(message) => return error(HttpResponse::BadRequest(), &message),
     };
     let store = store.get_ref().clone();
-    match web::block(move || store.transcript(chat, &query)).await {
+    let asked = query;
+    match web::block(move || store.transcript(chat, &asked)).await {
         Ok(Ok(Some(transcript))) if may_read(&caller, &transcript.chat) => {
             HttpResponse::Ok().json(TranscriptBody::from(&transcript))
+        }
+        // Recorded by another node (its home): that node answers.
+        Ok(Ok(None)) if hub.cluster.is_some() => {
+            let Some(cluster) = hub.cluster.as_ref() else {
+                return error(HttpResponse::NotFound(), "unknown chat");
+            };
+            let user = caller.user().key.as_str();
+            match cluster
+                .transcript_elsewhere(chat, &query, caller.role(), user)
+                .await
+            {
+                Some(body) => HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body),
+                None => error(HttpResponse::NotFound(), "unknown chat"),
+            }
         }
         // Not the caller's: answered exactly as an unknown chat.
         Ok(Ok(_)) => error(HttpResponse::NotFound(), "unknown chat"),

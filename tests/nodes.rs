@@ -377,8 +377,8 @@ async fn five_chats_under_claims_from_two_nodes(framing: Framing) {
 /// and hear `chat:ready` (once); 200 messages each way, sent interleaved without
 /// waiting, arrive complete and in order, each only on the other side; the student
 /// (on B) ends the chat and both hear `chat:terminated` once; its transcript, on its
-/// home (A, whose teacher claimed it), holds every message once, in order. Again, and
-/// the teacher ends it.
+/// home (A, whose teacher claimed it), holds every message once, in order, and B's
+/// transcript API serves it too. Again, and the teacher ends it.
 async fn a_chat_across_nodes(framing: Framing) {
     let dirs = [(); 2].map(|()| tempfile::tempdir().expect("temp dir"));
     let [a, b] = [0, 1].map(|i| Config {
@@ -480,6 +480,12 @@ async fn a_chat_across_nodes(framing: Framing) {
         assert_eq!(stored.len(), 2 * n, "chat {round}'s transcript: {stored:?}");
         assert_eq!(sent_by("teacher"), to_s, "chat {round}'s transcript");
         assert_eq!(sent_by("student"), to_t, "chat {round}'s transcript");
+        // B did not record it, and serves it all the same (from A).
+        let (_, through_b) = transcript_of(nodes.b.port, &cid, 2 * n).await;
+        assert_eq!(
+            through_b, stored,
+            "chat {round}'s transcript read through B"
+        );
     }
 }
 

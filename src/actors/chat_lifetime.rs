@@ -656,6 +656,8 @@ impl Core {
                 self.chat_abandoned(chat);
             }
             Event::NodeDead { node, .. } => self.node_dead(&node),
+            // Answered by the cluster's listener, from the transcript store.
+            Event::TranscriptWanted { .. } => {}
         }
     }
 

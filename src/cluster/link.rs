@@ -290,9 +290,36 @@ async fn subscribe(
     Ok(pubsub)
 }
 
-fn on_event(cluster: &Cluster, hub: &Hub, text: &str) {
+fn on_event(cluster: &Arc<Cluster>, hub: &Hub, text: &str) {
     match serde_json::from_str::<Event>(text) {
         Ok(event) if event.from() == cluster.node() => {}
+        Ok(Event::TranscriptWanted {
+            from,
+            ask,
+            chat,
+            after,
+            limit,
+            role,
+            user,
+        }) => {
+            let Some(chat) = ChatId::parse(&chat) else {
+                return;
+            };
+            let (cluster, store) = (cluster.clone(), hub.transcripts.clone());
+            let query = crate::transcripts::TranscriptQuery { after, limit };
+            // A read of the store: off the listener's thread.
+            tokio::task::spawn_blocking(move || {
+                let Ok(Some(transcript)) = store.transcript(chat, &query) else {
+                    return;
+                };
+                if !crate::api::may_read_as(role, &user, &transcript.chat) {
+                    return;
+                }
+                if let Some(body) = crate::api::transcript_json(&transcript) {
+                    cluster.tell(&from, &Inbox::TranscriptFound { ask, body });
+                }
+            });
+        }
         Ok(event) => hub.lifetime.do_send(FromNode(event)),
         Err(error) => {
             let start = &text[..text.floor_char_boundary(200)];
@@ -419,6 +446,7 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
             };
         }
         Inbox::Acked { chat, fid } => hub.topics.acked(&chat_topic(&chat), fid),
+        Inbox::TranscriptFound { ask, body } => cluster.found(ask, body),
         Inbox::Deliver {
             chat,
             to,

@@ -96,6 +96,10 @@ pub fn held_key(prefix: &str, chat: ChatId, side: Role) -> String {
     format!("{prefix}:held:{chat}:{side}")
 }
 
+/// How long the transcript API waits for another node to answer for a chat
+/// this node did not record (an unknown chat takes this long to be a 404).
+pub const READ_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// How long a node waits for a chat's home to answer a join (`Sub`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -110,6 +114,8 @@ pub struct Cluster {
     outbox: Outbox,
     /// Joins waiting for a home's answer, by ask number.
     asks: DashMap<u64, oneshot::Sender<Subbed>>,
+    /// Transcript reads waiting for the node that has the chat, by ask number.
+    reads: DashMap<u64, oneshot::Sender<String>>,
     next_ask: AtomicU64,
     /// Whether this node hears the others now (its subscription is up).
     hearing: watch::Sender<bool>,
@@ -127,6 +133,7 @@ impl Cluster {
             prefix: prefix.to_owned(),
             outbox,
             asks: DashMap::new(),
+            reads: DashMap::new(),
             next_ask: AtomicU64::new(1),
             hearing: watch::Sender::new(false),
             heard_once: std::sync::atomic::AtomicBool::new(false),
@@ -246,6 +253,48 @@ impl Cluster {
             self.heard_once.store(true, Ordering::Relaxed);
         }
         self.hearing.send_replace(yes);
+    }
+
+    /// Asks the other nodes for a page of a chat's transcript that this node
+    /// does not have, for a caller signed in as `user` with `role`: the API's
+    /// JSON body from the node that recorded the chat, if the caller may read
+    /// it; None after `READ_TIMEOUT` (no node has it, or not for this caller).
+    pub async fn transcript_elsewhere(
+        &self,
+        chat: ChatId,
+        query: &crate::transcripts::TranscriptQuery,
+        role: crate::identity::Role,
+        user: &str,
+    ) -> Option<String> {
+        let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.reads.insert(ask, answer);
+        let wanted = Event::TranscriptWanted {
+            from: self.node.clone(),
+            ask,
+            chat: chat.to_string(),
+            after: query.after,
+            limit: query.limit,
+            role,
+            user: user.to_owned(),
+        };
+        let body = if self.share(&wanted) {
+            tokio::time::timeout(READ_TIMEOUT, answered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.reads.remove(&ask);
+        body
+    }
+
+    /// The node that has a chat answered a transcript read.
+    fn found(&self, ask: u64, body: String) {
+        if let Some((_, waiting)) = self.reads.remove(&ask) {
+            let _ = waiting.send(body);
+        }
     }
 
     /// A join's question reached no node (the home is gone): whoever asked

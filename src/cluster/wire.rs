@@ -36,6 +36,18 @@ pub enum Event {
     /// A node missed its heartbeat deadline and was declared dead: chats homed
     /// there get a new home.
     NodeDead { from: NodeId, node: NodeId },
+    /// The transcript API of `from` does not have `chat`: the node that does
+    /// answers with the page (`TranscriptFound`) if the caller (signed in as
+    /// `user`, with `role`) may read it; the others say nothing.
+    TranscriptWanted {
+        from: NodeId,
+        ask: u64,
+        chat: String,
+        after: u64,
+        limit: usize,
+        role: crate::identity::Role,
+        user: String,
+    },
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
@@ -49,6 +61,7 @@ impl Event {
             | Event::Broadcast { from, .. }
             | Event::Ready { from, .. }
             | Event::NodeDead { from, .. }
+            | Event::TranscriptWanted { from, .. }
             | Event::Finished { from, .. }
             | Event::Abandoned { from, .. } => from,
         }
@@ -153,6 +166,9 @@ pub enum Inbox {
     },
     /// A push to this node's channels (a home's `chat:terminated`).
     Broadcast { from: NodeId, push: Push },
+    /// The answer to `TranscriptWanted`: the transcript page, as the API's
+    /// JSON body.
+    TranscriptFound { ask: u64, body: String },
     /// The home refused the `fid`-th message forwarded to it.
     Refused {
         reply: ReplyTo,
