@@ -144,10 +144,19 @@ pub trait RelayRemote {
     /// Redis too, so that a node adopting it after this one died goes on
     /// where it was: its count, and what it holds.
     fn persists(&self) -> bool;
-    /// Such a chat, homed here, relayed its `relayed`-th message: Redis must
-    /// have the count before the local deliveries `then` are made (a side that
-    /// read a message and comes back on another node finds it counted).
-    fn counted(&self, relayed: u64, then: Vec<Delivering>);
+    /// Such a chat, homed here, relayed its `relayed`-th message, for the side
+    /// `to`: Redis must have the count before the local deliveries `then` are
+    /// made, and together with (atomically) its deliveries to the `nodes` with
+    /// channels of that side (a side that read a message and comes back on
+    /// another node finds it counted; none is counted that went nowhere).
+    fn counted(
+        &self,
+        relayed: u64,
+        to: Role,
+        payload: &str,
+        nodes: Vec<NodeId>,
+        then: Vec<Delivering>,
+    );
     /// Such a chat holds its `seq`-th message for `to`.
     fn held(&self, to: Role, seq: u64, payload: &str);
 }
@@ -185,7 +194,7 @@ impl RelayRemote for Alone {
     fn persists(&self) -> bool {
         false
     }
-    fn counted(&self, _: u64, then: Vec<Delivering>) {
+    fn counted(&self, _: u64, _: Role, _: &str, _: Vec<NodeId>, then: Vec<Delivering>) {
         for delivering in then {
             delivering.deliver();
         }
@@ -817,7 +826,7 @@ impl Topics {
                 held.keep(seq, payload.into());
                 if chat.is_some_and(|c| c.durable) && remote.persists() {
                     remote.held(to, seq, payload);
-                    remote.counted(seq, Vec::new());
+                    remote.counted(seq, to, payload, Vec::new(), Vec::new());
                 }
                 return Ok(Relayed::Held);
             }
@@ -837,12 +846,13 @@ impl Topics {
                     relayed_at: read_at,
                 })
                 .collect();
-            remote.counted(seq, then);
+            let nodes = elsewhere.map(|side| side.node.clone()).collect();
+            remote.counted(seq, to, payload, nodes, then);
         } else {
             deliver_all(to_side, frames, read_at, evicted);
-        }
-        for side in elsewhere {
-            remote.deliver(&side.node, to, seq, payload);
+            for side in elsewhere {
+                remote.deliver(&side.node, to, seq, payload);
+            }
         }
         Ok(Relayed::Delivered)
     }

@@ -42,6 +42,9 @@ pub enum Outgoing {
         key: String,
         relayed: u64,
         applied: Option<(NodeId, u64)>,
+        /// The message to the nodes with channels of its side (channel, text),
+        /// published in the same transaction as the count.
+        delivers: Vec<(String, String)>,
         then: Vec<Delivering>,
     },
     /// A message such a chat holds for a side (`:held:<cid>:<t|s>`, entries
@@ -132,6 +135,7 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
                     key,
                     relayed,
                     applied,
+                    delivers,
                     ..
                 } => {
                     let mut hset = redis::cmd("HSET");
@@ -139,10 +143,25 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
                     if let Some((node, fid)) = applied {
                         hset.arg(format!("a:{node}")).arg(fid);
                     }
-                    pipe.add_command(hset);
                     // Kept a day at most: a count written after the chat was
                     // discarded does not stay for good.
-                    pipe.cmd("EXPIRE").arg(key).arg(86_400).ignore();
+                    let mut expire = redis::cmd("EXPIRE");
+                    expire.arg(key).arg(86_400);
+                    if delivers.is_empty() {
+                        pipe.add_command(hset);
+                        pipe.add_command(expire).ignore();
+                    } else {
+                        // The count and the deliveries to other nodes, both or
+                        // neither (a node dying halfway sends neither): EXEC
+                        // answers them all, the publishes last.
+                        pipe.cmd("MULTI").ignore();
+                        pipe.add_command(hset).ignore();
+                        pipe.add_command(expire).ignore();
+                        for (channel, text) in delivers {
+                            pipe.cmd("PUBLISH").arg(channel).arg(text).ignore();
+                        }
+                        pipe.cmd("EXEC");
+                    }
                 }
                 Outgoing::Hold {
                     key,
@@ -179,7 +198,26 @@ pub async fn publish(client: redis::Client, mut queue: mpsc::Receiver<Outgoing>,
                     }
                 }
                 // Delivered even if Redis failed: the message is not lost here.
-                Outgoing::Count { then, .. } => {
+                Outgoing::Count { then, delivers, .. } => {
+                    if !delivers.is_empty() {
+                        // EXEC's answers: HSET, EXPIRE, then each PUBLISH.
+                        let heard: Vec<i64> = match answer {
+                            Some(redis::Value::Array(answers)) => answers
+                                .iter()
+                                .skip(2)
+                                .map(|a| match a {
+                                    redis::Value::Int(n) => *n,
+                                    _ => 0,
+                                })
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        for (i, (_, text)) in delivers.iter().enumerate() {
+                            if heard.get(i).copied().unwrap_or(0) == 0 {
+                                unheard(&hub, text);
+                            }
+                        }
+                    }
                     for delivering in then {
                         let session = delivering.session.id();
                         if delivering.deliver() == Delivery::Evicted {
@@ -380,9 +418,34 @@ impl RelayRemote for Forward<'_> {
         true
     }
 
-    fn counted(&self, relayed: u64, then: Vec<Delivering>) {
+    fn counted(
+        &self,
+        relayed: u64,
+        to: Role,
+        payload: &str,
+        nodes: Vec<NodeId>,
+        then: Vec<Delivering>,
+    ) {
+        let delivers = match RawValue::from_string(payload.to_owned()) {
+            Ok(payload) => {
+                let deliver = Inbox::Deliver {
+                    chat: self.chat.to_string(),
+                    to,
+                    seq: relayed,
+                    payload,
+                };
+                match serde_json::to_string(&deliver) {
+                    Ok(text) => nodes
+                        .iter()
+                        .map(|node| (self.cluster.inbox_channel(node), text.clone()))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            Err(_) => Vec::new(),
+        };
         self.cluster
-            .count(self.chat, relayed, self.origin.clone(), then);
+            .count(self.chat, relayed, self.origin.clone(), delivers, then);
     }
 
     fn held(&self, to: Role, seq: u64, payload: &str) {

@@ -160,13 +160,15 @@ impl Cluster {
         self.outbox.send(self.events_channel(), event, false)
     }
 
-    /// Writes in Redis how many messages a chat homed here relayed, then makes
-    /// the local deliveries of the last one (at once if it cannot be queued).
+    /// Writes in Redis how many messages a chat homed here relayed, with the
+    /// last one's deliveries to other nodes (`delivers`, in one transaction),
+    /// then makes its local deliveries (at once if it cannot be queued).
     pub fn count(
         &self,
         chat: ChatId,
         relayed: u64,
         applied: Option<(NodeId, u64)>,
+        delivers: Vec<(String, String)>,
         then: Vec<Delivering>,
     ) {
         let key = format!("{}:q:{chat}", self.prefix);
@@ -174,6 +176,7 @@ impl Cluster {
             key,
             relayed,
             applied,
+            delivers,
             then,
         };
         if let Err(link::Outgoing::Count { then, .. }) = self.outbox.try_queue(count) {
