@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::actors::Hub;
+use crate::cluster::FoundChat;
 use crate::domain::{ChatId, StudentKey, TeacherKey, UserKey};
 use crate::identity::{Claims, Identity, MintError, Role};
 use crate::transcripts::{
@@ -228,33 +229,70 @@ fn signed_key(text: &str) -> Option<UserKey> {
 
 /// `query` narrowed to the chats `caller` may read, or the 403 for a filter
 /// naming another user in the caller's own role.
-fn scope(mut query: ChatQuery, caller: &Identity) -> Result<ChatQuery, Box<HttpResponse>> {
-    let refused = || {
-        error(
+fn scope(query: ChatQuery, caller: &Identity) -> Result<ChatQuery, Box<HttpResponse>> {
+    scope_as(query, caller.role(), &caller.user().key).ok_or_else(|| {
+        Box::new(error(
             HttpResponse::Forbidden(),
             "you may list only your own chats",
-        )
-    };
-    match caller.role() {
+        ))
+    })
+}
+
+/// As [`scope`], for a caller signed in as `user` with `role`; None for a filter
+/// naming another user in the caller's own role.
+fn scope_as(mut query: ChatQuery, role: Role, user: &UserKey) -> Option<ChatQuery> {
+    match role {
         // An admin's filters find the id among signed-in users and tokenless
         // clients alike.
         Role::Admin => query.any_namespace = true,
         Role::Teacher => {
-            let me = caller.user().as_teacher();
+            let me = TeacherKey(user.clone());
             if query.teacher.as_ref().is_some_and(|asked| *asked != me) {
-                return Err(Box::new(refused()));
+                return None;
             }
             query.teacher = Some(me);
         }
         Role::Student => {
-            let me = caller.user().as_student();
+            let me = StudentKey(user.clone());
             if query.student.as_ref().is_some_and(|asked| *asked != me) {
-                return Err(Box::new(refused()));
+                return None;
             }
             query.student = Some(me);
         }
     }
-    Ok(query)
+    Some(query)
+}
+
+/// One node's page of a chats list asked on another node (`crate::cluster`),
+/// for a caller signed in as `user` with `role`: the chats as the API lists
+/// them, newest first, and whether there are more. Empty for a query this
+/// node cannot answer. Touches the disk: not on an async thread.
+pub fn chats_page_as(
+    store: &Transcripts,
+    query: &str,
+    role: Role,
+    user: &str,
+) -> (Vec<FoundChat>, bool) {
+    let scoped = parse_chat_query(query)
+        .ok()
+        .zip(signed_key(user))
+        .and_then(|(query, user)| scope_as(query, role, &user));
+    let Some(Ok(page)) = scoped.map(|query| store.list_chats(&query)) else {
+        return (Vec::new(), false);
+    };
+    (
+        page.chats.iter().filter_map(found).collect(),
+        page.next.is_some(),
+    )
+}
+
+/// A listed chat, as another node merges it.
+fn found(chat: &ChatRecord) -> Option<FoundChat> {
+    Some(FoundChat {
+        created_at: unix_ms(chat.created_at),
+        chat: chat.id.to_string(),
+        view: serde_json::to_string(&ChatView::from(chat)).ok()?,
+    })
 }
 
 /// Whether `caller` may read `chat`.
@@ -286,6 +324,7 @@ async fn list_chats(
     Caller(caller): Caller,
     req: HttpRequest,
     store: web::Data<Transcripts>,
+    hub: web::Data<Hub>,
 ) -> HttpResponse {
     let query = match parse_chat_query(req.query_string()) {
         Ok(query) => query,
@@ -295,8 +334,36 @@ async fn list_chats(
         Ok(query) => query,
         Err(response) => return *response,
     };
+    let limit = query.limit;
     let store = store.get_ref().clone();
     match web::block(move || store.list_chats(&query)).await {
+        // Several nodes: each recorded the chats homed on it; their pages are
+        // merged, newest first, into one.
+        Ok(Ok(page)) if hub.cluster.is_some() => {
+            let Some(cluster) = hub.cluster.as_ref() else {
+                return error(HttpResponse::InternalServerError(), "no cluster");
+            };
+            let user = caller.user().key.as_str();
+            let (mut chats, mut more) = cluster
+                .chats_elsewhere(req.query_string(), caller.role(), user)
+                .await;
+            chats.extend(page.chats.iter().filter_map(found));
+            more |= page.next.is_some();
+            chats.sort_by(|a, b| (b.created_at, &b.chat).cmp(&(a.created_at, &a.chat)));
+            more |= chats.len() > limit;
+            chats.truncate(limit);
+            let next = match chats.last() {
+                Some(last) if more => format!(r#""{}_{}""#, last.created_at, last.chat),
+                _ => "null".to_owned(),
+            };
+            let views: Vec<&str> = chats.iter().map(|c| c.view.as_str()).collect();
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(format!(
+                    r#"{{"chats":[{}],"next":{next}}}"#,
+                    views.join(",")
+                ))
+        }
         Ok(Ok(page)) => HttpResponse::Ok().json(ChatsBody {
             chats: page.chats.iter().map(ChatView::from).collect(),
             next: page.next.map(|cursor| cursor.to_string()),

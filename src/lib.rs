@@ -156,8 +156,9 @@ pub fn start(listener: std::net::TcpListener, config: Config) -> std::io::Result
             let steps = RedisTutoring::new(url, &config.redis_deployment)
                 .map_err(std::io::Error::other)?
                 .with_grace(config.reconnect_grace);
-            let (cluster, outbox) = Cluster::new(steps.node().clone(), steps.prefix());
             let client = steps.client().clone();
+            let (cluster, outbox) =
+                Cluster::new(steps.node().clone(), steps.prefix(), client.clone());
             (Some(Engine::redis(steps)), Some((cluster, client, outbox)))
         }
         None => (None, None),

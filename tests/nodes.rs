@@ -19,7 +19,7 @@ use crate::keep_place::{
     goes_away, joins_chatting, numbered, opting, other_side, rejoin_gets_held, send_all, signed_in,
     signed_student, signed_teacher, teacher_back_with, transcript_of, LONG,
 };
-use crate::support::auth::test_keys;
+use crate::support::auth::{admin_token, http_get_as, test_keys};
 use crate::support::nodes::{two_nodes, two_nodes_configured, TwoNodes};
 use crate::support::*;
 
@@ -395,11 +395,13 @@ async fn a_chat_across_nodes(framing: Framing) {
         .await
         .named("student 7 on B");
 
+    let mut chats = Vec::new();
     for (round, ender) in ["student", "teacher"].into_iter().enumerate() {
         if round > 0 {
             s.ready(&sid).await;
         }
         let chat = t.claim(&tid).await.expect("student 7 is waiting");
+        chats.push(chat["id"].as_str().expect("chat id").to_owned());
         assert_chat_object(&chat, &tid, &sid);
         let told = s.wait_for(&student_topic(&sid), "new:chat", WAIT).await;
         assert_eq!(told.payload, chat, "new:chat on B is the claimed chat");
@@ -487,6 +489,32 @@ async fn a_chat_across_nodes(framing: Framing) {
             "chat {round}'s transcript read through B"
         );
     }
+
+    // B lists both (recorded on A), newest first, a page at a time.
+    let page = |after: Option<String>| {
+        let path = match after {
+            Some(next) => format!("/api/chats?limit=1&before={next}"),
+            None => "/api/chats?limit=1".to_owned(),
+        };
+        let port = nodes.b.port;
+        async move {
+            let response = http_get_as(port, &path, &admin_token()).await;
+            assert_eq!(response.status, 200, "{path}: {}", response.text());
+            let body: Value = serde_json::from_str(&response.text()).expect("chats JSON");
+            let ids: Vec<String> = body["chats"]
+                .as_array()
+                .expect("chats array")
+                .iter()
+                .map(|c| c["id"].as_str().unwrap_or("?").to_owned())
+                .collect();
+            (ids, body["next"].as_str().map(str::to_owned))
+        }
+    };
+    let (first, next) = page(None).await;
+    assert_eq!(first, [chats[1].clone()], "the newest chat first, from B");
+    let (second, last) = page(Some(next.expect("a next page"))).await;
+    assert_eq!(second, [chats[0].clone()], "then the older one");
+    assert_eq!(last, None, "and nothing after it");
 }
 
 // ----- 4. status snapshots in one order -----

@@ -657,7 +657,7 @@ impl Core {
             }
             Event::NodeDead { node, .. } => self.node_dead(&node),
             // Answered by the cluster's listener, from the transcript store.
-            Event::TranscriptWanted { .. } => {}
+            Event::TranscriptWanted { .. } | Event::ChatsWanted { .. } => {}
         }
     }
 

@@ -331,6 +331,19 @@ async fn subscribe(
 fn on_event(cluster: &Arc<Cluster>, hub: &Hub, text: &str) {
     match serde_json::from_str::<Event>(text) {
         Ok(event) if event.from() == cluster.node() => {}
+        Ok(Event::ChatsWanted {
+            from,
+            ask,
+            query,
+            role,
+            user,
+        }) => {
+            let (cluster, store) = (cluster.clone(), hub.transcripts.clone());
+            tokio::task::spawn_blocking(move || {
+                let (chats, more) = crate::api::chats_page_as(&store, &query, role, &user);
+                cluster.tell(&from, &Inbox::ChatsFound { ask, chats, more });
+            });
+        }
         Ok(Event::TranscriptWanted {
             from,
             ask,
@@ -510,6 +523,7 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
         }
         Inbox::Acked { chat, fid } => hub.topics.acked(&chat_topic(&chat), fid),
         Inbox::TranscriptFound { ask, body } => cluster.found(ask, body),
+        Inbox::ChatsFound { ask, chats, more } => cluster.listed(ask, chats, more),
         Inbox::Deliver {
             chat,
             to,

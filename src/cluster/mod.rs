@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use link::{listen, publish, AtHome, Forward, Outbox};
 pub use wire::{
-    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, Inbox, Push, ReplyTo,
-    Subbed,
+    counts as wire_counts, known_event, snapshot as wire_snapshot, Event, FoundChat, Inbox, Push,
+    ReplyTo, Subbed,
 };
 
 /// One node of a deployment: a fresh id at every start, so a node that was
@@ -116,6 +116,11 @@ pub struct Cluster {
     asks: DashMap<u64, oneshot::Sender<Subbed>>,
     /// Transcript reads waiting for the node that has the chat, by ask number.
     reads: DashMap<u64, oneshot::Sender<String>>,
+    /// Chat lists waiting for the other nodes' pages, by ask number.
+    lists: DashMap<u64, mpsc::UnboundedSender<(Vec<FoundChat>, bool)>>,
+    /// For reading how many nodes are alive.
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<redis::aio::MultiplexedConnection>,
     next_ask: AtomicU64,
     /// Whether this node hears the others now (its subscription is up).
     hearing: watch::Sender<bool>,
@@ -126,7 +131,11 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster of `node` on the deployment whose keys start with `prefix`;
     /// the receiving half of its outbox is for [`link::publish`].
-    pub fn new(node: NodeId, prefix: &str) -> (Arc<Cluster>, mpsc::Receiver<link::Outgoing>) {
+    pub fn new(
+        node: NodeId,
+        prefix: &str,
+        client: redis::Client,
+    ) -> (Arc<Cluster>, mpsc::Receiver<link::Outgoing>) {
         let (outbox, receiver) = Outbox::new(OUTBOX_BOUND);
         let cluster = Cluster {
             node,
@@ -134,6 +143,9 @@ impl Cluster {
             outbox,
             asks: DashMap::new(),
             reads: DashMap::new(),
+            lists: DashMap::new(),
+            client,
+            conn: tokio::sync::OnceCell::new(),
             next_ask: AtomicU64::new(1),
             hearing: watch::Sender::new(false),
             heard_once: std::sync::atomic::AtomicBool::new(false),
@@ -291,6 +303,72 @@ impl Cluster {
         };
         self.reads.remove(&ask);
         body
+    }
+
+    /// Asks every other node for its page of the chats list (`query` as the
+    /// caller sent it, for a caller signed in as `user` with `role`): their
+    /// pages, and whether any has more. Waits for every live node, at most
+    /// `READ_TIMEOUT`.
+    pub async fn chats_elsewhere(
+        &self,
+        query: &str,
+        role: crate::identity::Role,
+        user: &str,
+    ) -> (Vec<FoundChat>, bool) {
+        let expected = self.live_nodes().await.saturating_sub(1);
+        if expected == 0 {
+            return (Vec::new(), false);
+        }
+        let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (answer, mut answers) = mpsc::unbounded_channel();
+        self.lists.insert(ask, answer);
+        let wanted = Event::ChatsWanted {
+            from: self.node.clone(),
+            ask,
+            query: query.to_owned(),
+            role,
+            user: user.to_owned(),
+        };
+        let (mut chats, mut more, mut heard) = (Vec::new(), false, 0);
+        if self.share(&wanted) {
+            let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+            while heard < expected {
+                match tokio::time::timeout_at(deadline, answers.recv()).await {
+                    Ok(Some((page, has_more))) => {
+                        chats.extend(page);
+                        more |= has_more;
+                        heard += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.lists.remove(&ask);
+        (chats, more)
+    }
+
+    /// How many nodes of the deployment are alive (0 if Redis does not say).
+    async fn live_nodes(&self) -> usize {
+        let conn = self
+            .conn
+            .get_or_try_init(|| self.client.get_multiplexed_async_connection())
+            .await;
+        let Ok(conn) = conn else {
+            return 0;
+        };
+        let mut conn = conn.clone();
+        redis::cmd("ZCARD")
+            .arg(format!("{}:nodes", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Another node answered a chats list.
+    fn listed(&self, ask: u64, chats: Vec<FoundChat>, more: bool) {
+        if let Some(waiting) = self.lists.get(&ask) {
+            let _ = waiting.send((chats, more));
+        }
     }
 
     /// The node that has a chat answered a transcript read.

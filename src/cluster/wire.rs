@@ -48,6 +48,16 @@ pub enum Event {
         role: crate::identity::Role,
         user: String,
     },
+    /// The chats list of `from` (`GET /api/chats`, its query string as sent,
+    /// for a caller signed in as `user` with `role`): every other node answers
+    /// with its own page (`ChatsFound`), which `from` merges with its own.
+    ChatsWanted {
+        from: NodeId,
+        ask: u64,
+        query: String,
+        role: crate::identity::Role,
+        user: String,
+    },
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
@@ -62,6 +72,7 @@ impl Event {
             | Event::Ready { from, .. }
             | Event::NodeDead { from, .. }
             | Event::TranscriptWanted { from, .. }
+            | Event::ChatsWanted { from, .. }
             | Event::Finished { from, .. }
             | Event::Abandoned { from, .. } => from,
         }
@@ -94,6 +105,15 @@ pub fn snapshot(counts: [usize; 4]) -> StatusSnapshot {
             finished,
         },
     }
+}
+
+/// One chat of a `ChatsFound` page: where it sorts, and its JSON as the API
+/// lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FoundChat {
+    pub created_at: i64,
+    pub chat: String,
+    pub view: String,
 }
 
 /// Where a refusal of a message forwarded to its home goes back to.
@@ -169,6 +189,13 @@ pub enum Inbox {
     /// The answer to `TranscriptWanted`: the transcript page, as the API's
     /// JSON body.
     TranscriptFound { ask: u64, body: String },
+    /// The answer to `ChatsWanted`: this node's page, newest first, and
+    /// whether it has more.
+    ChatsFound {
+        ask: u64,
+        chats: Vec<FoundChat>,
+        more: bool,
+    },
     /// The home refused the `fid`-th message forwarded to it.
     Refused {
         reply: ReplyTo,
