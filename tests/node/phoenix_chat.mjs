@@ -69,16 +69,19 @@ process.on("uncaughtException", (err) => fail(`uncaught exception: ${err && err.
 process.on("unhandledRejection", (err) => fail(`unhandled rejection: ${err && err.stack || err}`))
 
 // ---------------------------------------------------------------- arguments
+// The teacher's endpoint, and the student's (another node of the same
+// deployment; the teacher's if not given).
 const endpoint = process.argv[2]
-if(!endpoint || process.argv.length > 3){
-  console.error("usage: node phoenix_chat.mjs ws://127.0.0.1:PORT/socket")
+const studentEndpoint = process.argv[3] || endpoint
+if(!endpoint || process.argv.length > 4){
+  console.error("usage: node phoenix_chat.mjs ws://127.0.0.1:PORT/socket [ws://127.0.0.1:PORT2/socket]")
   process.exit(2)
 }
-{
+for(const given of [endpoint, studentEndpoint]){
   let url
-  try { url = new URL(endpoint) } catch { url = null }
+  try { url = new URL(given) } catch { url = null }
   if(!url || url.protocol !== "ws:"){
-    console.error(`endpoint must be a ws:// URL, got ${endpoint}`)
+    console.error(`endpoint must be a ws:// URL, got ${given}`)
     process.exit(2)
   }
   const host = url.hostname
@@ -270,13 +273,13 @@ class Inbox {
 
 // ---------------------------------------------------------------- one client
 class Client {
-  constructor(name, role, presenceTopic){
+  constructor(name, role, presenceTopic, at){
     this.name = name
     this.role = role
     this.closing = false
     this.monitor = new Monitor(name, role, presenceTopic)
     this.inbox = new Inbox(name)
-    this.socket = new Socket(endpoint, {transport: tapTransport(this.monitor)})
+    this.socket = new Socket(at, {transport: tapTransport(this.monitor)})
     this.socket.onError((err) => {
       fail(`${name} socket error: ${err && (err.message || err.type) || show(err)}`)
     })
@@ -388,17 +391,17 @@ async function main(){
 
   const teacherPresence = "presence:teachers"
   const studentPresence = `presence:student:${STUDENT_ID}`
-  const teacher = new Client("teacher", "teacher", teacherPresence)
-  const student = new Client("student", "student", studentPresence)
+  const teacher = new Client("teacher", "teacher", teacherPresence, endpoint)
+  const student = new Client("student", "student", studentPresence, studentEndpoint)
 
-  step("0", `connect two sockets to ${endpoint}`)
+  step("0", `connect the teacher's socket to ${endpoint}, the student's to ${studentEndpoint}`)
   await Promise.all([teacher.connect(), student.connect()])
   for(const c of [teacher, student]){
     const url = new URL(c.monitor.url)
     check(url.pathname.endsWith("/websocket") && url.searchParams.get("vsn") === "2.0.0",
       `${c.name} socket URL ${c.monitor.url} is not <endpoint>/websocket?vsn=2.0.0`)
   }
-  ok(`both connected to ${teacher.monitor.url}`)
+  ok(`connected: ${teacher.monitor.url} and ${student.monitor.url}`)
   await Promise.all([teacher.ping(), student.ping()])
   ok("heartbeat round trip on both sockets")
 
