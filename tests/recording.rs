@@ -456,9 +456,35 @@ async fn shutdown_with_a_failing_store_is_bounded() {
     assert!(committed_or_failing(&running).await);
     running.transcripts.set_failing(true);
     let topic = chat_topic(&cid);
-    t.push(&topic, "teacher:send", json!({"message": "queued"}))
+    let r = t
+        .push(&topic, "teacher:send", json!({"message": "queued"}))
         .await;
-    s.wait_for(&topic, "student:receive", WAIT).await;
+    // Taken while the store did not know yet: relayed, and queued. (Had the
+    // store been failing already, the teacher would hear why.)
+    let what = "the message relayed";
+    if s.try_wait_match(|f| f.is(&topic, "student:receive"), WAIT)
+        .await
+        .is_none()
+    {
+        let refused = t.take_all(|f| f.is_reply_to(&topic, &r));
+        panic!(
+            "{what}: not within {WAIT:?}; the teacher heard {refused:?}; writer: {:?}",
+            running.transcripts.lag()
+        );
+    }
+    // Shut down with that write uncommitted, its commit failing.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let lag = running.transcripts.lag();
+        if lag.failing && lag.uncommitted > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never failing: {lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     tokio::time::timeout(WAIT, running.stopper.shutdown())
         .await
         .expect("shutdown returns while the store is failing");
