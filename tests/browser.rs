@@ -30,6 +30,7 @@ use std::time::Duration;
 use tutor_queue::identity::{Claims, Role};
 
 use crate::support::auth::test_keys;
+use crate::support::nodes::two_nodes_configured;
 use crate::support::{self, node};
 
 fn chromium() -> PathBuf {
@@ -82,6 +83,23 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
             Duration::from_secs(3600),
         ))
         .expect("mint");
+    // Two nodes of one deployment on a Redis, for the pages across nodes.
+    let node_dirs = [(); 2].map(|()| tempfile::tempdir().expect("temp dir"));
+    let [a, b] = [0, 1].map(|i| signed_pages(&node_dirs[i], Duration::from_secs(120)));
+    // Without a redis-server (a developer's machine), only that part skips.
+    let nodes = two_nodes_configured("browser: the pages on two nodes", a, b);
+    let nodes_token = test_keys()
+        .mint(&Claims::new(
+            "nodes-teacher",
+            Role::Teacher,
+            "Ms Nodes",
+            Duration::from_secs(3600),
+        ))
+        .expect("mint");
+    let [node_a, node_b] = match &nodes {
+        Some(nodes) => [nodes.a.port, nodes.b.port].map(|port| format!("http://127.0.0.1:{port}")),
+        None => [String::new(), String::new()],
+    };
     let base = format!("http://127.0.0.1:{}", server.port);
     let keep_base = format!("http://127.0.0.1:{}", keep.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -103,6 +121,9 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         &[
             ("CHROMIUM", chromium.as_ref()),
             ("ORG_TOKEN", org_token.as_ref()),
+            ("NODE_A", node_a.as_ref()),
+            ("NODE_B", node_b.as_ref()),
+            ("NODES_TOKEN", nodes_token.as_ref()),
         ],
         Duration::from_secs(180),
     )

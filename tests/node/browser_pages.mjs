@@ -439,6 +439,68 @@ async function keepYourPlace(){
 }
 
 // ---------------------------------------------------------------- the run
+// Two nodes of one deployment (NODE_A, NODE_B, one Redis): a teacher signed in
+// with NODES_TOKEN on A takes Zoe, whose page is on B; they chat; the teacher's
+// page then opens on B instead (the same token): its pane comes back with the
+// history (recorded on A), the chat goes on, and once it ends, Past chats on B
+// lists it.
+async function twoNodes(){
+  const [aBase, bBase, token] = [process.env.NODE_A, process.env.NODE_B, process.env.NODES_TOKEN]
+  if(!token) await fail("NODES_TOKEN is not set")
+  if(!aBase || !bBase){
+    console.log("SKIPPED the pages on two nodes: no Redis for them (NODE_A, NODE_B unset)")
+    return
+  }
+  const names = {teacher: "Ms Nodes", student: "Zoe"}
+  const line = ([who, text]) => [who === "teacher" ? names.teacher : names.student, text]
+  const HELLO = ["teacher", "Hello from node A"]
+  const HI = ["student", "Hi from node B"]
+  const MOVED = ["teacher", "Now I am on node B too"]
+  const BYE = ["student", "Thanks, bye"]
+  const messagesAs = (log, viewer) => messagesOf(log).then((m) => m.map(([who, text]) =>
+    [who.replace(/ \(you\)$/, ""), text]).filter(([who]) => who === names.teacher || who === names.student))
+  const expectLog = (log, viewer, chat, what) => waitEqual(() => messagesAs(log, viewer), chat.map(line), what)
+
+  step("N1", "two nodes: the teacher's page on A, Zoe's page on B")
+  const first = await openPage(`/teacher#token=${token}`, LAPTOP, "nodes teacher on A", null, aBase)
+  await waitText(first.page.locator("#me"), names.teacher, "the teacher on A: its name")
+  await waitText(first.page.locator("#connection"), "Connected", "the teacher on A: connection status")
+  const zoe = await student(names.student, bBase)
+  await waitText(place(zoe), "1", "Zoe's place, on B")
+  await expectCounts(first, {waiting: 1}, "the teacher on A counts Zoe, on B")
+
+  step("N2", "the teacher on A takes Zoe on B; messages both ways")
+  await take(first, names.student)
+  const firstPane = pane(first, names.student)
+  await waitText(firstPane.locator(".pane-status"), "Zoe is here.", "the pane on A once Zoe joined on B")
+  await teacherSays(first, names.student, HELLO[1])
+  await expectMessage(zoe.page.locator("#messages"), names.teacher, HELLO[1], "Zoe's page, on B")
+  await studentSays(zoe, HI[1])
+  await expectMessage(firstPane.locator(".messages"), names.student, HI[1], "the teacher's pane, on A")
+  ok("a chat across nodes, both ways")
+
+  step("N3", "the teacher's page opens on B instead: pane and history back, the chat goes on")
+  await first.context.close()
+  const second = await openPage(`/teacher#token=${token}`, LAPTOP, "nodes teacher on B", null, bBase)
+  await waitText(second.page.locator("#connection"), "Connected", "the teacher on B: connection status")
+  const secondPane = pane(second, names.student)
+  await waitVisible(secondPane, "Zoe's pane on B")
+  await expectLog(secondPane.locator(".messages"), "teacher", [HELLO, HI], "the pane on B: the history recorded on A")
+  await teacherSays(second, names.student, MOVED[1])
+  await expectMessage(zoe.page.locator("#messages"), names.teacher, MOVED[1], "Zoe's page after the teacher moved")
+  await studentSays(zoe, BYE[1])
+  await expectMessage(secondPane.locator(".messages"), names.student, BYE[1], "the pane on B")
+  ok("the teacher's page on the other node has its pane, its history, and the chat")
+
+  step("N4", "the chat ends; Past chats on B lists it")
+  await zoe.page.getByRole("button", {name: "End chat"}).click()
+  await waitText(secondPane.locator(".pane-status"), "Zoe ended the chat.", "the pane on B after Zoe ended the chat")
+  await expectPastChats(second, [["Zoe", "Ended by Zoe"]], "Past chats on B")
+  ok("Past chats on B lists the chat recorded on A")
+  await second.context.close()
+  await zoe.context.close()
+}
+
 async function main(){
   const overall = setTimeout(() => fail(`overall timeout: not finished within ${OVERALL_TIMEOUT_MS / 1000} s`), OVERALL_TIMEOUT_MS)
   mkdirSync(shotDir, {recursive: true})
@@ -703,6 +765,7 @@ async function main(){
   }
 
   await keepYourPlace()
+  await twoNodes()
 
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")
