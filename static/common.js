@@ -296,9 +296,9 @@ export function appendMessage(log, payload, {own = false, fallbackName = "someon
   time.dateTime = when.toISOString()
   time.textContent = when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})
   meta.append(sender, time)
-  const body = document.createElement("p")
+  const body = document.createElement("div")
   body.className = "text"
-  body.textContent = text
+  renderText(body, text)
   item.append(meta, body)
   if(delivery) setDelivery(item, delivery)
   addToLog(log, item)
@@ -350,15 +350,50 @@ function addToLog(log, item){
   if(atBottom) log.scrollTop = log.scrollHeight
 }
 
-/** Wires a compose form: calls `send(text)` with the trimmed text, then clears it. */
-export function onCompose(form, input, send){
-  input.maxLength = MAX_MESSAGE
-  form.addEventListener("submit", (event) => {
-    event.preventDefault()
-    const text = input.value.trim()
-    if(!text || input.disabled) return
-    send(text)
-    input.value = ""
-    input.focus()
-  })
+const FENCE = /^\s*```/
+const INDENTED = /^( {4}|\t)/
+
+/**
+ * Shows message `text` in `el` as text, never HTML: line breaks kept (the
+ * stylesheet says `white-space: pre-wrap`), and code in monospace: the lines
+ * between ``` fences (the fence lines themselves are not shown; an unclosed
+ * fence runs to the end) and runs of lines that start with four spaces or a
+ * tab, each as a `<pre class="code">` block.
+ */
+export function renderText(el, text){
+  el.replaceChildren()
+  let prose = []
+  let code = null          // lines of the block being read
+  let fenced = false
+  const flushProse = () => {
+    if(prose.length) el.append(document.createTextNode(prose.join("\n")))
+    prose = []
+  }
+  const flushCode = () => {
+    if(code === null) return
+    const pre = document.createElement("pre")
+    pre.className = "code"
+    const inner = document.createElement("code")
+    inner.textContent = code.join("\n")
+    pre.append(inner)
+    el.append(pre)
+    code = null
+  }
+  for(const line of String(text).split("\n")){
+    if(FENCE.test(line)){
+      if(fenced){ flushCode(); fenced = false }
+      else { flushProse(); flushCode(); code = []; fenced = true }
+    } else if(fenced){
+      code.push(line)
+    } else if(INDENTED.test(line)){
+      flushProse()
+      code ??= []
+      code.push(line)
+    } else {
+      flushCode()
+      prose.push(line)
+    }
+  }
+  flushCode()
+  flushProse()
 }

@@ -57,7 +57,9 @@ export class Conversation {
    * the <ol> of messages; `hooks`: what the page does on `ready()`,
    * `terminated(payload)`, `closed()` (phx_close from the server),
    * `joinError(reason, rejoining)`, `away(until)`, `back()`, `joined(rejoining)`
-   * (before the history is shown and before any event that follows the reply).
+   * (before the history is shown and before any event that follows the reply),
+   * `message(payload)` (a message from the other side was shown live; not
+   * for the history rebuilt from the transcript).
    */
   constructor({link, me, chatId, partner, log, hooks}){
     this.link = link
@@ -162,6 +164,7 @@ export class Conversation {
 
   received(payload){
     appendMessage(this.log, payload, {fallbackName: this.partner})
+    this.hooks.message?.(payload)
   }
 
   async restore(reply, generation){

@@ -9,7 +9,7 @@
 // answer becomes a short message beside the list or the transcript.
 // Everything a client sent (payloads) is shown as text, never as HTML.
 
-import {apiFetch, displayName} from "./common.js"
+import {apiFetch, displayName, renderText} from "./common.js"
 
 const PAGE = 20             // chats per request
 const MAX_PAGE = 500        // the API's largest page (a refresh reloads what is shown)
@@ -284,9 +284,9 @@ export function pastChats({me, teacherName, reasonOf = () => undefined}){
       time.textContent = when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})
       meta.append(time)
     }
-    const body = document.createElement("p")
+    const body = document.createElement("div")
     body.className = "text"
-    body.textContent = text
+    renderText(body, text)
     item.append(meta, body)
     messages.append(item)
   }

@@ -18,8 +18,11 @@
 // (the chat ended meanwhile), or present (away too long: the place is lost,
 // and the page says so before getting back in line).
 
-import {appendNote, clock, connect, displayName, keptText, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {appendNote, clock, connect, displayName, keptText, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {onCompose} from "./compose.js"
+import {confirmFirst} from "./confirm.js"
 import {Conversation} from "./conversation.js"
+import {watchLog} from "./unread.js"
 
 const $ = (id) => document.getElementById(id)
 // Who this page is: a stored token, one from #token=, or a guest sign-in.
@@ -35,6 +38,8 @@ $("me").textContent = session.name
 const link = connect($("connection"), session)
 const socket = link.socket
 const log = $("messages")
+// "New messages ↓" over the log when a message arrives while it is scrolled up.
+const unread = watchLog(log, {scope: $("chat")})
 
 let state = "connecting"
 let queue = null        // last queue:position payload: {position, waiting, teachers}
@@ -56,7 +61,8 @@ function render(){
   const chatting = state === "chatting"
   $("text").disabled = !chatting
   $("send").disabled = !chatting
-  $("end").hidden = !chatting
+  if(!chatting) endAsk.cancel()
+  $("end").hidden = !chatting || endAsk.open
   $("end").disabled = !link.up
   $("after").hidden = state !== "ended"
   if(state !== "chatting") $("partner-status").textContent = ""
@@ -68,10 +74,17 @@ function renderLine(){
   const known = (v) => (Number.isInteger(v) ? String(v) : "…")
   const position = state === "waiting" ? queue?.position : null
   $("place").textContent = known(position)
-  $("place-label").textContent = position === 1 ? "You're next in line" : "Your place in line"
+  const noTeacher = queue?.teachers === 0
+  // First in line means "next" only when someone can take you.
+  $("place-label").textContent = position !== 1 ? "Your place in line"
+    : noTeacher ? "You're first in line — no teacher is online right now"
+    : "You're next in line"
   $("teachers").textContent = known(queue?.teachers)
   $("waiting").textContent = known(queue?.waiting)
-  $("no-teachers").hidden = queue?.teachers !== 0
+  $("no-teachers").hidden = !noTeacher
+  $("no-teachers").textContent = position === 1
+    ? "You keep your place: the first teacher to come online takes you."
+    : "No teacher is online right now. You keep your place."
   // Disconnected while waiting: the place shown is the one kept for us.
   const until = link.keptUntil()
   const keeping = !link.up && state === "waiting" && link.droppedAt !== null
@@ -239,11 +252,15 @@ function openChat(payload){
     back(){
       if(chat === current) partnerStatus.textContent = `${partner} is back.`
     },
+    message(){
+      if(chat === current) unread.incoming()
+    },
   }})
   current.conversation.join()
 
   notice("")
   log.replaceChildren()
+  unread.clear()
   partnerStatus.textContent = ""
   $("partner").textContent = partner
   appendNote(log, `${partner} took you from the line. Say hello!`)
@@ -275,8 +292,13 @@ onCompose($("compose"), $("text"), (text) => {
   if(chat && state === "chatting") chat.conversation.send(text)
 })
 
-$("end").addEventListener("click", () => {
-  if(chat && link.up) chat.conversation.channel?.push("chat:terminate", {})
+// "End chat" asks first (in the page): "End the chat with Ms Rivera?"
+const endAsk = confirmFirst($("end"), {
+  question: () => `End the chat with ${chat?.partner ?? "your teacher"}?`,
+  yes: () => "Yes, end the chat",
+  onConfirm(){
+    if(chat && link.up) chat.conversation.channel?.push("chat:terminate", {})
+  },
 })
 
 render()

@@ -1,8 +1,11 @@
 // The teacher page: live counts (from `user:status`), a "Take next student"
 // button, and one pane per chat (at most five active), each with its own
-// input and "End chat" button. A pane says when its chat ended and why, e.g.
-// that the student left; "Close" then removes it. Below them, "Past chats"
-// (past-chats.js) lists this teacher's finished chats and their transcripts.
+// input, an unread badge ("2 new") and "End chat" (which asks first). Two
+// students of the same name are told apart by a short id ("Ana (#3f2a)").
+// A pane says when its chat ended and why, e.g. that the student left, and
+// moves to "Ended chats" below the active ones; "Close" removes it. Below
+// them, "Past chats" (past-chats.js) lists this teacher's finished chats and
+// their transcripts.
 //
 // Keeping one's chats (PROTOCOL 6.3: the page always has a token). When the
 // connection drops, the banner says "Reconnecting…" and until when the chats
@@ -13,9 +16,12 @@
 // without a pane (after a reload: all of them) gets one, with its history.
 // A pane says "Ana is reconnecting…" while its student is away.
 
-import {appendNote, clock, connect, displayName, keptText, onCompose, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {appendNote, clock, connect, displayName, keptText, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {onCompose} from "./compose.js"
+import {confirmFirst} from "./confirm.js"
 import {Conversation} from "./conversation.js"
 import {pastChats} from "./past-chats.js"
+import {watchLog} from "./unread.js"
 
 const MAX_CHATS = 5
 
@@ -146,6 +152,36 @@ take.addEventListener("click", () => {
 })
 
 // ------------------------------------------------------------------ chat panes
+// Two students with the same name are told apart by a short id: "Ana (#3f2a)".
+function shortId(studentId){
+  const id = String(studentId ?? "")
+  const suffix = id.match(/·([0-9a-z]+)$/)
+  return (suffix ? suffix[1] : id).slice(0, 4) || "?"
+}
+
+/** Sets every pane's name: the student's name, with a short id where two panes share it. */
+function relabel(){
+  const byName = new Map()
+  for(const chat of chats.values()){
+    const ids = byName.get(chat.partner) ?? new Set()
+    ids.add(chat.studentId)
+    byName.set(chat.partner, ids)
+  }
+  for(const chat of chats.values()){
+    const label = byName.get(chat.partner).size > 1 ? `${chat.partner} (#${shortId(chat.studentId)})` : chat.partner
+    if(chat.label === label) continue
+    chat.label = label
+    chat.conversation.partner = label
+    const {pane} = chat
+    pane.dataset.label = label
+    pane.querySelector(".partner").textContent = label
+    pane.querySelector("label").textContent = `Message to ${label}`
+    pane.querySelector(".messages").setAttribute("aria-label", `Messages with ${label}`)
+    pane.querySelector(".end").setAttribute("aria-label", `End chat with ${label}`)
+    pane.querySelector(".close").setAttribute("aria-label", `Close chat with ${label}`)
+  }
+}
+
 function openPane(payload, {restored = false} = {}){
   if(!payload || typeof payload.id !== "string" || chats.has(payload.id)) return
   const partner = displayName(payload.student_id)
@@ -154,34 +190,31 @@ function openPane(payload, {restored = false} = {}){
   pane.dataset.student = partner
   pane.setAttribute("aria-labelledby", `pane-title-${payload.id}`)
   pane.querySelector(".pane-title").id = `pane-title-${payload.id}`
-  pane.querySelector(".partner").textContent = partner
-  const input = pane.querySelector("input")
+  const input = pane.querySelector("textarea")
   input.id = `text-${payload.id}`
-  const label = pane.querySelector("label")
-  label.htmlFor = input.id
-  label.textContent = `Message to ${partner}`
-  pane.querySelector(".messages").setAttribute("aria-label", `Messages with ${partner}`)
-  pane.querySelector(".end").setAttribute("aria-label", `End chat with ${partner}`)
-  pane.querySelector(".close").setAttribute("aria-label", `Close chat with ${partner}`)
+  pane.querySelector("label").htmlFor = input.id
 
   const log = pane.querySelector(".messages")
   const status = pane.querySelector(".pane-status")
-  const chat = {id: payload.id, pane, partner, active: true, conversation: null}
+  const badge = pane.querySelector(".unread")
+  const chat = {id: payload.id, studentId: String(payload.student_id ?? ""), pane, partner, label: null,
+    active: true, conversation: null, unread: null, endAsk: null}
+  const who = () => chat.label ?? partner
   chats.set(payload.id, chat)
 
   chat.conversation = new Conversation({link, me: session, chatId: payload.id, partner, log, hooks: {
-    ready(){ if(chat.active) status.textContent = `${partner} is here.` },
+    ready(){ if(chat.active) status.textContent = `${who()} is here.` },
     // Back on a chat that was going on (after a reload or a drop): the
     // student is here unless a `chat:away` follows.
     joined(rejoining){
-      if(chat.active && (restored || rejoining)) status.textContent = `${partner} is here.`
+      if(chat.active && (restored || rejoining)) status.textContent = `${who()} is here.`
     },
     terminated(msg){
       const reason = msg?.reason
       if(typeof reason === "string") endReasons.set(chat.id, reason)
       past.refresh()
-      endPane(chat, reason === "student left" ? `${partner} left.`
-        : reason === "ended by student" ? `${partner} ended the chat.`
+      endPane(chat, reason === "student left" ? `${who()} left.`
+        : reason === "ended by student" ? `${who()} ended the chat.`
         : reason === "ended by teacher" ? "You ended the chat."
         : "The chat has ended.")
     },
@@ -192,57 +225,94 @@ function openPane(payload, {restored = false} = {}){
     away(until){
       if(!chat.active) return
       pane.dataset.partner = "away"
-      status.textContent = `${partner} is reconnecting…${until ? ` The chat is kept until ${clock(until)}.` : ""}`
+      status.textContent = `${who()} is reconnecting…${until ? ` The chat is kept until ${clock(until)}.` : ""}`
     },
     back(){
       if(!chat.active) return
       delete pane.dataset.partner
-      status.textContent = `${partner} is back.`
+      status.textContent = `${who()} is back.`
     },
+    message(){ chat.unread.incoming() },
+  }})
+  relabel()
+  chat.unread = watchLog(log, {scope: pane, onCount(n){
+    badge.hidden = n === 0
+    badge.textContent = n === 0 ? "" : `${n} new`
+    renderTitle()
   }})
   chat.conversation.join()
 
   onCompose(pane.querySelector("form"), input, (text) => {
     if(chat.active) chat.conversation.send(text)
   })
-  pane.querySelector(".end").addEventListener("click", () => {
-    if(chat.active && link.up) chat.conversation.channel?.push("chat:terminate", {})
+  // "End chat" asks first, in the pane.
+  chat.endAsk = confirmFirst(pane.querySelector(".end"), {
+    question: () => `End the chat with ${who()}?`,
+    yes: () => "Yes, end it",
+    labels: () => ({yes: `Yes, end the chat with ${who()}`, no: `Keep chatting with ${who()}`}),
+    onConfirm(){
+      if(chat.active && link.up) chat.conversation.channel?.push("chat:terminate", {})
+    },
   })
   pane.querySelector(".close").addEventListener("click", () => removePane(chat))
 
-  appendNote(log, `You took ${partner} from the line.`)
-  // Keep at most five panes: make room by dropping the oldest ended one.
-  const ended = [...chats.values()].filter((c) => !c.active)
-  if(chats.size > MAX_CHATS && ended.length > 0) removePane(ended[0], false)
+  appendNote(log, `You took ${who()} from the line.`)
   panes.append(pane)
   renderTake()
   input.focus()
+}
+
+/** The page's title: the teacher's name, with the count of unread messages first. */
+function renderTitle(){
+  const unread = [...chats.values()].reduce((n, chat) => n + (chat.unread?.count ?? 0), 0)
+  document.title = `${unread > 0 ? `(${unread}) ` : ""}${name} (teacher) · tutor-queue`
+}
+
+// Ended panes go below the active ones, newest first, into "Ended chats"
+// (collapsed: its summary says how many, and how the latest ended); at most
+// MAX_ENDED are kept there.
+const MAX_ENDED = 5
+const ended = $("ended")
+const endedPanes = $("ended-panes")
+
+function renderEnded(latest = null){
+  const n = endedPanes.childElementCount
+  ended.hidden = n === 0
+  $("ended-title").textContent = `Ended chats (${n})`
+  if(latest !== null) $("ended-latest").textContent = `Latest: ${latest}`
+  if(n === 0) $("ended-latest").textContent = ""
 }
 
 function endPane(chat, text){
   if(!chat.active) return
   chat.active = false
   chat.conversation.end()
+  chat.endAsk.cancel()
   delete chat.pane.dataset.partner
   const {pane} = chat
   pane.dataset.state = "ended"
   pane.querySelector(".pane-status").textContent = text
   appendNote(pane.querySelector(".messages"), text)
-  pane.querySelector("input").disabled = true
+  pane.querySelector("textarea").disabled = true
   pane.querySelector(".send").disabled = true
-  const endButton = pane.querySelector(".end")
   const hadFocus = pane.contains(document.activeElement)
-  endButton.hidden = true
-  const close = pane.querySelector(".close")
-  close.hidden = false
-  if(hadFocus) close.focus()
+  pane.querySelector(".end").hidden = true
+  pane.querySelector(".close").hidden = false
+  endedPanes.prepend(pane)
+  const endedChats = [...chats.values()].filter((c) => !c.active)
+  for(const old of endedChats.slice(0, Math.max(0, endedChats.length - MAX_ENDED))) removePane(old, false)
+  renderEnded(text.startsWith(chat.label) ? text : `${chat.label} — ${text}`)
   renderTake()
+  if(hadFocus) (take.disabled ? $("main") : take).focus()
 }
 
 function removePane(chat, moveFocus = true){
   if(chat.active) return
   chats.delete(chat.id)
   chat.pane.remove()
+  relabel()
+  renderEnded()
+  renderTitle()
   if(moveFocus) (take.disabled ? $("main") : take).focus()
   renderTake()
 }

@@ -100,15 +100,21 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         Some(nodes) => [nodes.a.port, nodes.b.port].map(|port| format!("http://127.0.0.1:{port}")),
         None => [String::new(), String::new()],
     };
+    // Office hours (issue 14): a queue of its own, a short window.
+    let hours_data = tempfile::tempdir().expect("temp dir");
+    let hours = support::start(signed_pages(&hours_data, Duration::from_secs(2)));
+    let hours_base = format!("http://127.0.0.1:{}", hours.port);
     let base = format!("http://127.0.0.1:{}", server.port);
     let keep_base = format!("http://127.0.0.1:{}", keep.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    const SHOTS: [&str; 5] = [
+    const SHOTS: [&str; 7] = [
         "student.png",
         "teacher.png",
         "teacher-past-chats.png",
         "student-reconnecting.png",
         "teacher-restored.png",
+        "teacher-unread.png",
+        "teacher-ended.png",
     ];
     for shot in SHOTS {
         // A screenshot left over from an earlier run must not count.
@@ -117,7 +123,12 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
     node::run_script(
         "browser test",
         "browser_pages.mjs",
-        &[base.as_ref(), screenshots.as_os_str(), keep_base.as_ref()],
+        &[
+            base.as_ref(),
+            screenshots.as_os_str(),
+            keep_base.as_ref(),
+            hours_base.as_ref(),
+        ],
         &[
             ("CHROMIUM", chromium.as_ref()),
             ("ORG_TOKEN", org_token.as_ref()),

@@ -2,13 +2,25 @@
 // Browser test of the web pages (static/): headless Chromium, driven through
 // playwright-core, against a fresh tutor-queue server.
 //
-// Usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT
+// Usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT http://127.0.0.1:HOURS_PORT
 //
 // The first server keeps a dropped user's place for a short grace window
 // (2 s: a page closed is gone soon after), the second (KEEP) for long enough
 // that whatever the test drops or reloads there comes back within it.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium).
+//
+// Office hours (issue 14), on the HOURS server (a short window, its own
+// queue): a student first in line with no teacher online is told so (not
+// "next"); two students of the same name get panes told apart by a short id;
+// Shift+Enter starts a new line and Enter sends, line breaks are kept and
+// code (``` fences, 4-space indents) is shown in monospace; a 2,500-character
+// paste is not cut: the counter says it is 500 too many and nothing is sent
+// until it is shortened ("1,980 / 2,000" then sends all of it); a pane that
+// gets messages while the teacher is elsewhere shows "2 new" (cleared when
+// the teacher goes to it) and, scrolled up, "New messages ↓"; "End chat" asks
+// first ("Keep chatting" keeps it); ended panes go below into "Ended chats"
+// (collapsed); the finished count says it counts students still on their page.
 //
 // What a user would notice, step by step, with the real pages and the real
 // server: a teacher and two students; the second student's place in line
@@ -51,9 +63,9 @@ import {mkdirSync} from "node:fs"
 import {join} from "node:path"
 import {chromium} from "playwright-core"
 
-const [base, shotDir, keepBase] = process.argv.slice(2)
-if(!base || !shotDir || !keepBase){
-  console.error("usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT")
+const [base, shotDir, keepBase, hoursBase] = process.argv.slice(2)
+if(!base || !shotDir || !keepBase || !hoursBase){
+  console.error("usage: node browser_pages.mjs http://127.0.0.1:PORT SCREENSHOT_DIR http://127.0.0.1:KEEP_PORT http://127.0.0.1:HOURS_PORT")
   process.exit(2)
 }
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium"
@@ -172,8 +184,23 @@ async function student(name, server = base){
 const place = (s) => s.page.locator("#place")
 const teachersOnline = (s) => s.page.locator("#teachers")
 const count = (t, what) => t.page.locator(`[data-count="${what}"]`)
-// The newest pane for a student (an ended pane may still be open beside it).
+// The pane for a student (active panes come first, ended ones below them in
+// "Ended chats": a student with both is not looked up by name here).
 const pane = (t, studentName) => t.page.locator(`.pane[data-student="${studentName}"]`).last()
+
+// "End chat" (the button named `name` in `scope`, a page or a pane) asks
+// first, in the page: "Yes, end …" ends it.
+async function endChat(scope, name){
+  await scope.getByRole("button", {name, exact: true}).click()
+  await scope.getByRole("button", {name: /^Yes, end /}).click()
+}
+
+// Opens the teacher's "Ended chats" (collapsed at first).
+async function openEnded(t){
+  const ended = t.page.locator("#ended")
+  await waitVisible(ended, `${t.label}: the Ended chats section`)
+  if(!(await ended.evaluate((el) => el.open))) await ended.locator("summary").click()
+}
 
 async function expectCounts(t, expected, what){
   for(const [key, value] of Object.entries(expected)){
@@ -426,7 +453,7 @@ async function keepYourPlace(){
   step("K8", "the teacher ends the chat while Ana is offline: back online, she is told")
   await dropConnection(ana)
   await waitText(restored.locator(".pane-status"), /^Ana is reconnecting…/, "teacher's pane while Ana is away again")
-  await restored.getByRole("button", {name: "End chat with Ana"}).click()
+  await endChat(restored, "End chat with Ana")
   await waitText(restored.locator(".pane-status"), "You ended the chat.", "teacher's pane after End chat")
   await restoreConnection(ana)
   await waitText(ana.page.locator("#notice"), "The chat ended while you were away.", "Ana's notice once back")
@@ -436,6 +463,153 @@ async function keepYourPlace(){
   await ana.context.close()
   await ben.context.close()
   await teacher.context.close()
+}
+
+// ---------------------------------------------------------------- office hours
+// Issue 14 on the HOURS server (a 2 s window, a queue of its own).
+async function officeHours(){
+  const counter = (p) => p.locator(".counter")
+  const textOf = (log) => log.locator(".msg:not(.system) .text").evaluateAll((els) => els.map((e) => e.textContent))
+
+  step("H1", "office hours: Sol is first in line and no teacher is online: the page says so, not \"next\"")
+  const sol = await student("Sol", hoursBase)
+  await waitText(place(sol), "1", "Sol's place")
+  await waitText(teachersOnline(sol), "0", "teachers online before any teacher")
+  await waitText(sol.page.locator("#place-label"), "You're first in line — no teacher is online right now", "Sol's label with no teacher")
+  await waitText(sol.page.locator("#no-teachers"), "You keep your place: the first teacher to come online takes you.", "Sol's hint with no teacher")
+  const teacher = await openPage("/teacher?name=Mr%20Hours", LAPTOP, "hours teacher", null, hoursBase)
+  await waitText(teacher.page.locator("#connection"), "Connected", "hours teacher: connection status")
+  await waitText(sol.page.locator("#place-label"), "You're next in line", "Sol's label once a teacher is online")
+  await waitHidden(sol.page.locator("#no-teachers"), "the no-teacher hint once a teacher is online")
+  ok("\"You're first in line — no teacher is online right now\", then \"You're next in line\"")
+
+  step("H2", "two students called Twin: their panes are told apart by a short id")
+  const twin1 = await student("Twin", hoursBase)
+  await waitText(place(twin1), "2", "the first Twin's place")
+  const twin2 = await student("Twin", hoursBase)
+  await waitText(place(twin2), "3", "the second Twin's place")
+  await take(teacher, "Sol")
+  await take(teacher, "Twin")
+  await waitText(twin2.page.locator("#place"), "1", "the second Twin's place once the first is taken")
+  const button = teacher.page.getByRole("button", {name: "Take next student"})
+  await waitEnabled(button, true, "take button with the second Twin waiting")
+  await button.click()
+  const twinPanes = teacher.page.locator('#panes .pane[data-student="Twin"]')
+  await waitEqual(() => twinPanes.count(), 2, "two Twin panes")
+  const twinTitles = () => twinPanes.locator(".pane-title").evaluateAll((els) => els.map((e) => e.textContent.replace(/\s+/g, " ").trim()))
+  const titles = await (async () => {
+    const deadline = Date.now() + STEP_TIMEOUT_MS
+    for(;;){
+      const t = await twinTitles()
+      if(t.length === 2 && t.every((x) => /^Chat with Twin \(#[0-9a-z]{4}\)$/.test(x)) && t[0] !== t[1]) return t
+      if(Date.now() > deadline) await fail(`the Twin panes' titles: ${JSON.stringify(t)}`)
+      await sleep(60)
+    }
+  })()
+  await waitText(pane(teacher, "Sol").locator(".pane-title"), "Chat with Sol", "Sol's pane title (no one else called Sol)")
+  const twinLabels = titles.map((t) => t.replace(/^Chat with /, ""))
+  await waitVisible(teacher.page.getByLabel(`Message to ${twinLabels[0]}`), "the first Twin's message box, by its label")
+  await waitVisible(teacher.page.getByLabel(`Message to ${twinLabels[1]}`), "the second Twin's message box, by its label")
+  ok(`two panes: ${JSON.stringify(titles)}`)
+
+  step("H3", "Shift+Enter is a new line, Enter sends; line breaks kept; code in monospace")
+  const solPane = pane(teacher, "Sol")
+  const solLog = solPane.locator(".messages")
+  const solInput = sol.page.getByLabel("Message", {exact: true})
+  await solInput.click()
+  await sol.page.keyboard.type("line one")
+  await sol.page.keyboard.press("Shift+Enter")
+  await sol.page.keyboard.type("line two")
+  if(await solInput.inputValue() !== "line one\nline two") await fail(`Shift+Enter: the box holds ${JSON.stringify(await solInput.inputValue())}`)
+  await sol.page.keyboard.press("Enter")
+  await waitEqual(() => textOf(solLog), ["line one\nline two"], "the two-line message in Sol's pane")
+  const shown = solLog.locator(".msg:not(.system) .text").last()
+  const look = await shown.evaluate((el) => ({space: getComputedStyle(el).whiteSpace, lines: el.innerText.split("\n").length}))
+  if(look.space !== "pre-wrap" || look.lines !== 2) await fail(`the two-line message is shown as ${JSON.stringify(look)}`)
+  const CODE = "Try this:\n```\nfor i in range(3):\n    print(i)\n```\nor\n    x = 1"
+  const teacherInput = teacher.page.getByLabel("Message to Sol")
+  await teacherInput.fill(CODE)
+  await teacherInput.press("Enter")
+  const solCode = sol.page.locator("#messages .msg:not(.system)").last().locator("pre.code")
+  await waitEqual(() => solCode.evaluateAll((els) => els.map((e) => [e.textContent, /mono/i.test(getComputedStyle(e).fontFamily)])),
+    [["for i in range(3):\n    print(i)", true], ["    x = 1", true]], "the code blocks on Sol's page")
+  await waitText(sol.page.locator("#messages .msg:not(.system)").last().locator(".text"), /^Try this:\s*for i in range\(3\):\s+print\(i\)\s*or\s+x = 1$/, "the prose around the code")
+  ok("a two-line message keeps its break; fenced and indented code shown in monospace")
+
+  step("H4", "a 2,500-character paste is not cut: the counter says so and nothing is sent; 1,980 characters send")
+  await solInput.fill("x".repeat(2500))
+  await waitText(counter(sol.page.locator("#compose")), "2,500 / 2,000: 500 characters too many. Shorten the message to send it.", "the counter over the limit")
+  if(await solInput.getAttribute("aria-invalid") !== "true") await fail("the over-long message box is not aria-invalid")
+  await solInput.press("Enter")
+  if((await solInput.inputValue()).length !== 2500) await fail("the over-long message was cut or sent")
+  await solInput.fill("y".repeat(1980))
+  await waitText(counter(sol.page.locator("#compose")), "1,980 / 2,000", "the counter under the limit")
+  if(await solInput.getAttribute("aria-invalid") !== null) await fail("a message under the limit is marked invalid")
+  await solInput.press("Enter")
+  const fromSol = () => solLog.locator(".msg:not(.system):not(.own) .text").evaluateAll((els) => els.map((e) => e.textContent.length))
+  await waitEqual(fromSol, [17, 1980], "Sol's messages in the pane: the 1,980 characters, and no 2,500 before them")
+  await waitHidden(counter(sol.page.locator("#compose")), "the counter once the box is empty")
+  ok("over the limit: said, marked, not sent, not cut; 1,980 / 2,000 sent whole")
+
+  step("H5", "unread: messages to a pane the teacher is not in show \"2 new\"; scrolled up, \"New messages ↓\"")
+  // The teacher is in the second Twin's pane (the last one taken), not Sol's.
+  await teacher.page.getByLabel(`Message to ${twinLabels[1]}`).click()
+  await studentSays(sol, "Are you there?")
+  await studentSays(sol, "Hello?")
+  const badge = solPane.locator(".unread")
+  await waitText(badge, "2 new", "Sol's pane badge")
+  await waitEqual(() => teacher.page.title(), "(2) Mr Hours (teacher) · tutor-queue", "the teacher page's title with 2 unread")
+  await teacher.page.screenshot({path: join(shotDir, "teacher-unread.png")})
+  await teacherInput.click()
+  await waitHidden(badge, "Sol's badge once the teacher is in Sol's pane")
+  await waitEqual(() => teacher.page.title(), "Mr Hours (teacher) · tutor-queue", "the title with nothing unread")
+  // Scrolled up (the long message fills the log): a new one shows the button.
+  await solLog.evaluate((el) => { el.scrollTop = 0 })
+  const jump = solPane.getByRole("button", {name: "New messages ↓"})
+  await waitHidden(jump, "no New messages button before a new message")
+  await studentSays(sol, "One more thing")
+  await waitVisible(jump, "New messages ↓ while scrolled up")
+  await waitText(badge, "1 new", "Sol's badge for a message out of sight")
+  await jump.click()
+  await waitHidden(jump, "the button once pressed")
+  await waitHidden(badge, "the badge once the teacher went down to it")
+  if(!(await solLog.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 40))) await fail("New messages ↓ did not scroll to the bottom")
+  ok("badge 2 new, cleared in the pane; New messages ↓ when scrolled up, which scrolls down")
+
+  step("H6", "\"End chat\" asks first: \"Keep chatting\" keeps the chat, \"Yes, end it\" ends it")
+  await solPane.getByRole("button", {name: "End chat with Sol", exact: true}).click()
+  await waitText(solPane.locator(".confirm-question"), "End the chat with Sol?", "the question in Sol's pane")
+  await solPane.getByRole("button", {name: "Keep chatting with Sol"}).click()
+  await waitVisible(solPane.getByRole("button", {name: "End chat with Sol", exact: true}), "End chat again after Keep chatting")
+  if(await solPane.getAttribute("data-state") !== "active") await fail("Keep chatting ended the chat")
+  await waitText(sol.page.locator("#chat-title"), "Chat with Mr Hours", "Sol still in the chat")
+  await endChat(solPane, "End chat with Sol")
+  await waitText(solPane.locator(".pane-status"), "You ended the chat.", "Sol's pane once ended")
+  await waitText(sol.page.locator("#notice"), "Mr Hours ended the chat.", "Sol's notice")
+  // The student's page asks too.
+  await twin1.page.getByRole("button", {name: "End chat", exact: true}).click()
+  await waitText(twin1.page.locator(".confirm-question"), "End the chat with Mr Hours?", "the question on the Twin's page")
+  await twin1.page.keyboard.press("Escape")
+  await waitVisible(twin1.page.getByRole("button", {name: "End chat", exact: true}), "End chat again after Escape")
+  await endChat(twin1.page, "End chat")
+  await waitText(twin1.page.locator("#notice"), "You ended the chat.", "the first Twin's notice")
+  ok("asked on both pages; Keep chatting / Escape keep the chat; Yes ends it")
+
+  step("H7", "ended panes go below, into \"Ended chats\", collapsed; the finished count says what it counts")
+  await waitEqual(() => teacher.page.locator("#panes .pane").count(), 1, "active panes: the second Twin's only")
+  await waitEqual(() => teacher.page.locator("#ended-panes .pane").count(), 2, "two panes in Ended chats")
+  await waitText(teacher.page.locator("#ended-title"), "Ended chats (2)", "the Ended chats summary")
+  await waitText(teacher.page.locator("#ended-latest"), /^Latest: Twin \(#[0-9a-z]{4}\) ended the chat\.$/, "how the latest ended")
+  if(await teacher.page.locator("#ended").evaluate((el) => el.open)) await fail("Ended chats is open at first")
+  await waitText(teacher.page.locator('#counts div:has([data-count="finished"]) dt'), "Finished (still on page)", "the finished count's label")
+  await expectCounts(teacher, {finished: 2, chatting: 1}, "Sol and a Twin finished, still on their pages")
+  await sol.context.close()
+  await expectCounts(teacher, {finished: 1}, "Sol closed the page: no longer counted")
+  await teacher.page.screenshot({path: join(shotDir, "teacher-ended.png")})
+  await openEnded(teacher)
+  await waitVisible(teacher.page.getByRole("button", {name: "Close chat with Sol"}), "Sol's ended pane, once opened")
+  ok("one active pane above; Ended chats (2) below, collapsed; Finished (still on page)")
+  return {teacher, twin1, twin2}
 }
 
 // ---------------------------------------------------------------- the run
@@ -493,7 +667,7 @@ async function twoNodes(){
   ok("the teacher's page on the other node has its pane, its history, and the chat")
 
   step("N4", "the chat ends; Past chats on B lists it")
-  await zoe.page.getByRole("button", {name: "End chat"}).click()
+  await endChat(zoe.page, "End chat")
   await waitText(secondPane.locator(".pane-status"), "Zoe ended the chat.", "the pane on B after Zoe ended the chat")
   await expectPastChats(second, [["Zoe", "Ended by Zoe"]], "Past chats on B")
   ok("Past chats on B lists the chat recorded on A")
@@ -501,13 +675,21 @@ async function twoNodes(){
   await zoe.context.close()
 }
 
+let overall = null
+
 async function main(){
-  const overall = setTimeout(() => fail(`overall timeout: not finished within ${OVERALL_TIMEOUT_MS / 1000} s`), OVERALL_TIMEOUT_MS)
+  overall = setTimeout(() => fail(`overall timeout: not finished within ${OVERALL_TIMEOUT_MS / 1000} s`), OVERALL_TIMEOUT_MS)
   mkdirSync(shotDir, {recursive: true})
 
   step("0", `launch ${CHROMIUM}; the start page`)
   browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000})
   ok(`Chromium ${browser.version()}`)
+  if(process.env.ONLY === "hours"){
+    // While working on the pages: only the office-hours part.
+    const hours = await officeHours()
+    for(const p of Object.values(hours)) await p.context.close()
+    return done()
+  }
   {
     const start = await openPage("/", PHONE, "start page")
     const nameInput = start.page.getByLabel("Your name")
@@ -600,7 +782,7 @@ async function main(){
   ok(`saved ${join(shotDir, "student.png")} and ${join(shotDir, "teacher.png")}`)
 
   step("7", "\"End chat\" on the teacher's pane ends it on both pages")
-  await alicePane.getByRole("button", {name: "End chat with Alice"}).click()
+  await endChat(alicePane, "End chat with Alice")
   await waitText(alicePane.locator(".pane-status"), "You ended the chat.", "teacher pane after End chat")
   await waitText(alice.page.locator("#notice"), "Ms Rivera ended the chat.", "Alice's notice after the teacher ended the chat")
   await waitVisible(alice.page.getByRole("button", {name: "Get back in line"}), "Alice's \"Get back in line\" button")
@@ -635,6 +817,7 @@ async function main(){
   const bobPane = pane(teacher, "Bob")
   await waitText(bobPane.locator(".pane-status"), /^Bob is reconnecting… The chat is kept until \d{1,2}:\d{2}(?: [AP]M)?/, "teacher's Bob pane while Bob is away")
   await waitText(bobPane.locator(".pane-status"), "Bob left.", "teacher's Bob pane after Bob closed his page")
+  await openEnded(teacher)
   await waitVisible(bobPane.getByRole("button", {name: "Close chat with Bob"}), "Close button on Bob's ended pane")
   await expectCounts(teacher, {waiting: 1, chatting: 0, finished: 0}, "Bob gone")
   await bobPane.getByRole("button", {name: "Close chat with Bob"}).click()
@@ -675,11 +858,11 @@ async function main(){
   await waitEnabled(takeButton, false, "take button at five chats")
   await waitText(teacher.page.locator("#take-reason"), "You have 5 chats open. End one to take another student.", "reason at five chats")
   await waitText(place(others[4]), "1", "Gus's place with everyone ahead of him taken")
-  if(await teacher.page.locator(".pane").count() !== 5) await fail(`expected 5 panes, found ${await teacher.page.locator(".pane").count()}`)
+  if(await teacher.page.locator("#panes .pane").count() !== 5) await fail(`expected 5 active panes, found ${await teacher.page.locator("#panes .pane").count()}`)
   await expectCounts(teacher, {waiting: 1, chatting: 5}, "five chats")
   await teacher.page.screenshot({path: join(shotDir, "teacher-five.png")})
   ok("5 panes; \"Take next student\" disabled: You have 5 chats open.")
-  await pane(teacher, "Chen").getByRole("button", {name: "End chat with Chen"}).click()
+  await endChat(pane(teacher, "Chen"), "End chat with Chen")
   await waitEnabled(takeButton, true, "take button after ending one of five chats")
   ok("ending one chat enabled the take button again")
 
@@ -707,7 +890,7 @@ async function main(){
   await waitText(alice.page.locator("#chat-title"), "Chat with Mr Okafor", "Alice's chat heading with the new teacher")
   ok("Alice, requeued at the head, was the next student taken")
   await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice is here.", "new teacher's pane once Alice joined")
-  await alice.page.getByRole("button", {name: "End chat"}).click()
+  await endChat(alice.page, "End chat")
   await waitText(alice.page.locator("#notice"), "You ended the chat.", "Alice's notice after she ended the chat")
   await waitText(pane(teacher2, "Alice").locator(".pane-status"), "Alice ended the chat.", "teacher's pane after Alice ended the chat")
   ok("\"End chat\" on the student's page ends it on both pages")
@@ -766,7 +949,13 @@ async function main(){
 
   await keepYourPlace()
   await twoNodes()
+  const hours = await officeHours()
+  for(const p of Object.values(hours)) await p.context.close()
 
+  await done()
+}
+
+async function done(){
   if(problems.length) await fail(`page errors or console errors:\n  ${problems.join("\n  ")}`)
   ok("no page errors, console errors or failed requests on any page")
 
