@@ -17,10 +17,12 @@ export const lengthOf = (text) => [...text].length
 
 /**
  * Wires `form` and its `input` (a textarea): calls `send(text)` with the
- * trimmed text, then clears the box. Answers `{refresh()}` (after the page
- * changed the box's value or disabled state).
+ * trimmed text, then clears the box. Options: `limit`; `keep` (the text
+ * stays after sending, e.g. a question that can still be changed);
+ * `allowEmpty` (an empty box is sent too, as ""). Answers `{refresh()}`
+ * (after the page changed the box's value).
  */
-export function onCompose(form, input, send, {limit = MAX_MESSAGE} = {}){
+export function onCompose(form, input, send, {limit = MAX_MESSAGE, keep = false, allowEmpty = false} = {}){
   const counter = document.createElement("p")
   counter.className = "counter"
   counter.id = `${input.id}-counter`
@@ -40,6 +42,7 @@ export function onCompose(form, input, send, {limit = MAX_MESSAGE} = {}){
     if(over) input.setAttribute("aria-invalid", "true")
     else input.removeAttribute("aria-invalid")
     // Grow with the text (up to the stylesheet's max-height), shrink when sent.
+    if(input.tagName !== "TEXTAREA") return
     input.style.height = "auto"
     if(input.value) input.style.height = `${input.scrollHeight + 2}px`
   }
@@ -53,7 +56,7 @@ export function onCompose(form, input, send, {limit = MAX_MESSAGE} = {}){
   form.addEventListener("submit", (event) => {
     event.preventDefault()
     const text = input.value.trim()
-    if(!text || input.disabled) return
+    if((!text && !allowEmpty) || input.disabled) return
     if(lengthOf(text) > limit){
       render()
       counter.hidden = false
@@ -61,6 +64,7 @@ export function onCompose(form, input, send, {limit = MAX_MESSAGE} = {}){
       return
     }
     send(text)
+    if(keep) return
     input.value = ""
     render()
     input.focus()

@@ -1,9 +1,15 @@
-// The student page: joins its presence topic and the queue, shows its place
-// in line and the teachers online (live, from `queue:position`), opens the
-// chat when a teacher takes it, and offers "Get back in line" when it ends.
+// The student page: joins its presence topic, and on "Get in line" the
+// queue, with an optional question (at most 500 characters); shows its place
+// in line, the estimated wait ("about 4 minutes", once the server knows the
+// pace), the teachers online (live, from `queue:position`), whether the queue
+// is closed and why (`queue:state`), and what teachers announce
+// (`queue:announcement`); opens the chat when a teacher takes it, and offers
+// "Get back in line" when it ends. When the student becomes next, and when a
+// teacher takes it, the page gets attention (alerts.js: a notification, a
+// beep, a flashing title; permission is asked on the "Get in line" click).
 //
-// States (also on <body data-state>): connecting → waiting → chatting → ended
-// → (get back in line) waiting. If the teacher disconnects for good mid-chat
+// States (also on <body data-state>): connecting → idle (the question and
+// "Get in line") → waiting → chatting → ended → (get back in line) waiting. If the teacher disconnects for good mid-chat
 // the server closes the chat channel and puts this student back at the head
 // of the line: chatting → waiting, until the next `new:chat`.
 //
@@ -18,6 +24,8 @@
 // (the chat ended meanwhile), or present (away too long: the place is lost,
 // and the page says so before getting back in line).
 
+import {attention, prepareAlerts, setTitle} from "./alerts.js"
+import {announcements} from "./announcements.js"
 import {appendNote, clock, connect, displayName, keptText, showSignInProblem, signIn, signOutButton} from "./common.js"
 import {onCompose} from "./compose.js"
 import {confirmFirst} from "./confirm.js"
@@ -41,8 +49,15 @@ const log = $("messages")
 // "New messages ↓" over the log when a message arrives while it is scrolled up.
 const unread = watchLog(log, {scope: $("chat")})
 
+const MAX_QUESTION = 500
+// The question sent with the place in line, kept for this tab (a reload
+// sends it again with `student:ready`, which keeps the place).
+const QUESTION_KEY = "tutor-queue.question"
+
 let state = "connecting"
-let queue = null        // last queue:position payload: {position, waiting, teachers}
+let queue = null        // last queue:position payload: {position, waiting, teachers, eta_s}
+let queueState = null   // last queue:state payload: {open, message}
+let sentQuestion = sessionStorage.getItem(QUESTION_KEY) ?? ""
 let chat = null         // {id, conversation, partner}
 let joinedBefore = false
 
@@ -54,7 +69,7 @@ function setState(next){
 }
 
 function render(){
-  const inLine = state === "connecting" || state === "waiting"
+  const inLine = state === "connecting" || state === "idle" || state === "waiting"
   $("line").hidden = !inLine
   $("chat").hidden = inLine
   // While the connection is down, what is written waits and is sent later.
@@ -65,6 +80,7 @@ function render(){
   $("end").hidden = !chatting || endAsk.open
   $("end").disabled = !link.up
   $("after").hidden = state !== "ended"
+  $("again").disabled = queueState?.open === false
   if(state !== "chatting") $("partner-status").textContent = ""
   renderLine()
   link.renderBanner()
@@ -73,6 +89,24 @@ function render(){
 function renderLine(){
   const known = (v) => (Number.isInteger(v) ? String(v) : "…")
   const position = state === "waiting" ? queue?.position : null
+  const waiting = state === "waiting"
+  $("line-title").textContent = waiting ? "Waiting for a teacher" : "Ask a teacher"
+  $("place-status").hidden = state === "idle"
+  $("keep-hint").hidden = state === "idle"
+  // The estimated wait, once the server knows the pace (`eta_s`, else null).
+  const eta = waiting && Number.isFinite(queue?.eta_s) ? queue.eta_s : null
+  $("eta").hidden = eta === null
+  $("eta").textContent = eta === null ? "" : `Estimated wait: about ${minutes(eta)}`
+  // The question box: "Get in line" (or, in line, "Update question").
+  const closed = queueState?.open === false
+  $("ask").hidden = !(state === "idle" || waiting)
+  $("get-in-line").textContent = waiting ? "Update question" : "Get in line"
+  $("get-in-line").disabled = !link.up || (closed && !waiting) || state === "connecting"
+  $("queue-closed").hidden = !closed || !(state === "idle" || waiting || state === "ended")
+  $("queue-closed-title").textContent = waiting
+    ? "The queue is closed to new students. You keep your place."
+    : "The queue is closed: you cannot get in line right now."
+  $("queue-closed-message").textContent = closed && queueState?.message ? `“${queueState.message}”` : ""
   $("place").textContent = known(position)
   const noTeacher = queue?.teachers === 0
   // First in line means "next" only when someone can take you.
@@ -84,7 +118,8 @@ function renderLine(){
   $("no-teachers").hidden = !noTeacher
   $("no-teachers").textContent = position === 1
     ? "You keep your place: the first teacher to come online takes you."
-    : "No teacher is online right now. You keep your place."
+    : waiting ? "No teacher is online right now. You keep your place."
+    : "No teacher is online right now."
   // Disconnected while waiting: the place shown is the one kept for us.
   const until = link.keptUntil()
   const keeping = !link.up && state === "waiting" && link.droppedAt !== null
@@ -98,12 +133,19 @@ function renderLine(){
   $("keep-hint").textContent = Number.isFinite(grace) && grace > 0
     ? `If your connection drops or you reload, your place is kept for ${duration(grace)}.`
     : "You keep your place while this page is open."
-  document.title = {
+  setTitle({
     connecting: `Student · tutor-queue`,
+    idle: `Student · tutor-queue`,
     waiting: Number.isInteger(position) ? `#${position} in line · tutor-queue` : `In line · tutor-queue`,
     chatting: `Chat with ${chat?.partner} · tutor-queue`,
     ended: `Chat ended · tutor-queue`,
-  }[state]
+  }[state])
+}
+
+/** "1 minute", "4 minutes" (at least one). */
+function minutes(seconds){
+  const m = Math.max(1, Math.round(seconds / 60))
+  return m === 1 ? "1 minute" : `${m} minutes`
 }
 
 function duration(ms){
@@ -126,12 +168,31 @@ link.onUp(() => render())
 setInterval(() => { if(!link.up) renderLine() }, 5000)
 
 // ------------------------------------------------------------------ presence and queue
-const presence = socket.channel(`presence:student:${me}`, {userId: me, role: "student", queuePosition: true})
+const presence = socket.channel(`presence:student:${me}`, {userId: me, role: "student", queuePosition: true, queueState: true})
 presence.on("queue:position", (payload) => {
+  const before = state === "waiting" ? queue?.position : null
   queue = payload
   renderLine()
+  // Next in line (from further back): worth a notification.
+  if(state === "waiting" && payload?.position === 1 && Number.isInteger(before) && before > 1){
+    attention({title: "You're next in line", body: payload?.teachers === 0
+      ? "No teacher is online right now; you are first when one comes."
+      : "A teacher will take you soon.", tag: "tutor-queue-line"})
+  }
 })
-presence.on("new:chat", (payload) => openChat(payload))
+presence.on("queue:state", (payload) => {
+  if(typeof payload?.open !== "boolean") return
+  queueState = {open: payload.open, message: typeof payload.message === "string" ? payload.message : null}
+  render()
+})
+const shownAnnouncements = announcements($("announcements"))
+presence.on("queue:announcement", (payload) => shownAnnouncements.show(payload))
+presence.on("new:chat", (payload) => {
+  openChat(payload)
+  if(typeof payload?.id === "string"){
+    attention({title: `${displayName(payload.teacher_id)} is ready for you`, body: "Your chat has started.", tag: "tutor-queue-line"})
+  }
+})
 presence.join()
   .receive("ok", (reply) => {
     const rejoined = joinedBefore
@@ -161,7 +222,7 @@ function follow({state: where, chat: current}, rejoined){
     leaveChat()
     if(where === "waiting"){
       backInLine(`${partner} left while you were away. You are back at the front of the line.`)
-      getInLine()
+      getInLine(sentQuestion)
     } else if(where === "finished"){
       chatOver("The chat ended while you were away.")
     } else {
@@ -179,13 +240,18 @@ function follow({state: where, chat: current}, rejoined){
   if(where === "waiting"){
     if(rejoined) notice("You're back, and you kept your place in line.")
     else if(state === "connecting") notice("Welcome back: you kept your place in line.")
-    getInLine()
+    getInLine(sentQuestion)
     setState("waiting")
     return
   }
-  // Present and not in line: new here, or away longer than the window.
-  if(rejoined && state === "waiting") notice("You were away too long and lost your place. You are in line again, at the end.")
-  getInLine()
+  // Present and not in line: away longer than the window (in line again,
+  // at the end, with the same question), or new here (the question first).
+  if(rejoined && state === "waiting"){
+    notice("You were away too long and lost your place. You are in line again, at the end.")
+    getInLine(sentQuestion)
+    return
+  }
+  if(state === "connecting") setState("idle")
 }
 
 /** A server without join replies forgets a student whose connection drops. */
@@ -195,19 +261,57 @@ function legacyRejoin(rejoined){
     chatOver("The connection was lost, so the chat ended.")
     return
   }
-  if(state !== "ended") getInLine()
+  if(state === "waiting") getInLine(sentQuestion)
+  else if(state === "connecting") setState("idle")
 }
 
-function getInLine(){
-  presence.push("student:ready", {userId: me})
-    .receive("ok", () => { if(state === "connecting") setState("waiting") })
-    .receive("error", (resp) => notice(`Could not get in line: ${resp?.reason ?? "unknown reason"}.`))
+/**
+ * `student:ready`, with `question` (trimmed; none when empty): gets in line,
+ * or, in line, keeps the place and changes the question.
+ */
+function getInLine(question = ""){
+  const text = question.trim()
+  $("ask-status").textContent = ""
+  presence.push("student:ready", text ? {userId: me, question: text} : {userId: me})
+    .receive("ok", () => {
+      const changed = state === "waiting" && text !== sentQuestion
+      sentQuestion = text
+      sessionStorage.setItem(QUESTION_KEY, text)
+      if(state === "connecting" || state === "idle") setState("waiting")
+      if(changed) $("ask-status").textContent = text ? "Question updated." : "Question removed."
+    })
+    .receive("error", (resp) => {
+      if(resp?.reason === "queue closed"){
+        queueState = {open: false, message: typeof resp.message === "string" ? resp.message : null}
+        if(state === "waiting") setState("idle")
+        else render()
+        notice("The queue is closed: you cannot get in line right now.")
+      } else if(resp?.reason === "question too long"){
+        $("ask-status").textContent = `Your question is too long: at most ${(resp.limit ?? MAX_QUESTION).toLocaleString("en")} characters.`
+      } else {
+        notice(`Could not get in line: ${resp?.reason ?? "unknown reason"}.`)
+      }
+    })
     .receive("timeout", () => notice("The server did not answer. Reload the page to try again."))
 }
+
+// "Get in line" (or "Update question"): the first click also asks for
+// notification permission and readies the sound (a user gesture is needed).
+$("question").value = sentQuestion
+onCompose($("ask"), $("question"), (text) => {
+  prepareAlerts()
+  notice("")
+  getInLine(text)
+}, {limit: MAX_QUESTION, keep: true, allowEmpty: true})
 
 $("again").addEventListener("click", () => {
   notice("")
   log.replaceChildren()
+  // A new turn: the last question was for the last chat.
+  sentQuestion = ""
+  sessionStorage.removeItem(QUESTION_KEY)
+  $("question").value = ""
+  $("ask-status").textContent = ""
   setState("waiting")
   getInLine()
 })

@@ -7,6 +7,12 @@
 // them, "Past chats" (past-chats.js) lists this teacher's finished chats and
 // their transcripts.
 //
+// Office hours (issue 14): the waiting list with each student's question
+// (waiting-list.js; a pane shows its student's question, from the list at
+// claim time, else from the transcript API's chat object), opening and
+// closing the queue and announcements (queue-controls.js, announcements.js),
+// and a notification when someone joins an empty queue (alerts.js).
+//
 // Keeping one's chats (PROTOCOL 6.3: the page always has a token). When the
 // connection drops, the banner says "Reconnecting…" and until when the chats
 // are kept; what is written meanwhile waits and is sent on the way back. On
@@ -16,12 +22,16 @@
 // without a pane (after a reload: all of them) gets one, with its history.
 // A pane says "Ana is reconnecting…" while its student is away.
 
-import {appendNote, clock, connect, displayName, keptText, showSignInProblem, signIn, signOutButton} from "./common.js"
+import {attention, canNotify, notificationPermission, prepareAlerts, setTitle} from "./alerts.js"
+import {announcements} from "./announcements.js"
+import {apiFetch, appendNote, clock, connect, displayName, keptText, renderText, showSignInProblem, signIn, signOutButton} from "./common.js"
 import {onCompose} from "./compose.js"
 import {confirmFirst} from "./confirm.js"
 import {Conversation} from "./conversation.js"
 import {pastChats} from "./past-chats.js"
+import {queueControls} from "./queue-controls.js"
 import {watchLog} from "./unread.js"
+import {waitingList} from "./waiting-list.js"
 
 const MAX_CHATS = 5
 
@@ -36,7 +46,7 @@ if(!session) await new Promise(() => {})
 const name = session.name
 const me = session.id
 $("me").textContent = name
-document.title = `${name} (teacher) · tutor-queue`
+setTitle(`${name} (teacher) · tutor-queue`)
 
 const link = connect($("connection"), session)
 const socket = link.socket
@@ -80,12 +90,36 @@ function renderTake(){
 }
 
 // ------------------------------------------------------------------ presence
-const presence = socket.channel("presence:teachers", {userId: me, role: "teacher", liveStatus: true})
+const presence = socket.channel("presence:teachers",
+  {userId: me, role: "teacher", liveStatus: true, waitingList: true, queueState: true})
 presence.on("user:status", (payload) => {
   counts = payload
   claimNote = ""
   renderCounts()
 })
+
+// ------------------------------------------------------------------ office hours
+const waiting = waitingList({list: $("waiting-list"), status: $("waiting-status")})
+presence.on("queue:waiting", (payload) => {
+  const before = waiting.total
+  waiting.update(payload)
+  // Someone joined an empty queue: worth a notification (not every join).
+  const first = waiting.total > 0 ? payload.students?.[0] : null
+  if(before === 0 && first){
+    const who = typeof first.name === "string" && first.name ? first.name : displayName(first.id)
+    attention({title: `${who} is waiting`, body: typeof first.question === "string" && first.question ? first.question : "No question given.", tag: "tutor-queue-waiting"})
+  }
+})
+const controls = queueControls({presence, $, connected: () => joined && link.up})
+presence.on("queue:state", (payload) => controls.state(payload))
+const shownAnnouncements = announcements($("announcements"))
+presence.on("queue:announcement", (payload) => shownAnnouncements.show(payload))
+
+// "Turn on alerts": the permission is asked on a click (browsers require it).
+const alertsOn = $("alerts-on")
+const renderAlertsOn = () => { alertsOn.hidden = !canNotify() || notificationPermission() !== "default" }
+alertsOn.addEventListener("click", () => prepareAlerts().then(renderAlertsOn))
+renderAlertsOn()
 presence.on(`new:chat:${me}`, (payload) => openPane(payload))
 presence.join()
   .receive("ok", (reply) => {
@@ -101,12 +135,13 @@ presence.join()
     joinedBefore = true
     joined = true
     renderTake()
+    controls.render()
   })
   .receive("error", (resp) => {
     joined = false
     $("take-reason").textContent = `The server refused to let you in: ${resp?.reason ?? "unknown reason"}.`
   })
-presence.onError(() => { joined = false; renderTake() })
+presence.onError(() => { joined = false; renderTake(); controls.render() })
 // Signing out leaves at once: a deliberate leave (the chats are not kept).
 signOutButton($("sign-out"), session, () => presence.leave())
 
@@ -134,6 +169,7 @@ function follow(current, rejoined){
 
 take.addEventListener("click", () => {
   if(take.disabled) return
+  prepareAlerts()
   claiming = true
   claimNote = ""
   renderTake()
@@ -256,16 +292,41 @@ function openPane(payload, {restored = false} = {}){
   })
   pane.querySelector(".close").addEventListener("click", () => removePane(chat))
 
+  // The question: from the waiting list; after a reload (or for a student
+  // never seen listed) from the transcript API.
+  const listed = waiting.questionOf(chat.studentId)
+  if(listed !== undefined) showQuestion(chat, listed)
+  else if(restored) questionFromStore(chat, 0)
+  else if(waiting.total !== null) questionFromStore(chat, 1000)
   appendNote(log, `You took ${who()} from the line.`)
   panes.append(pane)
   renderTake()
   input.focus()
 }
 
+/** Shows the student's `question` (if any) in the pane's header. */
+function showQuestion(chat, question){
+  if(typeof question !== "string" || !question) return
+  const box = chat.pane.querySelector(".pane-question")
+  renderText(box.querySelector(".pane-question-text"), question)
+  box.hidden = false
+}
+
+/** The chat object's `question` from the transcript API (after `delay` ms: the store commits the chat just after the claim). */
+async function questionFromStore(chat, delay){
+  if(delay) await new Promise((resolve) => setTimeout(resolve, delay))
+  try {
+    const response = await apiFetch(session, `/api/chats/${encodeURIComponent(chat.id)}/transcript?limit=1`, {cache: "no-store"})
+    if(!response.ok) return
+    const body = await response.json()
+    showQuestion(chat, body?.chat?.question)
+  } catch {}
+}
+
 /** The page's title: the teacher's name, with the count of unread messages first. */
 function renderTitle(){
   const unread = [...chats.values()].reduce((n, chat) => n + (chat.unread?.count ?? 0), 0)
-  document.title = `${unread > 0 ? `(${unread}) ` : ""}${name} (teacher) · tutor-queue`
+  setTitle(`${unread > 0 ? `(${unread}) ` : ""}${name} (teacher) · tutor-queue`)
 }
 
 // Ended panes go below the active ones, newest first, into "Ended chats"

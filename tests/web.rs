@@ -119,6 +119,11 @@ async fn every_link_and_import_in_the_pages_resolves() {
         "student.js",
         "teacher.js",
         "past-chats.js",
+        "conversation.js",
+        "compose.js",
+        "announcements.js",
+        "waiting-list.js",
+        "queue-controls.js",
     ] {
         let js = get(srv.port, &format!("/static/{script}")).await.text();
         for part in js.split("from \"./").skip(1) {

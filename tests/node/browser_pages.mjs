@@ -174,10 +174,16 @@ async function openPage(path, viewport, label, context = null, server = base){
   return {page, context, label}
 }
 
-async function student(name, server = base){
-  const s = await openPage(`/student?name=${encodeURIComponent(name)}`, PHONE, `student ${name}`, null, server)
+// A student's page: signed in as `name`, then "Get in line" (with `question`).
+async function student(name, server = base, {question = "", context = null} = {}){
+  const s = await openPage(`/student?name=${encodeURIComponent(name)}`, PHONE, `student ${name}`, context, server)
   await waitText(s.page.locator("#connection"), "Connected", `${name}: connection status`)
   await waitText(s.page.locator("#me"), name, `${name}: own name in the header`)
+  const getInLine = s.page.getByRole("button", {name: "Get in line"})
+  await waitEnabled(getInLine, true, `${name}: the Get in line button`)
+  if(question) await s.page.getByLabel("Your question").fill(question)
+  await getInLine.click()
+  await waitVisible(s.page.locator('body[data-state="waiting"]'), `${name}: in line after Get in line`)
   return s
 }
 
