@@ -10,6 +10,7 @@ use tutor_queue::identity::Role;
 
 use crate::keep_place::{opting, signed_in};
 use crate::support::auth::test_keys;
+use crate::support::nodes::two_nodes;
 use crate::support::*;
 
 fn with_tokens() -> Config {
@@ -362,6 +363,88 @@ async fn announcements_reach_those_who_asked(framing: Framing) {
     assert_error(&reply, json!({"reason": "unknown event"}));
 }
 
+/// Two nodes on one Redis serve office hours as one: a question asked on A is on
+/// the waiting list of a teacher on B, claims on A set the estimated wait of a
+/// student on B, the queue closed on A turns a student on B away, and an
+/// announcement made on B reaches a student on A.
+async fn office_hours_hold_across_nodes(framing: Framing) {
+    let Some(nodes) = two_nodes("office hours on two nodes", with_tokens()) else {
+        return;
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
+    let mut watcher = teacher_asking(b, framing, 1, &["waitingList", "queueState"]).await;
+    waiting_list(&mut watcher, "empty", |l| l["total"] == 0).await;
+    watcher
+        .wait_for("presence:teachers", "queue:state", WAIT)
+        .await;
+
+    let mut ana = student_asking(a, framing, 11, &["queueState"]).await;
+    assert_ok(
+        &ready_with(&mut ana, 11, json!({"question": "eigenvalues"})).await,
+        json!({}),
+    );
+    let list = waiting_list(&mut watcher, "Ana, asked on A", |l| l["total"] == 1).await;
+    assert_eq!(lines(&list), [(json!(11), json!("eigenvalues"), json!(1))]);
+
+    // Three claims on A: a rate for a student on B.
+    let mut taker = teacher(a, framing, 2).await;
+    taker.claim_expect(&json!(2), &json!(11)).await;
+    let mut served = Vec::new();
+    for sid in [12, 13] {
+        served.push(ready_student(a, framing, sid).await);
+        taker.claim_expect(&json!(2), &json!(sid)).await;
+    }
+    let _ahead = ready_student(a, framing, 14).await;
+    let mut later = student_asking(b, framing, 15, &["queuePosition", "queueState"]).await;
+    later.ready(&json!(15)).await;
+    let notice = position(&mut later, 15, json!(2)).await;
+    assert_eq!(notice["eta_s"], 40, "{notice}");
+
+    // Closed on A: a student on B is turned away, and told on B.
+    let mut staff = teacher(a, framing, 3).await;
+    let reply = staff
+        .call(
+            "presence:teachers",
+            "queue:close",
+            json!({"message": "done for today"}),
+        )
+        .await;
+    assert_ok(&reply, json!({"open": false, "message": "done for today"}));
+    for (c, topic) in [
+        (&mut watcher, "presence:teachers".to_owned()),
+        (&mut later, student_topic(&json!(15))),
+    ] {
+        let state = c
+            .wait_match(
+                |f| f.is(&topic, "queue:state") && f.payload["open"] == false,
+                "queue:state closed",
+                WAIT,
+            )
+            .await;
+        assert_eq!(state.payload["message"], "done for today");
+    }
+    let mut turned_away = student_asking(b, framing, 16, &[]).await;
+    assert_error(
+        &ready_with(&mut turned_away, 16, json!({})).await,
+        json!({"reason": "queue closed", "message": "done for today"}),
+    );
+
+    // Announced on B: heard on A.
+    let reply = watcher
+        .call(
+            "presence:teachers",
+            "queue:announce",
+            json!({"message": "5 more minutes"}),
+        )
+        .await;
+    assert_ok(&reply, json!({}));
+    let heard = ana
+        .wait_for(&student_topic(&json!(11)), "queue:announcement", WAIT)
+        .await;
+    assert_eq!(heard.payload["message"], "5 more minutes");
+    assert_eq!(heard.payload["from"], "1");
+}
+
 /// Waits for a `queue:position` at `place` for student `sid`; its payload.
 async fn position(c: &mut Client, sid: u64, place: Value) -> Value {
     let topic = student_topic(&json!(sid));
@@ -389,4 +472,5 @@ both!(
     the_estimated_wait_follows_the_claims,
     a_closed_queue_turns_new_students_away_and_keeps_those_in_line,
     announcements_reach_those_who_asked,
+    office_hours_hold_across_nodes,
 );
