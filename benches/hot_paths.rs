@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pollster::block_on;
 use serde_json::json;
 
-use tutor_queue::domain::{ChatId, LocalParts, StudentKey, Tutoring, UserId};
+use tutor_queue::domain::{ChatId, LocalParts, StudentKey, Ticket, Tutoring, UserId};
 use tutor_queue::protocol::{self, Framing};
 
 const V1_SEND: &str = r#"{"topic":"chats:a17ffb00-ec45-4129-b076-775057324b7d","event":"teacher:send","payload":{"message":"Message from teacher: 17"},"ref":"42"}"#;
@@ -68,7 +68,7 @@ fn queue_of(waiting: u64) -> Tutoring<LocalParts> {
             let id = user(n);
             let key = StudentKey(id.key.clone());
             let _ = tutoring.student_present(id).await;
-            let _ = tutoring.ready(&key).await;
+            let _ = tutoring.ready(&key, Ticket::default()).await;
         }
         let _ = tutoring.teacher_present(user(1).as_teacher()).await;
     });
@@ -86,7 +86,7 @@ fn rules(c: &mut Criterion) {
                 let _ = block_on(tutoring.student_present(newcomer.clone()));
                 (tutoring, StudentKey(newcomer.key))
             },
-            |(tutoring, key)| block_on(tutoring.ready(key)).map(|s| s.outcome),
+            |(tutoring, key)| block_on(tutoring.ready(key, Ticket::default())).map(|s| s.outcome),
             BatchSize::LargeInput,
         )
     });
@@ -102,7 +102,10 @@ fn rules(c: &mut Criterion) {
                 let claimed = tutoring.claim(&teacher, chat).await.ok()?.outcome?;
                 tutoring.terminate(chat).await.ok()?;
                 tutoring.discard(chat).await.ok()?;
-                tutoring.ready(&claimed.student).await.ok()
+                tutoring
+                    .ready(&claimed.student, Ticket::default())
+                    .await
+                    .ok()
             })
         })
     });

@@ -21,7 +21,15 @@ use crate::domain::{
     PositionNotice, PositionWatch, ReadyOutcome, Role, Stepped, StudentKey, StudentReturn,
     StudentState, TeacherKey, Tutoring, UserId, UserKey, Vanished,
 };
+use crate::domain::{QueueState, Ticket, WaitingList};
 use crate::redis_engine::{EngineError, Health, RedisTutoring, Tick};
+
+/// Now, in unix milliseconds.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Where the state lives, and the steps over it.
 pub enum Engine {
@@ -175,12 +183,44 @@ impl Engine {
         }
     }
 
-    pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
-        on_engine!(self, ready(student))
+    pub async fn ready(&self, student: &StudentKey, ticket: Ticket) -> Step<ReadyOutcome> {
+        on_engine!(self, ready(student, ticket))
     }
 
+    /// A claim; in memory its time counts toward the service rate here (on
+    /// Redis the script keeps the rate).
     pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
-        on_engine!(self, claim(teacher, chat))
+        let stepped = on_engine!(self, claim(teacher, chat))?;
+        if let (Engine::Memory(steps), Some(_)) = (self, &stepped.outcome) {
+            steps.claimed_at(unix_ms_now()).await?;
+        }
+        Ok(stepped)
+    }
+
+    // ----- office hours ---------------------------------------------------
+
+    /// The head of the queue with tickets.
+    pub async fn waiting_list(&self, limit: usize) -> Result<WaitingList, StepError> {
+        on_engine!(self, waiting_list(limit))
+    }
+
+    /// The estimated wait of the student at `position` (seconds), from the
+    /// claims of the last ten minutes; None until there are enough.
+    pub async fn eta_basis(&self) -> Result<(usize, Option<u64>, u64), StepError> {
+        match self {
+            Engine::Memory(steps) => Ok(steps.claim_rate(unix_ms_now()).await?),
+            Engine::Redis { steps, reset, .. } => {
+                steps.claim_rate().await.map_err(|e| noted(reset, e))
+            }
+        }
+    }
+
+    pub async fn queue_state(&self) -> Result<QueueState, StepError> {
+        on_engine!(self, queue_state())
+    }
+
+    pub async fn set_queue_state(&self, state: QueueState) -> Result<bool, StepError> {
+        on_engine!(self, set_queue_state(state))
     }
 
     pub async fn enter(&self, chat: ChatId, role: Role) -> Result<EnterOutcome, StepError> {

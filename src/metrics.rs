@@ -84,6 +84,10 @@ impl Rejection {
                 Refusal::TranscriptUnavailable => "transcript_unavailable",
                 Refusal::RecipientAway => "recipient_away",
                 Refusal::Unavailable => "unavailable",
+                Refusal::QuestionTooLong => "question_too_long",
+                Refusal::MessageTooLong => "message_too_long",
+                Refusal::MessageMissing => "message_missing",
+                Refusal::QueueClosed => "queue_closed",
             },
         }
     }

@@ -43,14 +43,23 @@ async fn students_hear_their_place_move(framing: Framing) {
     let mut t = teacher(&srv, framing, 1).await;
     let mut first = watching_student(&srv, framing, 11).await;
     let p = position_becomes(&mut first, 11, json!(1)).await;
-    assert_eq!(p, json!({"position": 1, "waiting": 1, "teachers": 1}));
+    assert_eq!(
+        p,
+        json!({"position": 1, "waiting": 1, "teachers": 1, "eta_s": null})
+    );
     let mut second = watching_student(&srv, framing, 12).await;
     let p = position_becomes(&mut second, 12, json!(2)).await;
-    assert_eq!(p, json!({"position": 2, "waiting": 2, "teachers": 1}));
+    assert_eq!(
+        p,
+        json!({"position": 2, "waiting": 2, "teachers": 1, "eta_s": null})
+    );
 
     t.claim_expect(&json!(1), &json!(11)).await;
     let p = position_becomes(&mut second, 12, json!(1)).await;
-    assert_eq!(p, json!({"position": 1, "waiting": 1, "teachers": 1}));
+    assert_eq!(
+        p,
+        json!({"position": 1, "waiting": 1, "teachers": 1, "eta_s": null})
+    );
     // The one taken hears it is no longer waiting.
     position_becomes(&mut first, 11, Value::Null).await;
 
@@ -80,7 +89,7 @@ async fn the_join_reply_comes_before_the_first_position(framing: Framing) {
     assert!(first.is(&topic, "queue:position"), "{first:?}");
     assert_eq!(
         first.payload,
-        json!({"position": null, "waiting": 1, "teachers": 0})
+        json!({"position": null, "waiting": 1, "teachers": 0, "eta_s": null})
     );
 }
 

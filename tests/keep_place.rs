@@ -576,7 +576,7 @@ async fn an_away_waiting_student_keeps_her_place(framing: Framing) {
     let place = ana.wait_for(&ana_topic, "queue:position", WAIT).await;
     assert_eq!(
         place.payload,
-        json!({"position": 1, "waiting": 2, "teachers": 1}),
+        json!({"position": 1, "waiting": 2, "teachers": 1, "eta_s": null}),
         "ana is first again: {}",
         place.raw
     );

@@ -17,6 +17,7 @@ mod keep_place;
 mod limits;
 mod node_death;
 mod nodes;
+mod office_hours;
 mod operations;
 mod phoenix_js;
 mod presence;

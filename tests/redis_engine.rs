@@ -8,6 +8,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use tutor_queue::domain::Ticket;
 use tutor_queue::domain::{
     Abandoned, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, LocalParts, PartGone, ReadyOutcome,
     Role, StudentReturn, StudentState, Tutoring, UserId, Vanished,
@@ -74,16 +75,34 @@ impl Twins {
         self.same("student joins", a, b).outcome
     }
 
+    /// Ready with a question of its own (a repeated ready changes it), then
+    /// the waiting lists compared.
     async fn ready(&mut self, s: &UserId) -> ReadyOutcome {
-        let a = local(self.local.ready(&s.as_student()).await);
-        let b = shared(self.redis.ready(&s.as_student()).await);
-        self.same("ready", a, b).outcome
+        let ticket = Ticket {
+            name: None,
+            question: Some(format!("question {} of {}", self.steps, s.key.as_str())),
+            since: 1_000 + self.steps as u64,
+        };
+        let a = local(self.local.ready(&s.as_student(), ticket.clone()).await);
+        let b = shared(self.redis.ready(&s.as_student(), ticket).await);
+        let outcome = self.same("ready", a, b).outcome;
+        self.same_waiting_lists().await;
+        outcome
     }
 
     async fn claim(&mut self, t: &UserId, chat: ChatId) -> Option<Claimed> {
         let a = local(self.local.claim(t, chat).await);
         let b = shared(self.redis.claim(t, chat).await);
-        self.same("claim", a, b).outcome
+        let claimed = self.same("claim", a, b).outcome;
+        self.same_waiting_lists().await;
+        claimed
+    }
+
+    /// The office-hours waiting list (head of the queue with tickets).
+    async fn same_waiting_lists(&mut self) {
+        let a = local(self.local.waiting_list(50).await);
+        let b = shared(self.redis.waiting_list(50).await);
+        assert_eq!(b, a, "step {}: waiting list", self.steps);
     }
 
     async fn enter(&mut self, chat: ChatId, role: Role) -> EnterOutcome {

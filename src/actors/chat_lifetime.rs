@@ -41,12 +41,13 @@ use crate::channels::{
     Refusal, StudentTopic,
 };
 use crate::cluster::{known_event, AtHome, ChatHome, Cluster, Event, Inbox, NodeId, Push};
+use crate::domain::office_hours::{self, WAITING_LIST_LIMIT};
 use crate::domain::{
-    Abandoned, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, ReadyOutcome, Role,
-    StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey, UserId, UserKey,
-    Vanished,
+    Abandoned, Announcement, AwaySpell, ChatId, EndReason, EnterOutcome, JoinCheck, QueueState,
+    ReadyOutcome, Role, StatusNews, StatusSnapshot, Stepped, StudentKey, StudentState, TeacherKey,
+    Ticket, UserId, UserKey, Vanished,
 };
-use crate::engine::{Engine, StepError};
+use crate::engine::{unix_ms_now, Engine, StepError};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::redis_engine::{Reaped, WindowOver};
@@ -99,6 +100,9 @@ pub struct Request {
     pub topic: Arc<str>,
     pub kind: ChannelKind,
     pub command: Command,
+    /// The sender's name, when it signed in (for office-hours tickets and
+    /// announcements).
+    pub name: Option<Arc<str>>,
     pub join_ref: Option<JsonRef>,
     pub msg_ref: Option<JsonRef>,
 }
@@ -174,6 +178,15 @@ struct WindowEnded {
 #[rtype(result = "()")]
 struct PositionRound;
 
+/// Time for a round of `queue:waiting` pushes (office hours).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WaitingRound;
+
+/// How long queue changes are gathered before one `queue:waiting` push: a busy
+/// queue costs each watching teacher at most four frames a second.
+const WAITING_ROUND: Duration = Duration::from_millis(250);
+
 /// The actor. Its state lives in `Core`, shared with the step being run.
 pub struct ChatLifetime {
     core: Rc<Core>,
@@ -234,6 +247,21 @@ impl ChatLifetime {
         state.round_scheduled = true;
         ctx.notify_later(PositionRound, POSITION_ROUND);
     }
+
+    /// After a step that moved the queue, one `queue:waiting` round follows
+    /// within [`WAITING_ROUND`], if a teacher watches and none is due yet.
+    fn schedule_waiting_round(&mut self, ctx: &mut Context<Self>) {
+        let mut state = self.core.state.borrow_mut();
+        if !state.waiting_moved || state.waiting_round_scheduled {
+            return;
+        }
+        if state.waiting_watchers == 0 {
+            state.waiting_moved = false;
+            return;
+        }
+        state.waiting_round_scheduled = true;
+        ctx.notify_later(WaitingRound, WAITING_ROUND);
+    }
 }
 
 impl Actor for ChatLifetime {
@@ -261,6 +289,7 @@ impl ChatLifetime {
             act.flush_evicted(ctx);
             act.start_windows(ctx);
             act.schedule_position_round(ctx);
+            act.schedule_waiting_round(ctx);
             outcome
         })))
     }
@@ -305,6 +334,14 @@ impl Handler<PositionRound> for ChatLifetime {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: PositionRound, _: &mut Context<Self>) -> Self::Result {
         let step = self.core.clone().position_round();
+        self.atomically(step)
+    }
+}
+
+impl Handler<WaitingRound> for ChatLifetime {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: WaitingRound, _: &mut Context<Self>) -> Self::Result {
+        let step = self.core.clone().waiting_round();
         self.atomically(step)
     }
 }
@@ -366,6 +403,14 @@ struct State {
     /// The queue or the teacher count changed since the last position round.
     positions_moved: bool,
     round_scheduled: bool,
+    /// Teacher channels that asked for `queue:waiting` (office hours).
+    waiting_watchers: usize,
+    /// The queue changed since the last waiting-list round.
+    waiting_moved: bool,
+    waiting_round_scheduled: bool,
+    /// The last `queue:waiting` payload sent: an unchanged list is not sent
+    /// again.
+    last_waiting: Option<String>,
     /// When each waiting student (last) entered the queue, for the queue
     /// wait histogram.
     ready_at: HashMap<StudentKey, Instant>,
@@ -507,6 +552,7 @@ impl Core {
         }
         if state.status.teachers != stepped.status.teachers {
             state.positions_moved = true;
+            state.waiting_moved = true;
         }
         state.status = stepped.status;
         self.metrics
@@ -616,6 +662,7 @@ impl Core {
                     state.version = version;
                     state.status = crate::cluster::wire_snapshot(counts);
                     state.positions_moved = true;
+                    state.waiting_moved = true;
                 }
                 if live_only {
                     self.broadcast_live_status();
@@ -649,6 +696,8 @@ impl Core {
                 };
                 self.chat_finished(chat, reason).await;
             }
+            Event::QueueState { state, .. } => self.push_queue_state(&state),
+            Event::Announced { announcement, .. } => self.push_announcement(&announcement),
             Event::Abandoned { chat, .. } => {
                 let Some(chat) = ChatId::parse(&chat) else {
                     return;
@@ -788,7 +837,7 @@ impl Core {
             unsent.reply.msg_ref.as_deref(),
             topic,
             ReplyStatus::Error,
-            &protocol::error_response(refusal.reason()),
+            &refusal.response(),
         );
         let channel = ChannelId::from_raw(unsent.reply.channel);
         self.deliver(&handle, channel, frame);
@@ -1053,6 +1102,41 @@ impl Core {
     /// its place in the queue, a teacher the counts. They follow the join
     /// reply, since the session writes that before reading its mailbox.
     async fn greet(&self, msg: &Join, kind: &ChannelKind) {
+        self.greet_2015_extensions(msg, kind).await;
+        // Office hours.
+        let push = |event: &str, payload: &str| {
+            let push = protocol::encode_push(msg.session.framing(), &msg.topic, event, payload);
+            self.deliver(&msg.session, msg.channel, push);
+        };
+        if matches!(kind, ChannelKind::Teachers { .. }) && msg.extensions.waiting_list {
+            let first = {
+                let mut state = self.state.borrow_mut();
+                state.waiting_watchers += 1;
+                state.waiting_watchers == 1
+            };
+            if let Ok(list) = self.tutoring.waiting_list(WAITING_LIST_LIMIT).await {
+                let payload = list.to_json();
+                push("queue:waiting", &payload);
+                // The only watcher has seen this list: a round sends it again
+                // only if it changes.
+                if first {
+                    self.state.borrow_mut().last_waiting = Some(payload);
+                }
+            }
+        }
+        if matches!(
+            kind,
+            ChannelKind::Teachers { .. } | ChannelKind::Student { .. }
+        ) && msg.extensions.queue_state
+        {
+            if let Ok(state) = self.tutoring.queue_state().await {
+                push("queue:state", &state.to_json());
+            }
+        }
+    }
+
+    /// The first frame of the extensions that came before office hours.
+    async fn greet_2015_extensions(&self, msg: &Join, kind: &ChannelKind) {
         let (event, payload) = match kind {
             ChannelKind::Chat { chat, role } if msg.extensions.away_notices => {
                 let Ok(Some((teacher, student))) = self.tutoring.sides(*chat).await else {
@@ -1077,7 +1161,8 @@ impl Core {
                     return;
                 };
                 self.state.borrow_mut().position_watchers += 1;
-                ("queue:position", notice.to_json())
+                let eta = self.eta_of(notice.position, None).await;
+                ("queue:position", notice.to_json_with_eta(eta))
             }
             ChannelKind::Teachers { .. } if msg.extensions.live_status => {
                 ("user:status", self.snapshot().to_json())
@@ -1088,8 +1173,99 @@ impl Core {
         self.deliver(&msg.session, msg.channel, push);
     }
 
+    /// The estimated wait of the student at `position`, from the service rate
+    /// (`basis`, if read already this round).
+    async fn eta_of(
+        &self,
+        position: Option<usize>,
+        basis: Option<(usize, Option<u64>, u64)>,
+    ) -> Option<u64> {
+        let position = position?;
+        let (count, oldest, now) = match basis {
+            Some(basis) => basis,
+            None => self.tutoring.eta_basis().await.ok()?,
+        };
+        office_hours::eta_s(count, oldest, position, now)
+    }
+
+    /// One round of `queue:waiting` pushes, to the teacher channels here that
+    /// asked; nothing if the list did not change since the last round.
+    async fn waiting_round(self: Rc<Self>) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.waiting_round_scheduled = false;
+            state.waiting_moved = false;
+            if state.waiting_watchers == 0 {
+                state.last_waiting = None;
+                return;
+            }
+        }
+        let Ok(list) = self.tutoring.waiting_list(WAITING_LIST_LIMIT).await else {
+            return;
+        };
+        let payload = list.to_json();
+        {
+            let mut state = self.state.borrow_mut();
+            if state.last_waiting.as_deref() == Some(payload.as_str()) {
+                return;
+            }
+            state.last_waiting = Some(payload.clone());
+        }
+        self.push_to_members(
+            |m| matches!(m.kind, MemberKind::Teacher(_)) && m.extensions.waiting_list,
+            "queue:waiting",
+            &payload,
+        );
+    }
+
+    /// A push to every channel here that `picks` (office hours: the queue
+    /// state and announcements reach channels on every topic that asked).
+    fn push_to_members(&self, picks: impl Fn(&Membership) -> bool, event: &str, payload: &str) {
+        let targets: Vec<(Arc<SessionHandle>, ChannelId, Arc<str>)> = self
+            .state
+            .borrow()
+            .sessions
+            .values()
+            .flat_map(|members| {
+                members
+                    .channels
+                    .iter()
+                    .filter(|m| picks(m))
+                    .map(|m| (members.handle.clone(), m.channel, m.topic.clone()))
+            })
+            .collect();
+        for (session, channel, topic) in targets {
+            let push = protocol::encode_push(session.framing(), &topic, event, payload);
+            self.deliver(&session, channel, push);
+        }
+    }
+
+    /// `queue:state` to the channels here that asked for it.
+    fn push_queue_state(&self, state: &QueueState) {
+        self.push_to_members(
+            |m| m.extensions.queue_state,
+            "queue:state",
+            &state.to_json(),
+        );
+    }
+
+    /// `queue:announcement` to the channels here that asked for the queue state.
+    fn push_announcement(&self, announcement: &Announcement) {
+        self.push_to_members(
+            |m| m.extensions.queue_state,
+            "queue:announcement",
+            &announcement.to_json(),
+        );
+    }
+
     /// A channel that watched its place in the queue is gone.
     async fn stop_watching(&self, membership: &Membership) {
+        if let (MemberKind::Teacher(_), true) =
+            (&membership.kind, membership.extensions.waiting_list)
+        {
+            let mut state = self.state.borrow_mut();
+            state.waiting_watchers = state.waiting_watchers.saturating_sub(1);
+        }
         if let (MemberKind::Student(student), true) =
             (&membership.kind, membership.extensions.queue_position)
         {
@@ -1109,11 +1285,21 @@ impl Core {
         let Ok(due) = self.tutoring.due_positions(self.snapshot().teachers).await else {
             return;
         };
+        let basis = match due.is_empty() {
+            true => None,
+            false => self.tutoring.eta_basis().await.ok(),
+        };
         for (student, notice) in due {
+            let eta = match basis {
+                Some((count, oldest, now)) => notice
+                    .position
+                    .and_then(|position| office_hours::eta_s(count, oldest, position, now)),
+                None => None,
+            };
             self.emit(Out::Broadcast {
                 topic: format!("presence:student:{}", student.0),
                 event: "queue:position",
-                payload: notice.to_json(),
+                payload: notice.to_json_with_eta(eta),
                 audience: Audience::QueuePosition,
             });
         }
@@ -1241,19 +1427,63 @@ impl Core {
         if !self.is_member(r.session.id(), r.channel) {
             return;
         }
-        match (r.command, &r.kind) {
-            (Command::Ready, ChannelKind::Student { student }) => {
+        match (r.command.clone(), &r.kind) {
+            (Command::Ready { question }, ChannelKind::Student { student }) => {
                 let student = student.as_student();
-                let Ok(stepped) = self.tutoring.ready(&student).await else {
+                let ticket = Ticket {
+                    name: r.name.as_deref().map(str::to_owned),
+                    question: question.as_deref().map(str::to_owned),
+                    since: unix_ms_now(),
+                };
+                let Ok(stepped) = self.tutoring.ready(&student, ticket).await else {
                     return self.refuse(&r, Refusal::Unavailable);
                 };
                 let (outcome, news) = self.record(stepped);
-                if matches!(outcome, ReadyOutcome::Queued(_)) {
+                if outcome == ReadyOutcome::Closed {
+                    let state = self.tutoring.queue_state().await.unwrap_or(QueueState {
+                        open: false,
+                        message: None,
+                    });
+                    self.metrics.rejected(Refusal::QueueClosed.into());
+                    return self.reply(&r, ReplyStatus::Error, &state.closed_reply());
+                }
+                {
                     let mut state = self.state.borrow_mut();
-                    state.ready_at.insert(student, Instant::now());
+                    if matches!(outcome, ReadyOutcome::Queued(_)) {
+                        state.ready_at.insert(student, Instant::now());
+                    }
+                    // A new arrival, or a new question.
+                    state.waiting_moved = true;
                 }
                 self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
+            }
+            (Command::SetQueue { open, message }, ChannelKind::Teachers { .. }) => {
+                let state = QueueState {
+                    open,
+                    message: message.as_deref().map(str::to_owned),
+                };
+                let Ok(changed) = self.tutoring.set_queue_state(state.clone()).await else {
+                    return self.refuse(&r, Refusal::Unavailable);
+                };
+                self.reply(&r, ReplyStatus::Ok, &state.to_json());
+                if changed {
+                    self.push_queue_state(&state);
+                    self.share(|from| Event::QueueState { from, state });
+                }
+            }
+            (Command::Announce { message }, ChannelKind::Teachers { teacher }) => {
+                let announcement = Announcement {
+                    message: message.to_string(),
+                    from: match &r.name {
+                        Some(name) => name.to_string(),
+                        None => teacher.key.as_str().to_owned(),
+                    },
+                    at: unix_ms_now(),
+                };
+                self.reply(&r, ReplyStatus::Ok, "{}");
+                self.push_announcement(&announcement);
+                self.share(|from| Event::Announced { from, announcement });
             }
             (Command::Claim, ChannelKind::Teachers { teacher }) => {
                 match self.claim(&r, teacher).await {
@@ -1738,7 +1968,11 @@ impl Core {
     /// Every change to the student counts: `user:status` to every teacher
     /// channel; the queue may have moved.
     fn broadcast_status(&self) {
-        self.state.borrow_mut().positions_moved = true;
+        {
+            let mut state = self.state.borrow_mut();
+            state.positions_moved = true;
+            state.waiting_moved = true;
+        }
         let snapshot = self.snapshot();
         let students = snapshot.students;
         self.metrics.students_present.set(students.total() as i64);
@@ -1859,10 +2093,6 @@ impl Core {
 
     fn refuse(&self, r: &Request, refusal: Refusal) {
         self.metrics.rejected(refusal.into());
-        self.reply(
-            r,
-            ReplyStatus::Error,
-            &protocol::error_response(refusal.reason()),
-        );
+        self.reply(r, ReplyStatus::Error, &refusal.response());
     }
 }

@@ -11,6 +11,10 @@
 //! * `"endReason": true` on `chats:<cid>`: `chat:terminated` carries `{"reason": …}`;
 //! * `"awayNotices": true` on `chats:<cid>`: `chat:away` / `chat:back` when the other
 //!   side's connection drops and when it is back (PROTOCOL 6.3).
+//! * `"waitingList": true` on `presence:teachers`: `queue:waiting`, the head of the
+//!   queue with names and questions (office hours);
+//! * `"queueState": true` on `presence:teachers` or `presence:student:<sid>`:
+//!   `queue:state` (open or closed, and why) and `queue:announcement`.
 //!
 //! Only the JSON value `true` turns an extension on; anything else leaves it off.
 
@@ -24,6 +28,8 @@ pub struct Extensions {
     pub live_status: bool,
     pub end_reason: bool,
     pub away_notices: bool,
+    pub waiting_list: bool,
+    pub queue_state: bool,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +42,10 @@ struct Asked {
     end_reason: serde_json::Value,
     #[serde(rename = "awayNotices", default)]
     away_notices: serde_json::Value,
+    #[serde(rename = "waitingList", default)]
+    waiting_list: serde_json::Value,
+    #[serde(rename = "queueState", default)]
+    queue_state: serde_json::Value,
 }
 
 impl Extensions {
@@ -47,6 +57,8 @@ impl Extensions {
                 live_status: asked.live_status == true,
                 end_reason: asked.end_reason == true,
                 away_notices: asked.away_notices == true,
+                waiting_list: asked.waiting_list == true,
+                queue_state: asked.queue_state == true,
             },
             Err(_) => Extensions::default(),
         }

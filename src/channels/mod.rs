@@ -46,6 +46,15 @@ pub enum Refusal {
     RecipientAway,
     /// The shared state (Redis) cannot be reached now; nothing changed.
     Unavailable,
+    /// A `student:ready` question over `QUESTION_LIMIT` characters.
+    QuestionTooLong,
+    /// A staff message (`queue:close`, `queue:announce`) over the limit.
+    MessageTooLong,
+    /// A `queue:announce` without a message.
+    MessageMissing,
+    /// A `student:ready` while the queue is closed (the reply also carries
+    /// staff's message).
+    QueueClosed,
 }
 
 impl Refusal {
@@ -65,6 +74,23 @@ impl Refusal {
             Refusal::TranscriptUnavailable => "transcript unavailable",
             Refusal::RecipientAway => "recipient away",
             Refusal::Unavailable => "unavailable",
+            Refusal::QuestionTooLong => "question too long",
+            Refusal::MessageTooLong => "message too long",
+            Refusal::MessageMissing => "message missing",
+            Refusal::QueueClosed => "queue closed",
+        }
+    }
+
+    /// The `error` reply's payload: `{"reason": …}`, and the limit where a
+    /// text was too long.
+    pub fn response(self) -> String {
+        match self {
+            Refusal::QuestionTooLong | Refusal::MessageTooLong => serde_json::json!({
+                "reason": self.reason(),
+                "limit": crate::domain::office_hours::QUESTION_LIMIT,
+            })
+            .to_string(),
+            _ => crate::protocol::error_response(self.reason()),
         }
     }
 }

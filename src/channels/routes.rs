@@ -11,9 +11,11 @@
 
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 
 use super::table::ChannelKind;
 use super::Refusal;
+use crate::domain::office_hours::{optional_text, TextRefusal};
 use crate::domain::{check_id_text, BadId, ChatId, Role, UserId, UserKey, MAX_ID_BYTES};
 use crate::identity::{self, Identity};
 use crate::protocol::is_object;
@@ -187,10 +189,20 @@ fn parse_params(params: &RawValue) -> Result<Option<(Role, UserId)>, Refusal> {
 }
 
 /// An application event a channel accepted (PROTOCOL 5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `student:ready`: join the waiting queue.
-    Ready,
+    /// `student:ready`: join the waiting queue, with an optional question
+    /// (office hours; trimmed, at most `QUESTION_LIMIT` characters).
+    Ready { question: Option<Arc<str>> },
+    /// `queue:open` / `queue:close` (office hours, teachers): whether students
+    /// may get in line, with an optional message.
+    SetQueue {
+        open: bool,
+        message: Option<Arc<str>>,
+    },
+    /// `queue:announce` (office hours, teachers): a message to everyone
+    /// waiting and every teacher.
+    Announce { message: Arc<str> },
     /// `claim:student`: take the next waiting student.
     Claim,
     /// `teacher:joined` / `student:joined`: this side entered the chat.
@@ -214,7 +226,18 @@ pub fn command_for(
     match (kind, event) {
         (ChannelKind::Student { student }, "student:ready") => {
             check_claimed_id(payload, "userId", &student.key)?;
-            Ok(Command::Ready)
+            let question = text_field(payload, "question", Refusal::QuestionTooLong)?;
+            Ok(Command::Ready { question })
+        }
+        (ChannelKind::Teachers { .. }, "queue:open" | "queue:close") => Ok(Command::SetQueue {
+            open: event == "queue:open",
+            message: text_field(payload, "message", Refusal::MessageTooLong)?,
+        }),
+        (ChannelKind::Teachers { .. }, "queue:announce") => {
+            match text_field(payload, "message", Refusal::MessageTooLong)? {
+                Some(message) => Ok(Command::Announce { message }),
+                None => Err(Refusal::MessageMissing),
+            }
         }
         (ChannelKind::Teachers { teacher }, "claim:student") => {
             check_claimed_id(payload, "teacherId", &teacher.key)?;
@@ -256,6 +279,21 @@ pub fn command_for(
         }),
         (ChannelKind::Chat { .. }, "chat:terminate") => Ok(Command::Terminate),
         _ => Err(Refusal::UnknownEvent),
+    }
+}
+
+/// An optional text field of the payload (office hours): trimmed, at most
+/// `QUESTION_LIMIT` characters (`too_long` past it), blank is none.
+fn text_field(
+    payload: &RawValue,
+    field: &str,
+    too_long: Refusal,
+) -> Result<Option<Arc<str>>, Refusal> {
+    let value: Value = serde_json::from_str(payload.get()).map_err(|_| Refusal::InvalidPayload)?;
+    match optional_text(&value, field) {
+        Ok(text) => Ok(text.map(Arc::from)),
+        Err(TextRefusal::TooLong) => Err(too_long),
+        Err(TextRefusal::NotText) => Err(Refusal::InvalidPayload),
     }
 }
 
@@ -462,7 +500,7 @@ mod tests {
         let empty = raw("{}");
         assert_eq!(
             command_for(&student, "student:ready", &empty),
-            Ok(Command::Ready)
+            Ok(Command::Ready { question: None })
         );
         assert_eq!(
             command_for(&teacher, "claim:student", &empty),
@@ -511,7 +549,7 @@ mod tests {
         };
         assert_eq!(
             command_for(&student, "student:ready", &raw(r#"{"userId":"7"}"#)),
-            Ok(Command::Ready)
+            Ok(Command::Ready { question: None })
         );
         assert_eq!(
             command_for(&student, "student:ready", &raw(r#"{"userId":8}"#)),
@@ -523,7 +561,7 @@ mod tests {
         };
         assert_eq!(
             command_for(&signed, "student:ready", &raw(r#"{"userId":7}"#)),
-            Ok(Command::Ready)
+            Ok(Command::Ready { question: None })
         );
         assert_eq!(
             command_for(&signed, "student:ready", &raw(r#"{"userId":8}"#)),

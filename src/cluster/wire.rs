@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::NodeId;
 use crate::channels::Refusal;
-use crate::domain::{EndReason, Role, StatusSnapshot, StudentCounts};
+use crate::domain::{Announcement, EndReason, QueueState, Role, StatusSnapshot, StudentCounts};
 use crate::topics::Audience;
 
 /// What a step on one node did that every node's connections may need to see.
@@ -61,6 +61,15 @@ pub enum Event {
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
+    /// A teacher opened or closed the queue (office hours): every node tells
+    /// its channels that asked for `queueState`.
+    QueueState { from: NodeId, state: QueueState },
+    /// A teacher's announcement (office hours), for every node's channels
+    /// that asked for `queueState`.
+    Announced {
+        from: NodeId,
+        announcement: Announcement,
+    },
 }
 
 impl Event {
@@ -74,7 +83,9 @@ impl Event {
             | Event::TranscriptWanted { from, .. }
             | Event::ChatsWanted { from, .. }
             | Event::Finished { from, .. }
-            | Event::Abandoned { from, .. } => from,
+            | Event::Abandoned { from, .. }
+            | Event::QueueState { from, .. }
+            | Event::Announced { from, .. } => from,
         }
     }
 }

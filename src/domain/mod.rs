@@ -13,6 +13,8 @@
 //! * [`status`]: the `user:status` snapshot and its wire text.
 //! * [`positions`]: who is told its place in the queue, and when (opt-in
 //!   `queue:position`), with the work per queue change bounded.
+//! * [`office_hours`]: the opt-in office-hours rules: questions, the waiting list,
+//!   the estimated wait, and whether the queue is open.
 //! * [`steps`]: the steps (join, ready, claim, enter, terminate, a student or a teacher
 //!   vanishing) over the three parts above ([`Tutoring`]), each answering what happened
 //!   and which `user:status` it calls for. They reach the parts through
@@ -26,6 +28,7 @@
 
 pub mod chats;
 pub mod ids;
+pub mod office_hours;
 pub mod positions;
 pub mod queue;
 pub mod rosters;
@@ -36,6 +39,7 @@ pub use chats::{ChatPhase, Chats, EndReason, Ended, EnterOutcome, JoinCheck, Rol
 pub use ids::{
     check_id_text, BadId, ChatId, StudentKey, TeacherKey, UserId, UserKey, MAX_ID_BYTES,
 };
+pub use office_hours::{Announcement, QueueState, ServiceRate, Ticket, WaitingList};
 pub use positions::{PositionNotice, PositionWatch};
 pub use queue::{Arrival, WaitingQueue};
 pub use rosters::{

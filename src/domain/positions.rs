@@ -50,6 +50,18 @@ impl PositionNotice {
         }
     }
 
+    /// The payload with the estimated wait (office hours): `"eta_s"`, seconds
+    /// or null.
+    pub fn to_json_with_eta(&self, eta_s: Option<u64>) -> String {
+        let mut json = self.to_json();
+        json.pop();
+        match eta_s {
+            Some(eta) => json.push_str(&format!(r#","eta_s":{eta}}}"#)),
+            None => json.push_str(r#","eta_s":null}"#),
+        }
+        json
+    }
+
     /// Whether `self` is worth sending to a student whose last notice was `last`.
     fn worth_sending_after(&self, last: &PositionNotice) -> bool {
         if self.teachers != last.teachers {

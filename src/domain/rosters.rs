@@ -18,7 +18,9 @@
 use std::collections::HashMap;
 
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId};
+use super::office_hours::{Ticket, Waiting, WaitingList};
 use super::queue::{Arrival, WaitingQueue};
+use serde_json::Value;
 
 /// The most students one teacher chats with at once (client A hard-codes it too).
 pub const MAX_CHATS_PER_TEACHER: usize = 5;
@@ -293,6 +295,8 @@ pub enum ReadyOutcome {
     Unchanged,
     /// No presence channel for this student.
     NotPresent,
+    /// The queue is closed and the student was not in line: not queued.
+    Closed,
 }
 
 /// The student a claim took off the head of the queue, with the id to echo in the chat
@@ -311,6 +315,9 @@ struct StudentEntry {
     /// away if that one went with its connection.
     presence: Presence,
     state: StudentState,
+    /// What it brought to the line (question, when): kept while it waits or
+    /// chats (a requeue keeps it), dropped when its chat finishes.
+    ticket: Option<Ticket>,
 }
 
 /// Students present, their state, and the waiting queue; keeps the counts in O(1).
@@ -342,6 +349,7 @@ impl Students {
                 id,
                 presence: Presence::default(),
                 state: StudentState::Present,
+                ticket: None,
             });
         entry.presence.join()
     }
@@ -389,6 +397,51 @@ impl Students {
         }
     }
 
+    /// The ticket of a student who waits (a new one), or the question of one
+    /// who waits already (its place and time stay). False, and nothing kept,
+    /// for a student not waiting.
+    pub fn set_ticket(&mut self, student: &StudentKey, ticket: Ticket) -> bool {
+        let Some(entry) = self.students.get_mut(student) else {
+            return false;
+        };
+        if !matches!(entry.state, StudentState::Waiting(_)) {
+            return false;
+        }
+        match &mut entry.ticket {
+            Some(kept) => kept.question = ticket.question,
+            None => entry.ticket = Some(ticket),
+        }
+        true
+    }
+
+    /// What a waiting or chatting student brought to the line.
+    pub fn ticket(&self, student: &StudentKey) -> Option<&Ticket> {
+        self.students.get(student)?.ticket.as_ref()
+    }
+
+    /// The head of the queue, at most `limit` students, with their tickets.
+    pub fn waiting_list(&self, limit: usize) -> WaitingList {
+        let students = self
+            .queue
+            .iter()
+            .take(limit)
+            .enumerate()
+            .filter_map(|(i, (student, _))| {
+                let entry = self.students.get(student)?;
+                Some(Waiting {
+                    id: serde_json::from_str(&entry.id.json).unwrap_or(Value::Null),
+                    ticket: entry.ticket.clone(),
+                    position: i + 1,
+                    away: entry.presence.away.is_some(),
+                })
+            })
+            .collect();
+        WaitingList {
+            students,
+            total: self.queue.len(),
+        }
+    }
+
     /// Claim step 3-4: take the first student of the queue who is not away and mark it
     /// Chatting in `chat`. None if nobody present waits. Away students keep their place.
     pub fn dequeue(&mut self, chat: ChatId) -> Option<Assigned> {
@@ -425,6 +478,7 @@ impl Students {
             StudentState::Chatting { chat: current, .. } if current == chat => {
                 self.counts.count_out(&entry.state);
                 entry.state = StudentState::Finished;
+                entry.ticket = None;
                 self.counts.count_in(&entry.state);
                 true
             }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use super::chats::{Chats, Ended, EnterOutcome, JoinCheck, Role};
 use super::ids::{ChatId, StudentKey, TeacherKey, UserId, UserKey};
+use super::office_hours::{QueueState, ServiceRate, Ticket, WaitingList};
 use super::positions::{PositionNotice, PositionWatch};
 use super::rosters::{AwaySpell, ReadyOutcome, StudentState, Students, Teachers};
 use super::status::StatusSnapshot;
@@ -37,6 +38,10 @@ use super::status::StatusSnapshot;
 pub struct StudentPart {
     pub students: Students,
     pub positions: PositionWatch,
+    /// Whether students may get in line (office hours).
+    pub queue_state: QueueState,
+    /// Recent claims, for the estimated wait.
+    pub rate: ServiceRate,
 }
 
 /// A part of the state could not be reached; the step stopped there.
@@ -155,7 +160,9 @@ impl StatusNews {
     pub fn ready(outcome: &ReadyOutcome) -> StatusNews {
         match outcome {
             ReadyOutcome::Queued(_) => StatusNews::Students,
-            ReadyOutcome::Unchanged | ReadyOutcome::NotPresent => StatusNews::None,
+            ReadyOutcome::Unchanged | ReadyOutcome::NotPresent | ReadyOutcome::Closed => {
+                StatusNews::None
+            }
         }
     }
 
@@ -191,6 +198,8 @@ pub struct Stepped<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Claimed {
     pub student: StudentKey,
+    /// What the student brought to the line.
+    pub ticket: Option<Ticket>,
     /// The chat object JSON for `new:chat` and the claim reply.
     pub object: Arc<str>,
 }
@@ -388,11 +397,72 @@ impl<P: TutoringParts> Tutoring<P> {
     // ----- application events ---------------------------------------------
 
     /// `student:ready`: join the waiting queue at the tail (idempotent).
-    pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
+    /// While the queue is closed, a student not in line yet is not queued; one
+    /// in line keeps its place. A waiting student's ticket is kept (a repeated
+    /// ready changes only its question).
+    pub async fn ready(&self, student: &StudentKey, ticket: Ticket) -> Step<ReadyOutcome> {
         let student = student.clone();
-        let outcome = self.change_students(move |s| s.ready(&student)).await?;
+        let (outcome, counts) = self
+            .parts
+            .students(move |s| {
+                let in_line = matches!(
+                    s.students.state(&student),
+                    Some(StudentState::Waiting(_) | StudentState::Chatting { .. })
+                );
+                let outcome = if !s.queue_state.open && !in_line && s.students.is_present(&student)
+                {
+                    ReadyOutcome::Closed
+                } else {
+                    s.students.ready(&student)
+                };
+                s.students.set_ticket(&student, ticket);
+                (outcome, s.students.counts())
+            })
+            .await?;
+        let mut status = self.status.get();
+        status.students = counts;
+        self.status.set(status);
         let news = StatusNews::ready(&outcome);
         Ok(self.stepped(outcome, news))
+    }
+
+    /// The head of the queue with tickets (office hours).
+    pub async fn waiting_list(&self, limit: usize) -> Result<WaitingList, PartGone> {
+        self.parts
+            .students(move |s| s.students.waiting_list(limit))
+            .await
+    }
+
+    /// A claim at `now` (unix ms), for the service rate.
+    pub async fn claimed_at(&self, now: u64) -> Result<(), PartGone> {
+        self.parts.students(move |s| s.rate.claimed(now)).await
+    }
+
+    /// The claims of the last ten minutes at `now`: how many, the oldest,
+    /// and `now` (the basis of the estimated wait).
+    pub async fn claim_rate(&self, now: u64) -> Result<(usize, Option<u64>, u64), PartGone> {
+        self.parts
+            .students(move |s| {
+                let (count, oldest) = s.rate.window(now);
+                (count, oldest, now)
+            })
+            .await
+    }
+
+    /// Whether students may get in line.
+    pub async fn queue_state(&self) -> Result<QueueState, PartGone> {
+        self.parts.students(|s| s.queue_state.clone()).await
+    }
+
+    /// Opens or closes the queue; true if that changed anything.
+    pub async fn set_queue_state(&self, state: QueueState) -> Result<bool, PartGone> {
+        self.parts
+            .students(move |s| {
+                let changed = s.queue_state != state;
+                s.queue_state = state;
+                changed
+            })
+            .await
     }
 
     /// `claim:student` (PROTOCOL 7.1): take one of the teacher's five slots, pop the
@@ -408,8 +478,15 @@ impl<P: TutoringParts> Tutoring<P> {
         if slot.is_err() {
             return Ok(self.stepped(None, StatusNews::None));
         }
-        let assigned = self.change_students(move |s| s.dequeue(chat)).await?;
-        let Some(assigned) = assigned else {
+        let assigned = self
+            .change_students(move |s| {
+                s.dequeue(chat).map(|a| {
+                    let ticket = s.ticket(&a.student).cloned();
+                    (a, ticket)
+                })
+            })
+            .await?;
+        let Some((assigned, ticket)) = assigned else {
             self.parts.teachers(move |t| t.release(&key, chat)).await?;
             return Ok(self.stepped(None, StatusNews::None));
         };
@@ -420,6 +497,7 @@ impl<P: TutoringParts> Tutoring<P> {
             .await?;
         let claimed = Claimed {
             student: assigned.student,
+            ticket,
             object,
         };
         Ok(self.stepped(Some(claimed), StatusNews::Students))
@@ -625,6 +703,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::chats::ChatPhase;
+    use super::super::office_hours::Ticket;
     use super::super::rosters::check::{students_consistent, teachers_within_cap};
     use super::super::rosters::MAX_CHATS_PER_TEACHER;
     use super::*;
@@ -846,7 +925,7 @@ mod tests {
         }
 
         fn ready(&mut self, n: u64) -> ReadyOutcome {
-            self.step(async |w| w.ready(&user(n).as_student()).await)
+            self.step(async |w| w.ready(&user(n).as_student(), Ticket::default()).await)
         }
 
         /// A claim serves the first student of the queue who is not away, and is

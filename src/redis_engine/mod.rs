@@ -22,6 +22,7 @@ use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
 use crate::cluster::{ChatHome, NodeId};
+use crate::domain::office_hours::{QueueState, Ticket, Waiting, WaitingList};
 use crate::domain::{
     Abandoned, Arrival, AwaySpell, ChatId, Claimed, Ended, EnterOutcome, JoinCheck, ReadyOutcome,
     Role, StatusNews, StatusSnapshot, Stepped, StudentCounts, StudentKey, StudentReturn,
@@ -114,6 +115,9 @@ struct Scripts {
     standing: Script,
     sides: Script,
     queue: Script,
+    waiting: Script,
+    rate: Script,
+    queue_state: Script,
     tick: Script,
     home: Script,
 }
@@ -147,6 +151,9 @@ impl Scripts {
             standing: script!("standing"),
             sides: script!("sides"),
             queue: script!("queue"),
+            waiting: script!("waiting"),
+            rate: script!("rate"),
+            queue_state: script!("queue_state"),
             tick: script!("tick"),
             home: script!("home"),
         }
@@ -291,6 +298,23 @@ fn int(value: &Value) -> Result<i64, EngineError> {
         Value::Int(n) => Ok(*n),
         _ => Err(corrupt("integer", value)),
     }
+}
+
+/// A ticket as the scripts keep it (JSON).
+fn parse_ticket(value: &Value) -> Result<Ticket, EngineError> {
+    serde_json::from_str(&text(value)?).map_err(|_| corrupt("ticket", value))
+}
+
+/// {open 1|0, message or nil, changed 1|0}
+fn parse_queue_state(value: &Value) -> Result<(QueueState, bool), EngineError> {
+    let [open, message, changed] = items(value)? else {
+        return Err(corrupt("queue state", value));
+    };
+    let state = QueueState {
+        open: int(open)? == 1,
+        message: optional(message).map(text).transpose()?,
+    };
+    Ok((state, int(changed)? == 1))
 }
 
 fn items(value: &Value) -> Result<&[Value], EngineError> {
@@ -604,9 +628,11 @@ impl RedisTutoring {
     // ----- application events -------------------------------------------
 
     /// As [`crate::domain::Tutoring::ready`].
-    pub async fn ready(&self, student: &StudentKey) -> Step<ReadyOutcome> {
+    pub async fn ready(&self, student: &StudentKey, ticket: Ticket) -> Step<ReadyOutcome> {
+        let ticket =
+            serde_json::to_string(&ticket).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let reply = self
-            .run(&self.scripts.ready, &[&user_field(&student.0)])
+            .run(&self.scripts.ready, &[&user_field(&student.0), &ticket])
             .await?;
         let (fields, status) = self.answer(&reply, 2)?;
         let outcome = match text(&fields[0])?.as_str() {
@@ -617,6 +643,7 @@ impl RedisTutoring {
             }
             "U" => ReadyOutcome::Unchanged,
             "N" => ReadyOutcome::NotPresent,
+            "X" => ReadyOutcome::Closed,
             _ => return Err(corrupt("ready", &reply)),
         };
         let news = StatusNews::ready(&outcome);
@@ -637,14 +664,79 @@ impl RedisTutoring {
         let Some(claimed) = optional(&fields[0]) else {
             return Ok(stepped(None, status, StatusNews::None));
         };
-        let [student, object] = items(claimed)? else {
+        let [student, object, ticket] = items(claimed)? else {
             return Err(corrupt("claim", claimed));
         };
         let claimed = Claimed {
             student: StudentKey(parse_user(&text(student)?)?),
+            ticket: optional(ticket).map(parse_ticket).transpose()?,
             object: Arc::from(text(object)?),
         };
         Ok(stepped(Some(claimed), status, StatusNews::Students))
+    }
+
+    /// As [`crate::domain::Tutoring::waiting_list`].
+    pub async fn waiting_list(&self, limit: usize) -> Result<WaitingList, EngineError> {
+        let reply = self
+            .run(&self.scripts.waiting, &[&limit.to_string()])
+            .await?;
+        let [total, list] = items(&reply)? else {
+            return Err(corrupt("waiting list", &reply));
+        };
+        let mut students = Vec::new();
+        for (i, line) in items(list)?.iter().enumerate() {
+            let [_, id, ticket, away] = items(line)? else {
+                return Err(corrupt("waiting list line", line));
+            };
+            let id = match optional(id) {
+                Some(id) => serde_json::from_str(&text(id)?).map_err(|_| corrupt("id", id))?,
+                None => serde_json::Value::Null,
+            };
+            students.push(Waiting {
+                id,
+                ticket: optional(ticket).map(parse_ticket).transpose()?,
+                position: i + 1,
+                away: int(away)? == 1,
+            });
+        }
+        let total = usize::try_from(int(total)?).map_err(|_| corrupt("total", total))?;
+        Ok(WaitingList { students, total })
+    }
+
+    /// The claims of the last ten minutes: how many, the oldest, and now
+    /// (unix ms, Redis time): what the estimated wait is made of.
+    pub async fn claim_rate(&self) -> Result<(usize, Option<u64>, u64), EngineError> {
+        let reply = self.run(&self.scripts.rate, &[]).await?;
+        let [count, oldest, now] = items(&reply)? else {
+            return Err(corrupt("rate", &reply));
+        };
+        let count = usize::try_from(int(count)?).map_err(|_| corrupt("count", count))?;
+        let oldest = match optional(oldest) {
+            Some(at) => Some(
+                text(at)?
+                    .parse::<f64>()
+                    .map_err(|_| corrupt("oldest claim", at))? as u64,
+            ),
+            None => None,
+        };
+        let now = u64::try_from(int(now)?).map_err(|_| corrupt("now", now))?;
+        Ok((count, oldest, now))
+    }
+
+    /// Whether students may get in line.
+    pub async fn queue_state(&self) -> Result<QueueState, EngineError> {
+        let reply = self.run(&self.scripts.queue_state, &["get"]).await?;
+        Ok(parse_queue_state(&reply)?.0)
+    }
+
+    /// Opens or closes the queue; true if that changed anything.
+    pub async fn set_queue_state(&self, state: QueueState) -> Result<bool, EngineError> {
+        let open = if state.open { "1" } else { "0" };
+        let message = state.message.as_deref().unwrap_or("");
+        let reply = self
+            .run(&self.scripts.queue_state, &["set", open, message])
+            .await?;
+        Ok(parse_queue_state(&reply)?.1)
     }
 
     /// As [`crate::domain::Tutoring::enter`].

@@ -231,7 +231,7 @@ impl Session {
         refusal: Refusal,
     ) {
         self.hub.metrics.rejected(refusal.into());
-        let response = protocol::error_response(refusal.reason());
+        let response = refusal.response();
         self.reply(ctx, join_ref, msg_ref, topic, ReplyStatus::Error, &response);
     }
 
@@ -562,6 +562,7 @@ impl Session {
                     topic: channel.topic.clone(),
                     kind: channel.kind.clone(),
                     command,
+                    name: self.identity.as_ref().map(|i| Arc::from(i.name())),
                     join_ref: join_ref.map(Arc::from),
                     msg_ref: msg_ref.map(Arc::from),
                 });

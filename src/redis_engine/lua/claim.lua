@@ -1,6 +1,7 @@
 -- claim:student (7.1) as one step: a slot of the teacher (at most 5), the
 -- first waiting student who is not away, the chat. ARGV: teacher, chat id,
--- the teacher's id as sent (JSON), the claiming node (the chat's home). Returns {{student, chat object} or nil, status}.
+-- the teacher's id as sent (JSON), the claiming node (the chat's home). Returns {{student, chat object, ticket
+-- or false} or nil, status}.
 local t, chat, tjson, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HEXISTS', k('tch'), t) == 0 then return {false, status()} end
 local chats = split(redis.call('HGET', k('tch:chats'), t))
@@ -35,4 +36,8 @@ local sjson = redis.call('HGET', k('st:id'), found)
 local object = chat_object(chat, tjson, sjson, false, false)
 redis.call('HSET', k('chat:' .. chat), 't', t, 's', found, 'obj', object, 'ph', 'a', 'te', '0', 'se', '0',
   'tj', tjson, 'sj', sjson, 'n', node)
-return {{found, object}, status()}
+-- The service rate: claims of the last 10 minutes.
+local now = now_ms()
+redis.call('ZADD', k('claims'), now, chat)
+redis.call('ZREMRANGEBYSCORE', k('claims'), '-inf', '(' .. num(now - 600000))
+return {{found, object, redis.call('HGET', k('tk'), found) or false}, status()}

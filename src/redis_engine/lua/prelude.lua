@@ -24,6 +24,11 @@
 --   :epoch      STRING set once by the first node (see below)
 --   :ret, :retired  HASH cid -> "teacher\nstudent", LIST cid: the most
 --                   recently discarded chats (a late join: "chat finished")
+--   :tk         HASH student -> its ticket (JSON: name, question, since), while
+--               it waits or chats (office hours)
+--   :qs         HASH open ("1" | "0"), message: whether students may get in line
+--   :claims     ZSET chat -> when it was claimed (ms, Redis time), the last 10
+--               minutes: the service rate behind the estimated wait
 -- A user is "u:<id>" (tokenless) or "s:<id>" (signed in).
 local P = KEYS[1]
 local function k(name) return P .. ':' .. name end
@@ -86,6 +91,9 @@ local function set_state(student, old, new)
   if a then redis.call('HINCRBY', k('counts'), a, -1) end
   if b then redis.call('HINCRBY', k('counts'), b, 1) end
   redis.call('HSET', k('st'), student, new)
+  -- A ticket is kept while the student waits or chats (a requeue keeps it).
+  local t = string.sub(new, 1, 1)
+  if t ~= 'W' and t ~= 'C' then redis.call('HDEL', k('tk'), student) end
 end
 
 -- The user:status snapshot: teachers, waiting, chatting, finished, and its
@@ -164,6 +172,7 @@ local function remove_student(student)
   redis.call('HDEL', k('st:ch'), student)
   redis.call('HDEL', k('st:away'), student)
   redis.call('HDEL', k('st:id'), student)
+  redis.call('HDEL', k('tk'), student)
   redis.call('ZREM', k('wait'), student)
   local a = slot(state)
   if a then redis.call('HINCRBY', k('counts'), a, -1) end
