@@ -30,7 +30,7 @@ export function waitingList({list, status}){
     list.replaceChildren(...students.map((entry) => {
       const item = document.createElement("li")
       item.className = "waiting-entry"
-      item.dataset.studentId = entry.id
+      item.dataset.studentId = String(entry.id)
       if(entry.away) item.dataset.away = "true"
       const head = document.createElement("div")
       head.className = "waiting-head"
@@ -72,13 +72,13 @@ export function waitingList({list, status}){
   return {
     update(payload){
       if(!Array.isArray(payload?.students)) return
-      const students = payload.students.filter((s) => s && typeof s.id === "string")
+      const students = payload.students.filter((s) => s && (typeof s.id === "string" || Number.isFinite(s.id)))
       latest = {students, total: Number.isInteger(payload.total) ? payload.total : students.length}
-      for(const entry of students) questions.set(entry.id, typeof entry.question === "string" ? entry.question : null)
+      for(const entry of students) questions.set(String(entry.id), typeof entry.question === "string" ? entry.question : null)
       render()
     },
     /** The question of `studentId` in the latest list (or an earlier one): null if none given, undefined if never listed. */
-    questionOf(studentId){ return questions.get(studentId) },
+    questionOf(studentId){ return questions.get(String(studentId)) },
     get total(){ return latest?.total ?? null },
     render,
   }

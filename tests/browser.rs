@@ -20,6 +20,16 @@
 //! transcript open, of a student reconnecting and of a restored teacher
 //! pane are written to `target/screenshots/`.
 //!
+//! Office hours (issue 14), on a third server with a queue of its own: the
+//! page review's fixes (no "next in line" without a teacher, same-name panes
+//! told apart, multi-line messages and code, the 2,000-character limit said
+//! and never cut, unread badges and "New messages ↓", "End chat" asking first,
+//! "Ended chats", the finished count's label) and the page side of the
+//! office-hours protocol: the waiting list with questions, the estimated wait
+//! after three claims (none before), notifications (granted to the context
+//! and observed through `window.Notification`), closing and opening the queue
+//! with a message, and announcements reaching a waiting student and a teacher.
+//!
 //! Needs `node`, `npm` and Chromium (`/usr/bin/chromium`, or the `CHROMIUM`
 //! environment variable). Without them the test skips with a message, except
 //! under `CI=true`, where a missing program is a failure.
@@ -107,7 +117,7 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
     let base = format!("http://127.0.0.1:{}", server.port);
     let keep_base = format!("http://127.0.0.1:{}", keep.port);
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    const SHOTS: [&str; 7] = [
+    const SHOTS: [&str; 11] = [
         "student.png",
         "teacher.png",
         "teacher-past-chats.png",
@@ -115,6 +125,10 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         "teacher-restored.png",
         "teacher-unread.png",
         "teacher-ended.png",
+        "teacher-waiting-list.png",
+        "teacher-office-hours.png",
+        "student-queue-closed.png",
+        "student-office-hours.png",
     ];
     for shot in SHOTS {
         // A screenshot left over from an earlier run must not count.

@@ -483,8 +483,12 @@ async function officeHours(){
   await waitText(teachersOnline(sol), "0", "teachers online before any teacher")
   await waitText(sol.page.locator("#place-label"), "You're first in line — no teacher is online right now", "Sol's label with no teacher")
   await waitText(sol.page.locator("#no-teachers"), "You keep your place: the first teacher to come online takes you.", "Sol's hint with no teacher")
-  const teacher = await openPage("/teacher?name=Mr%20Hours", LAPTOP, "hours teacher", null, hoursBase)
+  // No estimate before three claims.
+  await waitHidden(sol.page.locator("#eta"), "Sol's estimated wait before any claim")
+  const teacher = await openPage("/teacher?name=Mr%20Hours", LAPTOP, "hours teacher", await notifyingContext(LAPTOP), hoursBase)
   await waitText(teacher.page.locator("#connection"), "Connected", "hours teacher: connection status")
+  await waitText(teacher.page.locator("#waiting-status"), "1 waiting. \"Take next student\" takes the first.", "the teacher's waiting list with Sol")
+  await waitHidden(sol.page.locator("#eta"), "Sol's estimated wait with no claim yet")
   await waitText(sol.page.locator("#place-label"), "You're next in line", "Sol's label once a teacher is online")
   await waitHidden(sol.page.locator("#no-teachers"), "the no-teacher hint once a teacher is online")
   ok("\"You're first in line — no teacher is online right now\", then \"You're next in line\"")
@@ -615,8 +619,105 @@ async function officeHours(){
   await openEnded(teacher)
   await waitVisible(teacher.page.getByRole("button", {name: "Close chat with Sol"}), "Sol's ended pane, once opened")
   ok("one active pane above; Ended chats (2) below, collapsed; Finished (still on page)")
-  return {teacher, twin1, twin2}
+
+  step("H8", "the waiting list with questions; a notification when someone joins the empty queue, not on every join")
+  await waitText(teacher.page.locator("#waiting-status"), "Nobody is waiting.", "the waiting list, empty")
+  if(await teacher.page.getByRole("button", {name: "Turn on alerts"}).isVisible()) await fail("\"Turn on alerts\" shown with notifications granted")
+  const QUINN_Q = "How do I invert a 2x2 matrix?"
+  const RIO_Q = "Why does this loop never end?\n```\nwhile i < 10:\n    print(i)\n```"
+  const quinn = await student("Quinn", hoursBase, {question: QUINN_Q})
+  await waitEqual(() => notificationsOf(teacher), [["Quinn is waiting", QUINN_Q]], "the teacher's notifications once Quinn joined the empty queue")
+  const rio = await student("Rio", hoursBase, {question: RIO_Q, context: await notifyingContext(PHONE)})
+  const entries = () => teacher.page.locator("#waiting-list .waiting-entry").evaluateAll((items) => items.map((item) => [
+    item.querySelector(".waiting-position").textContent,
+    item.querySelector(".waiting-name").textContent,
+    item.querySelector(".waiting-time").textContent,
+    item.querySelector(".waiting-question").textContent,
+  ]))
+  await waitEqual(entries, [
+    ["1", "Quinn", "waiting under a minute", QUINN_Q],
+    ["2", "Rio", "waiting under a minute", "Why does this loop never end?while i < 10:\n    print(i)"],
+  ], "the teacher's waiting list")
+  await waitText(teacher.page.locator("#waiting-list .waiting-entry").nth(1).locator("pre.code"), "while i < 10: print(i)", "Rio's code in the waiting list")
+  if(!same(await notificationsOf(teacher), [["Quinn is waiting", QUINN_Q]])) await fail(`a second join notified the teacher: ${JSON.stringify(await notificationsOf(teacher))}`)
+  await teacher.page.screenshot({path: join(shotDir, "teacher-waiting-list.png"), fullPage: true})
+  ok("Quinn 1 and Rio 2, with their questions and waiting times; one notification, for Quinn")
+
+  step("H9", "three claims happened: the estimated wait shows")
+  await waitText(quinn.page.locator("#eta"), /^Estimated wait: about \d+ minutes?$/, "Quinn's estimated wait")
+  await waitText(rio.page.locator("#eta"), /^Estimated wait: about \d+ minutes?$/, "Rio's estimated wait")
+  ok(`Quinn: ${await quinn.page.locator("#eta").textContent()}`)
+
+  step("H10", "the teacher takes Quinn: her question heads the pane; Rio is next (notified), then taken (notified)")
+  await take(teacher, "Quinn")
+  await waitText(pane(teacher, "Quinn").locator(".pane-question"), `Question: ${QUINN_Q}`, "the question in Quinn's pane")
+  await waitText(place(rio), "1", "Rio's place once Quinn was taken")
+  await waitEqual(() => notificationsOf(rio), [["You're next in line", "A teacher will take you soon."]], "Rio's notification on becoming next")
+  await take(teacher, "Rio")
+  await waitEqual(() => notificationsOf(rio).then((n) => n.map(([title]) => title)), ["You're next in line", "Mr Hours is ready for you"], "Rio's notifications once taken")
+  await waitText(pane(teacher, "Rio").locator(".pane-question pre.code"), "while i < 10: print(i)", "Rio's code in her pane's question")
+  ok("questions in the panes; Rio notified when next and when taken")
+
+  step("H11", "the teacher closes the queue with a message: a new student cannot get in line and reads why; opened again, she can")
+  await teacher.page.getByLabel("Message to students while closed (optional)").fill("Back at 3 pm")
+  await teacher.page.getByRole("button", {name: "Close the queue"}).click()
+  await waitText(teacher.page.locator("#queue-title"), "The queue is closed", "the teacher's queue state")
+  await waitText(teacher.page.locator("#queue-message"), "Message to students: “Back at 3 pm”", "the teacher's closed message")
+  const sam = await openPage("/student?name=Sam", PHONE, "student Sam", null, hoursBase)
+  await waitText(sam.page.locator("#connection"), "Connected", "Sam: connection status")
+  await waitText(sam.page.locator("#queue-closed"), "The queue is closed: you cannot get in line right now. “Back at 3 pm”", "Sam's closed notice")
+  await waitEnabled(sam.page.getByRole("button", {name: "Get in line"}), false, "Sam's Get in line while closed")
+  await waitEnabled(twin1.page.getByRole("button", {name: "Get back in line"}), false, "the first Twin's Get back in line while closed")
+  await sam.page.screenshot({path: join(shotDir, "student-queue-closed.png")})
+  await teacher.page.getByRole("button", {name: "Open the queue"}).click()
+  await waitText(teacher.page.locator("#queue-title"), "The queue is open", "the teacher's queue state once opened")
+  await waitHidden(sam.page.locator("#queue-closed"), "Sam's closed notice once opened")
+  await sam.page.getByLabel("Your question").fill("Integration by parts, please")
+  await sam.page.getByRole("button", {name: "Get in line"}).click()
+  await waitText(place(sam), "1", "Sam's place once the queue opened")
+  await waitEnabled(twin1.page.getByRole("button", {name: "Get back in line"}), true, "the first Twin's Get back in line once opened")
+  ok("closed: Sam told why, Get in line disabled; opened: Sam in line")
+
+  step("H12", "an announcement reaches the waiting student and the teachers")
+  await teacher.page.getByLabel("Announcement to everyone in line").fill("Ten more minutes today")
+  await teacher.page.getByRole("button", {name: "Announce"}).click()
+  await waitText(teacher.page.locator("#queue-status"), "Announcement sent.", "the teacher's confirmation")
+  for(const [p, who] of [[sam, "Sam"], [teacher, "the teacher"]]){
+    const item = p.page.locator("#announcements .announcement").first()
+    await waitText(item.locator(".announcement-from"), /^Announcement from Mr Hours · \d{1,2}:\d{2}(?: [AP]M)?$/, `the announcement on ${who}'s page`)
+    await waitText(item.locator(".announcement-text"), "Ten more minutes today", `the announcement's text on ${who}'s page`)
+  }
+  await sam.page.screenshot({path: join(shotDir, "student-office-hours.png"), fullPage: true})
+  await sam.page.getByRole("button", {name: "Dismiss the announcement from Mr Hours"}).click()
+  await waitHidden(sam.page.locator("#announcements"), "Sam's announcements once dismissed")
+  await teacher.page.screenshot({path: join(shotDir, "teacher-office-hours.png"), fullPage: true})
+  ok("Sam and the teacher see \"Ten more minutes today\" from Mr Hours, with the time")
+  return {teacher, twin1, twin2, quinn, rio, sam}
 }
+
+// A browser context whose pages may show notifications, and record each one
+// they show (window.__notifications: [title, body]).
+async function notifyingContext(viewport){
+  const context = await browser.newContext({viewport})
+  await context.grantPermissions(["notifications"], {origin: hoursBase})
+  await context.addInitScript(() => {
+    window.__notifications = []
+    const Native = window.Notification
+    if(typeof Native !== "function") return
+    class Observed extends Native {
+      constructor(title, options = {}){
+        window.__notifications.push([title, options.body ?? ""])
+        super(title, options)
+      }
+    }
+    Object.defineProperty(Observed, "permission", {get: () => Native.permission})
+    Observed.requestPermission = (...args) => Native.requestPermission(...args)
+    window.Notification = Observed
+  })
+  return context
+}
+
+const notificationsOf = (p) => p.page.evaluate(() => window.__notifications)
 
 // ---------------------------------------------------------------- the run
 // Two nodes of one deployment (NODE_A, NODE_B, one Redis): a teacher signed in
