@@ -100,7 +100,7 @@ function renderLine(){
   // The question box: "Get in line" (or, in line, "Update question").
   const closed = queueState?.open === false
   $("ask").hidden = !(state === "idle" || waiting)
-  $("get-in-line").textContent = waiting ? "Update question" : "Get in line"
+  $("get-in-line").textContent = !waiting ? "Get in line" : sentQuestion ? "Update question" : "Add the question"
   $("get-in-line").disabled = !link.up || (closed && !waiting) || state === "connecting"
   $("queue-closed").hidden = !closed || !(state === "idle" || waiting || state === "ended")
   $("queue-closed-title").textContent = waiting
@@ -278,6 +278,7 @@ function getInLine(question = ""){
       sentQuestion = text
       sessionStorage.setItem(QUESTION_KEY, text)
       if(state === "connecting" || state === "idle") setState("waiting")
+      else renderLine()
       if(changed) $("ask-status").textContent = text ? "Question updated." : "Question removed."
     })
     .receive("error", (resp) => {

@@ -64,7 +64,7 @@ export function waitingList({list, status}){
     status.textContent = latest === null ? "Loading…"
       : total === 0 ? "Nobody is waiting."
       : total > students.length ? `Showing the first ${students.length} of ${total}.`
-      : `${total} waiting. "Take next student" takes the first.`
+      : `${total} waiting.`
   }
   // "waiting 5 min" moves on by itself.
   setInterval(() => { if(latest?.students?.length) render() }, 30000)

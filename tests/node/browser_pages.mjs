@@ -487,7 +487,7 @@ async function officeHours(){
   await waitHidden(sol.page.locator("#eta"), "Sol's estimated wait before any claim")
   const teacher = await openPage("/teacher?name=Mr%20Hours", LAPTOP, "hours teacher", await notifyingContext(LAPTOP), hoursBase)
   await waitText(teacher.page.locator("#connection"), "Connected", "hours teacher: connection status")
-  await waitText(teacher.page.locator("#waiting-status"), "1 waiting. \"Take next student\" takes the first.", "the teacher's waiting list with Sol")
+  await waitText(teacher.page.locator("#waiting-status"), "1 waiting.", "the teacher's waiting list with Sol")
   await waitHidden(sol.page.locator("#eta"), "Sol's estimated wait with no claim yet")
   await waitText(sol.page.locator("#place-label"), "You're next in line", "Sol's label once a teacher is online")
   await waitHidden(sol.page.locator("#no-teachers"), "the no-teacher hint once a teacher is online")
@@ -640,7 +640,9 @@ async function officeHours(){
   ], "the teacher's waiting list")
   await waitText(teacher.page.locator("#waiting-list .waiting-entry").nth(1).locator("pre.code"), "while i < 10: print(i)", "Rio's code in the waiting list")
   if(!same(await notificationsOf(teacher), [["Quinn is waiting", QUINN_Q]])) await fail(`a second join notified the teacher: ${JSON.stringify(await notificationsOf(teacher))}`)
-  await teacher.page.screenshot({path: join(shotDir, "teacher-waiting-list.png"), fullPage: true})
+  await teacher.page.locator("#ended > summary").click()   // opened in H7: closed again
+  await teacher.page.locator("#waiting-card").evaluate((el) => el.scrollIntoView({block: "end"}))
+  await teacher.page.screenshot({path: join(shotDir, "teacher-waiting-list.png")})
   ok("Quinn 1 and Rio 2, with their questions and waiting times; one notification, for Quinn")
 
   step("H9", "three claims happened: the estimated wait shows")
@@ -690,7 +692,8 @@ async function officeHours(){
   await sam.page.screenshot({path: join(shotDir, "student-office-hours.png"), fullPage: true})
   await sam.page.getByRole("button", {name: "Dismiss the announcement from Mr Hours"}).click()
   await waitHidden(sam.page.locator("#announcements"), "Sam's announcements once dismissed")
-  await teacher.page.screenshot({path: join(shotDir, "teacher-office-hours.png"), fullPage: true})
+  await teacher.page.evaluate(() => window.scrollTo(0, 0))
+  await teacher.page.screenshot({path: join(shotDir, "teacher-office-hours.png")})
   ok("Sam and the teacher see \"Ten more minutes today\" from Mr Hours, with the time")
   return {teacher, twin1, twin2, quinn, rio, sam}
 }
