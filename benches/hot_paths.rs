@@ -99,7 +99,7 @@ fn rules(c: &mut Criterion) {
             // terminate, the chat forgotten, and the student queues again at the tail.
             let chat = ChatId::random(&mut rng);
             block_on(async {
-                let claimed = tutoring.claim(&teacher, chat).await.ok()?.outcome?;
+                let claimed = tutoring.claim(&teacher, chat, 0).await.ok()?.outcome?;
                 tutoring.terminate(chat).await.ok()?;
                 tutoring.discard(chat).await.ok()?;
                 tutoring

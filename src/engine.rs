@@ -187,14 +187,10 @@ impl Engine {
         on_engine!(self, ready(student, ticket))
     }
 
-    /// A claim; in memory its time counts toward the service rate here (on
-    /// Redis the script keeps the rate).
+    /// A claim; its time counts toward the service rate (on Redis, by Redis
+    /// time).
     pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
-        let stepped = on_engine!(self, claim(teacher, chat))?;
-        if let (Engine::Memory(steps), Some(_)) = (self, &stepped.outcome) {
-            steps.claimed_at(unix_ms_now()).await?;
-        }
-        Ok(stepped)
+        on_engine!(self, claim(teacher, chat, unix_ms_now()))
     }
 
     // ----- office hours ---------------------------------------------------

@@ -91,8 +91,8 @@ impl Twins {
     }
 
     async fn claim(&mut self, t: &UserId, chat: ChatId) -> Option<Claimed> {
-        let a = local(self.local.claim(t, chat).await);
-        let b = shared(self.redis.claim(t, chat).await);
+        let a = local(self.local.claim(t, chat, 0).await);
+        let b = shared(self.redis.claim(t, chat, 0).await);
         let claimed = self.same("claim", a, b).outcome;
         self.same_waiting_lists().await;
         claimed

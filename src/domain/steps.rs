@@ -433,11 +433,6 @@ impl<P: TutoringParts> Tutoring<P> {
             .await
     }
 
-    /// A claim at `now` (unix ms), for the service rate.
-    pub async fn claimed_at(&self, now: u64) -> Result<(), PartGone> {
-        self.parts.students(move |s| s.rate.claimed(now)).await
-    }
-
     /// The claims of the last ten minutes at `now`: how many, the oldest,
     /// and `now` (the basis of the estimated wait).
     pub async fn claim_rate(&self, now: u64) -> Result<(usize, Option<u64>, u64), PartGone> {
@@ -467,8 +462,9 @@ impl<P: TutoringParts> Tutoring<P> {
 
     /// `claim:student` (PROTOCOL 7.1): take one of the teacher's five slots, pop the
     /// head of the queue into it, create the chat. None, with nothing changed, when the
-    /// teacher is absent or full or nobody waits.
-    pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
+    /// teacher is absent or full or nobody waits. A claim at `now` (unix ms)
+    /// counts toward the service rate (the estimated wait).
+    pub async fn claim(&self, teacher: &UserId, chat: ChatId, now: u64) -> Step<Option<Claimed>> {
         let key = teacher.as_teacher();
         let slot = key.clone();
         let slot = self
@@ -478,14 +474,22 @@ impl<P: TutoringParts> Tutoring<P> {
         if slot.is_err() {
             return Ok(self.stepped(None, StatusNews::None));
         }
-        let assigned = self
-            .change_students(move |s| {
-                s.dequeue(chat).map(|a| {
-                    let ticket = s.ticket(&a.student).cloned();
+        let (assigned, counts) = self
+            .parts
+            .students(move |s| {
+                let assigned = s.students.dequeue(chat).map(|a| {
+                    let ticket = s.students.ticket(&a.student).cloned();
                     (a, ticket)
-                })
+                });
+                if assigned.is_some() {
+                    s.rate.claimed(now);
+                }
+                (assigned, s.students.counts())
             })
             .await?;
+        let mut status = self.status.get();
+        status.students = counts;
+        self.status.set(status);
         let Some((assigned, ticket)) = assigned else {
             self.parts.teachers(move |t| t.release(&key, chat)).await?;
             return Ok(self.stepped(None, StatusNews::None));
@@ -942,7 +946,7 @@ mod tests {
                 && self.teachers().active_chats(&key) < MAX_CHATS_PER_TEACHER
                 && head.is_some();
             let chat = ChatId::random(&mut self.rng);
-            let claimed = self.step(async |w| w.claim(&teacher, chat).await);
+            let claimed = self.step(async |w| w.claim(&teacher, chat, 0).await);
             assert_eq!(claimed.is_some(), may, "claim by {t} with head {head:?}");
             let claimed = claimed?;
             assert_eq!(Some(&claimed.student), head.as_ref(), "not FIFO");

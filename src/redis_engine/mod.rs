@@ -650,8 +650,9 @@ impl RedisTutoring {
         Ok(stepped(outcome, status, news))
     }
 
-    /// As [`crate::domain::Tutoring::claim`].
-    pub async fn claim(&self, teacher: &UserId, chat: ChatId) -> Step<Option<Claimed>> {
+    /// As [`crate::domain::Tutoring::claim`]; the script takes the time of
+    /// the claim from Redis, not `_now`, so that all nodes count on one clock.
+    pub async fn claim(&self, teacher: &UserId, chat: ChatId, _now: u64) -> Step<Option<Claimed>> {
         let field = user_field(&teacher.key);
         let chat = chat.to_string();
         let reply = self
