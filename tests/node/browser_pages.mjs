@@ -627,7 +627,7 @@ async function officeHours(){
   const RIO_Q = "Why does this loop never end?\n```\nwhile i < 10:\n    print(i)\n```"
   const quinn = await student("Quinn", hoursBase, {question: QUINN_Q})
   await waitEqual(() => notificationsOf(teacher), [["Quinn is waiting", QUINN_Q]], "the teacher's notifications once Quinn joined the empty queue")
-  const rio = await student("Rio", hoursBase, {question: RIO_Q, context: await notifyingContext(PHONE)})
+  const rio = await student("Rio", hoursBase, {question: RIO_Q, context: await notifyingContext(PHONE, {elsewhere: true})})
   const entries = () => teacher.page.locator("#waiting-list .waiting-entry").evaluateAll((items) => items.map((item) => [
     item.querySelector(".waiting-position").textContent,
     item.querySelector(".waiting-name").textContent,
@@ -655,10 +655,15 @@ async function officeHours(){
   await waitText(pane(teacher, "Quinn").locator(".pane-question"), `Question: ${QUINN_Q}`, "the question in Quinn's pane")
   await waitText(place(rio), "1", "Rio's place once Quinn was taken")
   await waitEqual(() => notificationsOf(rio), [["You're next in line", "A teacher will take you soon."]], "Rio's notification on becoming next")
+  // Rio looks elsewhere: her tab's title flashes (until she comes back) and it beeps.
+  await waitEqual(() => rio.page.title(), "🔔 You're next in line", "Rio's title flashes")
+  await waitEqual(() => rio.page.evaluate(() => window.__beeps), 1, "one beep for Rio")
+  await rio.page.evaluate(() => window.__comeBack())
+  await waitEqual(() => rio.page.title(), "#1 in line · tutor-queue", "Rio's title once she is back")
   await take(teacher, "Rio")
   await waitEqual(() => notificationsOf(rio).then((n) => n.map(([title]) => title)), ["You're next in line", "Mr Hours is ready for you"], "Rio's notifications once taken")
   await waitText(pane(teacher, "Rio").locator(".pane-question pre.code"), "while i < 10: print(i)", "Rio's code in her pane's question")
-  ok("questions in the panes; Rio notified when next and when taken")
+  ok("questions in the panes; Rio notified when next (title flashing until she came back, one beep) and when taken")
 
   step("H11", "the teacher closes the queue with a message: a new student cannot get in line and reads why; opened again, she can")
   await teacher.page.getByLabel("Message to students while closed (optional)").fill("Back at 3 pm")
@@ -699,11 +704,21 @@ async function officeHours(){
 }
 
 // A browser context whose pages may show notifications, and record each one
-// they show (window.__notifications: [title, body]).
-async function notifyingContext(viewport){
+// they show (window.__notifications: [title, body]) and each beep they start
+// (window.__beeps). `elsewhere`: the user looks at another window
+// (document.hasFocus() is false until window.__comeBack()).
+async function notifyingContext(viewport, {elsewhere = false} = {}){
   const context = await browser.newContext({viewport})
   await context.grantPermissions(["notifications"], {origin: hoursBase})
-  await context.addInitScript(() => {
+  await context.addInitScript((elsewhere) => {
+    if(elsewhere){
+      let away = true
+      document.hasFocus = () => !away
+      window.__comeBack = () => { away = false; window.dispatchEvent(new Event("focus")) }
+    }
+    window.__beeps = 0
+    const start = window.OscillatorNode?.prototype.start
+    if(start) window.OscillatorNode.prototype.start = function(...args){ window.__beeps++; return start.apply(this, args) }
     window.__notifications = []
     const Native = window.Notification
     if(typeof Native !== "function") return
@@ -716,7 +731,7 @@ async function notifyingContext(viewport){
     Object.defineProperty(Observed, "permission", {get: () => Native.permission})
     Observed.requestPermission = (...args) => Native.requestPermission(...args)
     window.Notification = Observed
-  })
+  }, elsewhere)
   return context
 }
 
