@@ -34,8 +34,11 @@
 //! unknown chat does (existence is not revealed).
 //!
 //! A chat is `{"id","teacher","student","created_at","started_at",
-//! "finished_at","ended_by"}`; times are unix milliseconds (or null),
-//! `ended_by` is `terminated`, `student_left`, `teacher_left` or null.
+//! "finished_at","ended_by","question","queued_at"}`; times are unix
+//! milliseconds (or null), `ended_by` is `terminated`, `student_left`,
+//! `teacher_left`, `interrupted` or null; `question` is what the student
+//! asked when it got in line (or null), `queued_at` when it got in line (or
+//! null if unknown).
 //! Payloads are emitted exactly as stored (raw JSON, never re-encoded).
 //! Errors are JSON `{"error": "…"}`: 400 for a bad parameter, 401/403 as
 //! above, 404 for an unknown chat, 500 if the store cannot be read. An empty
@@ -507,6 +510,8 @@ struct ChatView<'a> {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     ended_by: Option<&'static str>,
+    question: Option<&'a str>,
+    queued_at: Option<i64>,
 }
 
 impl<'a> From<&'a ChatRecord> for ChatView<'a> {
@@ -519,6 +524,8 @@ impl<'a> From<&'a ChatRecord> for ChatView<'a> {
             started_at: chat.started_at.map(unix_ms),
             finished_at: chat.finished_at.map(unix_ms),
             ended_by: chat.ended.map(|how| how.as_str()),
+            question: chat.question.as_deref(),
+            queued_at: chat.queued_at.map(unix_ms),
         }
     }
 }

@@ -51,7 +51,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::redis_engine::{Reaped, WindowOver};
 use crate::topics::{Audience, Forwarded, HoldFor, Subscribed, Subscriber, Topics};
-use crate::transcripts::{self, Transcripts};
+use crate::transcripts::{self, ChatOpening, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 use serde_json::value::RawValue;
 
@@ -616,6 +616,10 @@ impl Core {
                     state.version = version;
                     state.status = crate::cluster::wire_snapshot(counts);
                     state.positions_moved = true;
+                    // The live counts of `/api/stats` read the gauges.
+                    self.metrics
+                        .teachers_present
+                        .set(state.status.teachers as i64);
                 }
                 if live_only {
                     self.broadcast_live_status();
@@ -922,7 +926,8 @@ impl Core {
         // that node's store).
         if let Ok(Some((teacher, student))) = self.tutoring.sides(chat).await {
             let now = SystemTime::now();
-            self.transcripts.chat_created(chat, &teacher, &student, now);
+            self.transcripts
+                .chat_created(chat, &teacher, &student, now, ChatOpening::default());
             self.transcripts.chat_started(chat, now);
         }
     }
@@ -1315,8 +1320,13 @@ impl Core {
             self.metrics.observe_queue_wait(since.elapsed());
         }
         let now = SystemTime::now();
-        self.transcripts
-            .chat_created(chat, &teacher, &claimed.student, now);
+        self.transcripts.chat_created(
+            chat,
+            &teacher,
+            &claimed.student,
+            now,
+            ChatOpening::default(),
+        );
         let hold = HoldFor {
             teacher: self.keeps_places_of(&teacher.0),
             student: self.keeps_places_of(&claimed.student.0),
