@@ -661,7 +661,9 @@ impl Core {
             }
             Event::NodeDead { node, .. } => self.node_dead(&node),
             // Answered by the cluster's listener, from the transcript store.
-            Event::TranscriptWanted { .. } | Event::ChatsWanted { .. } => {}
+            Event::TranscriptWanted { .. }
+            | Event::ChatsWanted { .. }
+            | Event::StatsWanted { .. } => {}
         }
     }
 
