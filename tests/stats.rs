@@ -66,7 +66,13 @@ fn student_key(id: &str) -> StudentKey {
 
 /// A finished chat of `teacher` written straight into `store`: its student got
 /// in line at `created - wait`, and it lasted `length` ms after its start.
-fn recorded_chat(store: &Transcripts, teacher: &str, created: i64, wait: i64, length: i64) {
+pub(crate) fn recorded_chat(
+    store: &Transcripts,
+    teacher: &str,
+    created: i64,
+    wait: i64,
+    length: i64,
+) {
     let chat = ChatId::random(&mut rand::rng());
     let opening = ChatOpening {
         question: Some("how?".to_owned()),
