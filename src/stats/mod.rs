@@ -392,6 +392,30 @@ mod tests {
         assert_eq!(merged.teachers, ["t"]);
     }
 
+    /// A full set travels between nodes in one Redis message: well under
+    /// the 8 MiB soft limit Redis puts on a subscriber's output buffer, even
+    /// with long guest ids (teacher ids go once, rows are numbers).
+    #[test]
+    fn a_full_set_is_small_on_the_wire() {
+        let mut f = Figures::default();
+        let mut index = HashMap::new();
+        let now = 1_800_000_000_000i64;
+        for i in 0..MAX_CHATS as i64 {
+            let teacher = format!("Some Teacher Name·{:032x}", i % 500);
+            f.push(
+                now - i * 997,
+                Some(123_456),
+                Some(654_321),
+                &teacher,
+                &mut index,
+            );
+        }
+        let wire = serde_json::to_string(&f).expect("json");
+        assert!(wire.len() < 5 * 1024 * 1024, "{} bytes", wire.len());
+        let back: Figures = serde_json::from_str(&wire).expect("round trip");
+        assert_eq!(back, f);
+    }
+
     #[test]
     fn negative_durations_count_as_zero() {
         let f = figures(&[(10, Some(-5), Some(-1), "t")]);
