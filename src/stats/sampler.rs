@@ -7,7 +7,8 @@
 //! `tutor_queue_queue_length` gauge, set inside every step that changes
 //! it): in memory this node's queue; on Redis the deployment's, since every
 //! node hears every step's snapshot, so any node's samples are the
-//! deployment's.
+//! deployment's. (A node that has just started knows the counts only from
+//! the first step it runs or hears: until then it samples 0.)
 //!
 //! Must never grow: the ring drops its oldest sample for each new one past
 //! [`QUEUE_SAMPLES`]. A restarted node starts with an empty ring (the
