@@ -23,7 +23,23 @@
 //!   messages in relay order; `limit` 1..=10000 (default 1000); `next` is
 //!   the `after` of the following page.
 //!
-//! Both reads need `Authorization: Bearer <token>` (a token of
+//! * `GET /api/stats?since=<unix ms>` (default: 7 days ago) → the
+//!   statistics of issue 14 (`crate::stats::Summary`): `{"since","until",
+//!   "chats","wait_ms":{"median","p90"},"chat_length_ms":{"median"},
+//!   "per_teacher":[{"teacher","chats"}…],"busiest_hours":[{"hour","chats"}
+//!   ×24],"queue_length":[{"at","waiting"}…],"live":{"waiting","chatting",
+//!   "teachers"},"wait_histogram":[{"from_ms","to_ms","chats"}…]}`. `chats`
+//!   counts every chat created since `since`; the other figures are those of
+//!   the newest 100,000 of them. Waits are `created_at − queued_at` (chats
+//!   with a known line time), lengths `finished_at − started_at`; median and
+//!   p90 are nearest-rank (a value some chat had), null with no chat to
+//!   take them from. Hours are UTC. `queue_length` holds the samples of the
+//!   live waiting count (one a minute, the last 6 hours, oldest first);
+//!   `live` the counts now. For teachers and admins (a student: 403); a
+//!   `since` that is not a non-negative integer: 400. On several nodes every
+//!   node's figures are gathered and merged first (as the chats list is).
+//!
+//! Every read needs `Authorization: Bearer <token>` (a token of
 //! `crate::identity`): none, or one that does not verify → 401 with
 //! `WWW-Authenticate: Bearer`. An admin reads every chat; a teacher only the
 //! chats where it is the teacher (its `sub` as a teacher id), a student only
@@ -34,8 +50,11 @@
 //! unknown chat does (existence is not revealed).
 //!
 //! A chat is `{"id","teacher","student","created_at","started_at",
-//! "finished_at","ended_by"}`; times are unix milliseconds (or null),
-//! `ended_by` is `terminated`, `student_left`, `teacher_left` or null.
+//! "finished_at","ended_by","question","queued_at"}`; times are unix
+//! milliseconds (or null), `ended_by` is `terminated`, `student_left`,
+//! `teacher_left`, `interrupted` or null; `question` is what the student
+//! asked when it got in line (or null), `queued_at` when it got in line (or
+//! null if unknown).
 //! Payloads are emitted exactly as stored (raw JSON, never re-encoded).
 //! Errors are JSON `{"error": "…"}`: 400 for a bad parameter, 401/403 as
 //! above, 404 for an unknown chat, 500 if the store cannot be read. An empty
@@ -76,6 +95,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
     config.route("/api/chats", web::get().to(list_chats));
     config.route("/api/chats/{id}/transcript", web::get().to(transcript));
+    config.route("/api/stats", web::get().to(stats));
 }
 
 #[derive(Deserialize)]
@@ -421,6 +441,81 @@ async fn transcript(
     }
 }
 
+/// How far back `GET /api/stats` looks unless given `since`.
+pub const DEFAULT_STATS_SPAN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// `GET /api/stats`: the figures of the chats since `since`, with the queue
+/// samples and the live counts; for teachers and admins.
+async fn stats(
+    Caller(caller): Caller,
+    req: HttpRequest,
+    store: web::Data<Transcripts>,
+    hub: web::Data<Hub>,
+) -> HttpResponse {
+    if caller.role() == Role::Student {
+        return error(
+            HttpResponse::Forbidden(),
+            "the statistics are for teachers and admins",
+        );
+    }
+    let until = unix_ms(std::time::SystemTime::now());
+    let since = match parse_since(req.query_string(), until) {
+        Ok(since) => since,
+        Err(message) => return error(HttpResponse::BadRequest(), &message),
+    };
+    let store = store.get_ref().clone();
+    let figures = match web::block(move || store.figures(since)).await {
+        Ok(Ok(figures)) => figures,
+        Ok(Err(failure)) => return unavailable(&failure),
+        Err(_) => {
+            return error(
+                HttpResponse::InternalServerError(),
+                "transcript read failed",
+            )
+        }
+    };
+    // Several nodes: each recorded the chats homed on it.
+    let elsewhere = match &hub.cluster {
+        Some(cluster) => Some(cluster.stats_elsewhere(since).await),
+        None => None,
+    };
+    let samples = hub.queue_samples.samples();
+    let live = hub.metrics.live();
+    // The merge and the percentiles sort up to 2 × MAX_CHATS values: off
+    // the async threads too.
+    let summary = web::block(move || {
+        let figures = match elsewhere {
+            Some(elsewhere) => figures.merge(elsewhere),
+            None => figures,
+        };
+        crate::stats::summary(since, until, &figures, samples, live)
+    })
+    .await;
+    match summary {
+        Ok(summary) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(summary),
+        Err(_) => error(HttpResponse::InternalServerError(), "statistics failed"),
+    }
+}
+
+/// The `since` of `GET /api/stats` (unix ms), by default
+/// [`DEFAULT_STATS_SPAN`] before `now`.
+fn parse_since(query: &str, now: i64) -> Result<i64, String> {
+    let default = now.saturating_sub(DEFAULT_STATS_SPAN.as_millis() as i64);
+    let mut since = default;
+    for (name, value) in params(query)? {
+        if name == "since" {
+            let digits = value.bytes().all(|b| b.is_ascii_digit());
+            since = match value.parse::<i64>() {
+                Ok(ms) if digits => ms,
+                _ => return Err("since must be a time in unix milliseconds".to_owned()),
+            };
+        }
+    }
+    Ok(since)
+}
+
 fn error(mut response: actix_web::HttpResponseBuilder, message: &str) -> HttpResponse {
     response.json(serde_json::json!({ "error": message }))
 }
@@ -507,6 +602,8 @@ struct ChatView<'a> {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     ended_by: Option<&'static str>,
+    question: Option<&'a str>,
+    queued_at: Option<i64>,
 }
 
 impl<'a> From<&'a ChatRecord> for ChatView<'a> {
@@ -519,6 +616,8 @@ impl<'a> From<&'a ChatRecord> for ChatView<'a> {
             started_at: chat.started_at.map(unix_ms),
             finished_at: chat.finished_at.map(unix_ms),
             ended_by: chat.ended.map(|how| how.as_str()),
+            question: chat.question.as_deref(),
+            queued_at: chat.queued_at.map(unix_ms),
         }
     }
 }
@@ -592,6 +691,28 @@ mod tests {
             "limit=5&limit=6",
         ] {
             assert!(parse_chat_query(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn stats_since() {
+        let week = DEFAULT_STATS_SPAN.as_millis() as i64;
+        assert_eq!(parse_since("", week + 5), Ok(5));
+        assert_eq!(parse_since("since=", week + 5), Ok(5), "empty is absent");
+        assert_eq!(parse_since("since=0", 9), Ok(0));
+        assert_eq!(
+            parse_since("since=1700000000000&x=1", 9),
+            Ok(1_700_000_000_000)
+        );
+        for bad in [
+            "since=-1",
+            "since=+1",
+            "since=1.5",
+            "since=abc",
+            "since=99999999999999999999999",
+            "since=1&since=2",
+        ] {
+            assert!(parse_since(bad, 9).is_err(), "{bad:?} must be refused");
         }
     }
 

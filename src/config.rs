@@ -95,6 +95,9 @@ pub struct Config {
     /// The deployment's name: its keys in Redis are `tq:{<name>}:*`, so one Redis
     /// can hold several deployments (and the tests one each).
     pub redis_deployment: String,
+    /// How often the queue length is sampled for `GET /api/stats` (its
+    /// `queue_length`; 360 samples are kept: 6 hours at the default minute).
+    pub queue_sample_every: Duration,
 }
 
 impl Default for Config {
@@ -128,6 +131,7 @@ impl Default for Config {
             held_bytes: 64 * 1024,
             redis_url: None,
             redis_deployment: "tutor-queue".to_owned(),
+            queue_sample_every: Duration::from_secs(60),
         }
     }
 }

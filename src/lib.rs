@@ -7,7 +7,8 @@
 //! `topics` (broadcast and relay registry), `actors` (the owners of shared
 //! state) and `domain` (the tutoring rules as plain Rust). Beside them,
 //! `transcripts` keeps the durable record of chats and messages, served by
-//! `api`; `web` serves the student and teacher pages from `static/`;
+//! `api` (with `stats`, the figures of `/api/stats`); `web` serves the
+//! student, teacher and dashboard pages from `static/`;
 //! `metrics` is what operators see. `engine` is the seam between the steps and
 //! where the state lives (memory, or Redis: `redis_engine`); with Redis,
 //! `cluster` carries what the nodes tell each other.
@@ -24,6 +25,7 @@ pub mod identity;
 pub mod metrics;
 pub mod protocol;
 pub mod redis_engine;
+pub mod stats;
 pub mod topics;
 pub mod transcripts;
 pub mod transport;

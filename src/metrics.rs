@@ -272,6 +272,17 @@ impl Metrics {
             .inc();
     }
 
+    /// The live counts of the last `user:status` snapshot (the deployment's
+    /// on Redis), as the gauges hold them: for `GET /api/stats`.
+    pub fn live(&self) -> crate::stats::Live {
+        let count = |gauge: &Gauge| usize::try_from(gauge.get()).unwrap_or(0);
+        crate::stats::Live {
+            waiting: count(&self.queue_length),
+            chatting: count(&self.active_chats),
+            teachers: count(&self.teachers_present),
+        }
+    }
+
     pub fn observe_queue_wait(&self, wait: Duration) {
         self.queue_wait.observe(wait.as_secs_f64());
     }

@@ -2,7 +2,8 @@
 //! their ES modules and the vendored phoenix.js) over plain HTTP from the
 //! server itself, so no other web server and no build step is needed.
 //!
-//! Routes: `/` (index.html), `/student`, `/teacher`, and `/static/{path}` for
+//! Routes: `/` (index.html), `/student`, `/teacher`, `/dashboard` (the
+//! statistics, issue 14), and `/static/{path}` for
 //! any file under `static/`. In debug builds the files are read from disk on
 //! each request (edit and reload); release builds embed them in the binary
 //! (`rust-embed`). Every response carries an `ETag` (the file's SHA-256) and
@@ -25,10 +26,11 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 /// The page routes and the file each serves.
-pub const PAGES: [(&str, &str); 3] = [
+pub const PAGES: [(&str, &str); 4] = [
     ("/", "index.html"),
     ("/student", "student.html"),
     ("/teacher", "teacher.html"),
+    ("/dashboard", "dashboard.html"),
 ];
 
 /// Pages may load scripts, styles and images from this server only, and open

@@ -35,7 +35,7 @@ export function displayName(id){
 }
 
 /** The claims of a token (not verified: the server does that), or null. */
-function claimsOf(token){
+export function claimsOf(token){
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")
     const json = decodeURIComponent(Array.from(atob(part), (c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0")).join(""))

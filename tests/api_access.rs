@@ -43,12 +43,19 @@ async fn api_reads_need_a_token_and_show_each_caller_only_its_own_chats() {
     let mine = ChatId::random(&mut rand::rng());
     let theirs = ChatId::random(&mut rand::rng());
     let now = SystemTime::now();
-    store.chat_created(mine, &TeacherKey(key("7")), &StudentKey(key("s1")), now);
+    store.chat_created(
+        mine,
+        &TeacherKey(key("7")),
+        &StudentKey(key("s1")),
+        now,
+        Default::default(),
+    );
     store.chat_created(
         theirs,
         &TeacherKey(key("8")),
         &StudentKey(key("s2")),
         now + Duration::from_millis(1),
+        Default::default(),
     );
     // A tokenless client that called itself teacher "7" and student "s1": someone
     // else than the signed-in 7 and s1, whose views must not show its chat.
@@ -59,6 +66,7 @@ async fn api_reads_need_a_token_and_show_each_caller_only_its_own_chats() {
         &TeacherKey(tokenless("7")),
         &StudentKey(tokenless("s1")),
         now + Duration::from_millis(2),
+        Default::default(),
     );
     store.flush_async().await;
     let impostor = impostor.to_string();

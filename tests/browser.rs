@@ -160,3 +160,158 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
         );
     }
 }
+
+/// A duration as the dashboard writes it (static/dashboard.js `duration`).
+fn dashboard_duration(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "–".to_owned();
+    };
+    let s = (ms as f64 / 1000.0).round() as i64;
+    let m = s / 60;
+    let h = m / 60;
+    match (s, m) {
+        (s, _) if s < 60 => format!("{s} s"),
+        (s, m) if m < 60 && s % 60 != 0 => format!("{m} min {} s", s % 60),
+        (_, m) if m < 60 => format!("{m} min"),
+        (_, m) if m % 60 != 0 => format!("{h} h {} min", m % 60),
+        _ => format!("{h} h"),
+    }
+}
+
+/// The dashboard (issue 14) in Chromium, `tests/node/browser_dashboard.mjs`: a
+/// server with real chats (over WebSockets: teacher 1 two, teacher 2 one, one
+/// ended) and chats with known waits (written through its store), a student
+/// waiting; the page must show what `GET /api/stats` says (a teacher and an
+/// admin), follow a student who gets in line within a poll, refuse a student, and
+/// be reached from the teacher page's header. Screenshot: `dashboard.png`.
+#[tokio::test]
+async fn the_dashboard_shows_the_statistics_in_chromium() {
+    use serde_json::{json, Value};
+
+    use crate::support::auth::{admin_token, http_get_as, token_for};
+    use crate::support::{chat_topic, enter_chat, ready_student, start_chat, Framing, WAIT};
+
+    if let Err(what) = node::ready(&["playwright-core"]).await {
+        return node::missing("browser dashboard", &what);
+    }
+    let chromium = chromium();
+    if !Path::new(&chromium).is_file() {
+        return node::missing(
+            "browser dashboard",
+            &format!("Chromium at {}", chromium.display()),
+        );
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let running = crate::transcripts::start_server(support::Config {
+        queue_sample_every: Duration::from_millis(200),
+        ..signed_pages(&data, Duration::from_secs(2))
+    });
+    let srv = support::Server { port: running.port };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as i64;
+    // Known waits: 1 min, 3 min and 5 min, teacher "ann".
+    for (i, wait) in [60_000, 180_000, 300_000].into_iter().enumerate() {
+        crate::stats::recorded_chat(
+            &running.transcripts,
+            "ann",
+            now - 3_600_000 + i as i64 * 60_000,
+            wait,
+            600_000,
+        );
+    }
+    // Real chats: teacher 1 takes two (and ends one), teacher 2 one; a fourth
+    // student waits.
+    let framing = Framing::V2;
+    let (mut t1, mut s11, first) = start_chat(&srv, framing, 1, 11).await;
+    let mut s12 = ready_student(&srv, framing, 12).await;
+    let second = t1.claim_expect(&json!(1), &json!(12)).await;
+    enter_chat(&mut t1, &json!(1), &mut s12, &json!(12), &second).await;
+    let _t2 = start_chat(&srv, framing, 2, 13).await;
+    let _s14 = ready_student(&srv, framing, 14).await;
+    let topic = chat_topic(&first);
+    t1.call(&topic, "chat:terminate", json!({}))
+        .await
+        .assert_ok_empty();
+    s11.wait_for(&topic, "chat:terminated", WAIT).await;
+
+    // What the API says once everything is recorded and sampled.
+    let deadline = std::time::Instant::now() + WAIT;
+    let stats = loop {
+        let response = http_get_as(srv.port, "/api/stats", &admin_token()).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body: Value = serde_json::from_str(&response.text()).expect("stats JSON");
+        let sampled = body["queue_length"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|last| last["waiting"] == 1);
+        if body["chats"] == 6 && body["chat_length_ms"]["median"].is_i64() && sampled {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats never settled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let per_teacher: serde_json::Map<String, Value> = stats["per_teacher"]
+        .as_array()
+        .expect("per_teacher")
+        .iter()
+        .map(|t| {
+            (
+                t["teacher"].as_str().unwrap_or("?").to_owned(),
+                t["chats"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        Value::Object(per_teacher.clone()),
+        json!({"ann": 3, "1": 2, "2": 1})
+    );
+    let waits: u64 = stats["wait_histogram"]
+        .as_array()
+        .expect("wait_histogram")
+        .iter()
+        .map(|b| b["chats"].as_u64().unwrap_or(0))
+        .sum();
+    let expect = json!({
+        "chats": 6,
+        "waitMedian": dashboard_duration(stats["wait_ms"]["median"].as_i64()),
+        "lengthMedian": dashboard_duration(stats["chat_length_ms"]["median"].as_i64()),
+        "perTeacher": per_teacher,
+        "waiting": 1,
+        "waits": waits,
+    });
+
+    let mint = |sub: &str, role: Role, name: &str| {
+        test_keys()
+            .mint(&Claims::new(sub, role, name, Duration::from_secs(3600)))
+            .expect("mint")
+    };
+    let teacher = mint("stats-teacher", Role::Teacher, "Ms Stats");
+    let admin = mint("stats-admin", Role::Admin, "Ada Admin");
+    let student = token_for("stats-student", Role::Student);
+    let base = format!("http://127.0.0.1:{}", srv.port);
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let _ = std::fs::remove_file(screenshots.join("dashboard.png"));
+    node::run_script(
+        "browser dashboard test",
+        "browser_dashboard.mjs",
+        &[base.as_ref(), screenshots.as_os_str()],
+        &[
+            ("CHROMIUM", chromium.as_ref()),
+            ("TEACHER_TOKEN", teacher.as_ref()),
+            ("ADMIN_TOKEN", admin.as_ref()),
+            ("STUDENT_TOKEN", student.as_ref()),
+            ("EXPECT", expect.to_string().as_ref()),
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        screenshots.join("dashboard.png").is_file(),
+        "screenshot dashboard.png missing"
+    );
+}

@@ -26,6 +26,7 @@ mod recording;
 mod redis_engine;
 mod redis_trouble;
 mod shutdown;
+mod stats;
 mod transcripts;
 mod transport;
 mod transport_limits;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tutor_queue::identity::Role;
 
 use crate::keep_place::{opting, signed_in};
-use crate::support::auth::test_keys;
+use crate::support::auth::{admin_token, test_keys, transcript_as};
 use crate::support::nodes::two_nodes;
 use crate::support::*;
 
@@ -363,6 +363,36 @@ async fn announcements_reach_those_who_asked(framing: Framing) {
     assert_error(&reply, json!({"reason": "unknown event"}));
 }
 
+async fn the_question_is_kept_with_the_chat(framing: Framing) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let srv = start(Config {
+        data_dir: dir.path().to_owned(),
+        ..with_tokens()
+    });
+    let mut t = teacher(&srv, framing, 1).await;
+    let mut s = student_asking(&srv, framing, 7, &[]).await;
+    let before = now_ms();
+    assert_ok(
+        &ready_with(&mut s, 7, json!({"question": "why is 0.999… = 1?"})).await,
+        json!({}),
+    );
+    let cid = t.claim_expect(&json!(1), &json!(7)).await;
+    enter_chat(&mut t, &json!(1), &mut s, &json!(7), &cid).await;
+    let (chat, _) = transcript_as(srv.port, &cid, &admin_token()).await;
+    assert_eq!(chat["question"], "why is 0.999… = 1?");
+    let queued_at = chat["queued_at"].as_u64().expect("queued_at");
+    let created_at = chat["created_at"].as_u64().expect("created_at");
+    assert!(before <= queued_at && queued_at <= created_at, "{chat}");
+
+    // A student who asked nothing: null.
+    let mut plain = ready_student(&srv, framing, 8).await;
+    let cid = t.claim_expect(&json!(1), &json!(8)).await;
+    enter_chat(&mut t, &json!(1), &mut plain, &json!(8), &cid).await;
+    let (chat, _) = transcript_as(srv.port, &cid, &admin_token()).await;
+    assert_eq!(chat["question"], Value::Null);
+    assert!(chat["queued_at"].as_u64().is_some(), "{chat}");
+}
+
 /// Two nodes on one Redis serve office hours as one: a question asked on A is on
 /// the waiting list of a teacher on B, claims on A set the estimated wait of a
 /// student on B, the queue closed on A turns a student on B away, and an
@@ -473,4 +503,5 @@ both!(
     a_closed_queue_turns_new_students_away_and_keeps_those_in_line,
     announcements_reach_those_who_asked,
     office_hours_hold_across_nodes,
+    the_question_is_kept_with_the_chat,
 );

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tutor_queue::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
-use tutor_queue::transcripts::{EndReason, StoreOptions, TranscriptQuery};
+use tutor_queue::transcripts::{ChatOpening, EndReason, StoreOptions, TranscriptQuery};
 use tutor_queue::{Stopper, Transcripts};
 
 use crate::support::auth::{admin_token, http_get_as, test_keys, transcript_as};
@@ -109,7 +109,11 @@ async fn the_api_serves_what_the_server_recorded() {
     assert!(store.is_enabled());
 
     let chat = new_chat();
-    store.chat_created(chat, &teacher("7"), &student("s1"), at(1_000));
+    let opening = ChatOpening {
+        question: Some("What is a \"monad\"? é".to_owned()),
+        queued_at: Some(at(400)),
+    };
+    store.chat_created(chat, &teacher("7"), &student("s1"), at(1_000), opening);
     store.chat_started(chat, at(1_500));
     let payloads = [
         (Role::Teacher, r#"{"message":"Message from teacher: 1"}"#),
@@ -129,7 +133,13 @@ async fn the_api_serves_what_the_server_recorded() {
     });
     wait.await.expect("the finish callback runs");
     let other = new_chat();
-    store.chat_created(other, &teacher("8"), &student("s2"), at(5_000));
+    store.chat_created(
+        other,
+        &teacher("8"),
+        &student("s2"),
+        at(5_000),
+        Default::default(),
+    );
     store.flush_async().await;
 
     // The transcript: payloads byte for byte inside the JSON answer.
@@ -151,6 +161,8 @@ async fn the_api_serves_what_the_server_recorded() {
                 "started_at": 1500,
                 "finished_at": 3000,
                 "ended_by": "student_left",
+                "question": "What is a \"monad\"? é",
+                "queued_at": 400,
             },
             "messages": [
                 {"seq": 1, "sender": "teacher", "payload": {"message": "Message from teacher: 1"}, "at": 2000},
@@ -180,7 +192,8 @@ async fn the_api_serves_what_the_server_recorded() {
     assert_eq!(
         list["chats"][0],
         json!({"id": other.to_string(), "teacher": "8", "student": "s2", "created_at": 5000,
-               "started_at": null, "finished_at": null, "ended_by": null})
+               "started_at": null, "finished_at": null, "ended_by": null,
+               "question": null, "queued_at": null})
     );
 
     let (_, first) = get_json(srv.port, "/api/chats?limit=1").await;
@@ -252,7 +265,13 @@ async fn without_transcripts_nothing_is_written_and_the_api_reads_empty() {
     let store = &srv.transcripts;
     assert!(!store.is_enabled());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     let (ran, wait) = std::sync::mpsc::channel();
     store.chat_finished(chat, EndReason::Terminated, at(2), move || {
         let _ = ran.send(());
@@ -456,7 +475,13 @@ fn crash_child() {
     while begun.elapsed() < Duration::from_secs(60) {
         round += 1;
         let chat = ChatId::random(&mut rand::rng());
-        store.chat_created(chat, &teacher("t"), &student("s"), SystemTime::now());
+        store.chat_created(
+            chat,
+            &teacher("t"),
+            &student("s"),
+            SystemTime::now(),
+            Default::default(),
+        );
         let count = 1 + round % 50;
         let mut sent = 0;
         while sent < count {

@@ -11,6 +11,7 @@ async fn pages_are_served_as_html_with_cache_and_security_headers() {
         ("/", "I'm a student"),
         ("/student", "/static/student.js"),
         ("/teacher", "/static/teacher.js"),
+        ("/dashboard", "/static/dashboard.js"),
     ] {
         let r = get(srv.port, path).await;
         assert_eq!(r.status, 200, "GET {path}");
@@ -101,7 +102,7 @@ async fn unchanged_files_revalidate_with_304_and_head_has_no_body() {
 async fn every_link_and_import_in_the_pages_resolves() {
     let srv = start_default();
     let mut targets = Vec::new();
-    for page in ["/", "/student", "/teacher"] {
+    for page in ["/", "/student", "/teacher", "/dashboard"] {
         let html = get(srv.port, page).await.text();
         for attr in ["src=\"", "href=\""] {
             for part in html.split(attr).skip(1) {
@@ -124,6 +125,8 @@ async fn every_link_and_import_in_the_pages_resolves() {
         "announcements.js",
         "waiting-list.js",
         "queue-controls.js",
+        "dashboard.js",
+        "charts.js",
     ] {
         let js = get(srv.port, &format!("/static/{script}")).await.text();
         for part in js.split("from \"./").skip(1) {

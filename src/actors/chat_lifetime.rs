@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -52,7 +52,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, ReplyStatus};
 use crate::redis_engine::{Reaped, WindowOver};
 use crate::topics::{Audience, Forwarded, HoldFor, Subscribed, Subscriber, Topics};
-use crate::transcripts::{self, Transcripts};
+use crate::transcripts::{self, ChatOpening, Transcripts};
 use crate::transport::{Delivery, SessionHandle, SessionId, Shutdown};
 use serde_json::value::RawValue;
 
@@ -663,6 +663,10 @@ impl Core {
                     state.status = crate::cluster::wire_snapshot(counts);
                     state.positions_moved = true;
                     state.waiting_moved = true;
+                    // The live counts of `/api/stats` read the gauges.
+                    self.metrics
+                        .teachers_present
+                        .set(state.status.teachers as i64);
                 }
                 if live_only {
                     self.broadcast_live_status();
@@ -706,7 +710,9 @@ impl Core {
             }
             Event::NodeDead { node, .. } => self.node_dead(&node),
             // Answered by the cluster's listener, from the transcript store.
-            Event::TranscriptWanted { .. } | Event::ChatsWanted { .. } => {}
+            Event::TranscriptWanted { .. }
+            | Event::ChatsWanted { .. }
+            | Event::StatsWanted { .. } => {}
         }
     }
 
@@ -971,7 +977,8 @@ impl Core {
         // that node's store).
         if let Ok(Some((teacher, student))) = self.tutoring.sides(chat).await {
             let now = SystemTime::now();
-            self.transcripts.chat_created(chat, &teacher, &student, now);
+            self.transcripts
+                .chat_created(chat, &teacher, &student, now, ChatOpening::default());
             self.transcripts.chat_started(chat, now);
         }
     }
@@ -1545,8 +1552,16 @@ impl Core {
             self.metrics.observe_queue_wait(since.elapsed());
         }
         let now = SystemTime::now();
+        // What the student brought to the line goes on record with the chat.
+        let opening = match &claimed.ticket {
+            Some(ticket) => ChatOpening {
+                question: ticket.question.clone(),
+                queued_at: Some(UNIX_EPOCH + Duration::from_millis(ticket.since)),
+            },
+            None => ChatOpening::default(),
+        };
         self.transcripts
-            .chat_created(chat, &teacher, &claimed.student, now);
+            .chat_created(chat, &teacher, &claimed.student, now, opening);
         let hold = HoldFor {
             teacher: self.keeps_places_of(&teacher.0),
             student: self.keeps_places_of(&claimed.student.0),

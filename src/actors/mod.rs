@@ -28,6 +28,7 @@ use crate::cluster::Cluster;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::redis_engine::Health;
+use crate::stats::{sample_queue, QueueSampler};
 use crate::topics::{HoldBounds, Topics};
 use crate::transcripts::Transcripts;
 use crate::transport::{SessionHandle, SessionId};
@@ -48,6 +49,8 @@ pub struct Hub {
     pub engine_health: Option<Arc<Health>>,
     /// The other nodes of the deployment; None in memory.
     pub cluster: Option<Arc<Cluster>>,
+    /// The queue length over the last hours (`GET /api/stats`).
+    pub queue_samples: Arc<QueueSampler>,
     /// Connections admitted and not yet closed (the `max_connections` and
     /// per-client bounds).
     admission: Arc<Admission>,
@@ -55,7 +58,8 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the actors on the current arbiter, over `engine` (None: in memory,
-    /// over three part actors started here). Call inside an actix System.
+    /// over three part actors started here), and the queue length sampler.
+    /// Call inside an actix System.
     pub fn start(
         config: Config,
         transcripts: Transcripts,
@@ -78,6 +82,12 @@ impl Hub {
             cluster.clone(),
         )
         .start();
+        let queue_samples = Arc::new(QueueSampler::new());
+        actix::spawn(sample_queue(
+            queue_samples.clone(),
+            metrics.clone(),
+            config.queue_sample_every,
+        ));
         Hub {
             lifetime,
             topics,
@@ -92,6 +102,7 @@ impl Hub {
             transcripts,
             engine_health,
             cluster,
+            queue_samples,
         }
     }
 

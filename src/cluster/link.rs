@@ -344,6 +344,16 @@ fn on_event(cluster: &Arc<Cluster>, hub: &Hub, text: &str) {
                 cluster.tell(&from, &Inbox::ChatsFound { ask, chats, more });
             });
         }
+        Ok(Event::StatsWanted { from, ask, since }) => {
+            let (cluster, store) = (cluster.clone(), hub.transcripts.clone());
+            tokio::task::spawn_blocking(move || {
+                let figures = store.figures(since).unwrap_or_else(|error| {
+                    tracing::error!(%error, "cannot read the statistics' figures");
+                    crate::stats::Figures::default()
+                });
+                cluster.tell(&from, &Inbox::StatsFound { ask, figures });
+            });
+        }
         Ok(Event::TranscriptWanted {
             from,
             ask,
@@ -524,6 +534,7 @@ fn on_inbox(cluster: &Cluster, hub: &Hub, text: &str) {
         Inbox::Acked { chat, fid } => hub.topics.acked(&chat_topic(&chat), fid),
         Inbox::TranscriptFound { ask, body } => cluster.found(ask, body),
         Inbox::ChatsFound { ask, chats, more } => cluster.listed(ask, chats, more),
+        Inbox::StatsFound { ask, figures } => cluster.counted(ask, figures),
         Inbox::Deliver {
             chat,
             to,

@@ -100,6 +100,10 @@ pub fn held_key(prefix: &str, chat: ChatId, side: Role) -> String {
 /// this node did not record (an unknown chat takes this long to be a 404).
 pub const READ_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// How long `GET /api/stats` waits for the other nodes' figures (each
+/// reads up to `crate::stats::MAX_CHATS` chats: slower than a page).
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a node waits for a chat's home to answer a join (`Sub`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -118,6 +122,8 @@ pub struct Cluster {
     reads: DashMap<u64, oneshot::Sender<String>>,
     /// Chat lists waiting for the other nodes' pages, by ask number.
     lists: DashMap<u64, mpsc::UnboundedSender<(Vec<FoundChat>, bool)>>,
+    /// Statistics waiting for the other nodes' figures, by ask number.
+    stats: DashMap<u64, mpsc::UnboundedSender<crate::stats::Figures>>,
     /// For reading how many nodes are alive.
     client: redis::Client,
     conn: tokio::sync::OnceCell<redis::aio::MultiplexedConnection>,
@@ -144,6 +150,7 @@ impl Cluster {
             asks: DashMap::new(),
             reads: DashMap::new(),
             lists: DashMap::new(),
+            stats: DashMap::new(),
             client,
             conn: tokio::sync::OnceCell::new(),
             next_ask: AtomicU64::new(1),
@@ -345,6 +352,55 @@ impl Cluster {
         }
         self.lists.remove(&ask);
         (chats, more)
+    }
+
+    /// Asks every other node for its figures of the chats created at or
+    /// after `since` (`GET /api/stats`): theirs merged into one set. Waits
+    /// for every live node, at most `STATS_TIMEOUT`; a node that does not
+    /// answer in time is left out.
+    pub async fn stats_elsewhere(&self, since: i64) -> crate::stats::Figures {
+        let mut merged = crate::stats::Figures::default();
+        let expected = self.live_nodes().await.saturating_sub(1);
+        if expected == 0 {
+            return merged;
+        }
+        let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (answer, mut answers) = mpsc::unbounded_channel();
+        self.stats.insert(ask, answer);
+        let wanted = Event::StatsWanted {
+            from: self.node.clone(),
+            ask,
+            since,
+        };
+        if self.share(&wanted) {
+            let deadline = tokio::time::Instant::now() + STATS_TIMEOUT;
+            let mut heard = 0;
+            while heard < expected {
+                match tokio::time::timeout_at(deadline, answers.recv()).await {
+                    Ok(Some(figures)) => {
+                        merged = merged.merge(figures);
+                        heard += 1;
+                    }
+                    _ => {
+                        tracing::warn!(
+                            heard,
+                            expected,
+                            "statistics: not every node answered in time"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        self.stats.remove(&ask);
+        merged
+    }
+
+    /// Another node answered a statistics ask.
+    fn counted(&self, ask: u64, figures: crate::stats::Figures) {
+        if let Some(waiting) = self.stats.get(&ask) {
+            let _ = waiting.send(figures);
+        }
     }
 
     /// How many nodes of the deployment are alive (0 if Redis does not say).

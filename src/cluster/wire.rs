@@ -58,6 +58,11 @@ pub enum Event {
         role: crate::identity::Role,
         user: String,
     },
+    /// The statistics of `from` (`GET /api/stats`) for the chats created at
+    /// or after `since` (unix ms): every other node answers with its store's
+    /// figures (`StatsFound`), which `from` merges with its own. The caller
+    /// was checked on `from` (a teacher or an admin).
+    StatsWanted { from: NodeId, ask: u64, since: i64 },
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
@@ -82,6 +87,7 @@ impl Event {
             | Event::NodeDead { from, .. }
             | Event::TranscriptWanted { from, .. }
             | Event::ChatsWanted { from, .. }
+            | Event::StatsWanted { from, .. }
             | Event::Finished { from, .. }
             | Event::Abandoned { from, .. }
             | Event::QueueState { from, .. }
@@ -206,6 +212,12 @@ pub enum Inbox {
         ask: u64,
         chats: Vec<FoundChat>,
         more: bool,
+    },
+    /// The answer to `StatsWanted`: this node's figures (bounded, see
+    /// `crate::stats::MAX_CHATS`).
+    StatsFound {
+        ask: u64,
+        figures: crate::stats::Figures,
     },
     /// The home refused the `fid`-th message forwarded to it.
     Refused {

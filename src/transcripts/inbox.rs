@@ -30,6 +30,8 @@ pub(super) enum Op {
         teacher: TeacherKey,
         student: StudentKey,
         at: i64,
+        question: Option<String>,
+        queued_at: Option<i64>,
     },
     ChatStarted {
         chat: ChatId,
@@ -652,6 +654,8 @@ mod tests {
             teacher,
             student,
             at: 0,
+            question: None,
+            queued_at: None,
         };
         assert!(created.take_callback().is_none());
         assert!(message(c, "{}").take_callback().is_none());

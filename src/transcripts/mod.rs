@@ -262,6 +262,19 @@ pub struct ChatRecord {
     /// When it finished, if it did.
     pub finished_at: Option<SystemTime>,
     pub ended: Option<EndReason>,
+    /// What the student asked when it got in line (issue 14), if it asked.
+    pub question: Option<String>,
+    /// When the student got in line, if known (chats recorded before schema
+    /// 6, or by a server that did not know it, have none).
+    pub queued_at: Option<SystemTime>,
+}
+
+/// What a chat's record keeps of the student's turn in line (issue 14):
+/// its question and when it got in line. `Default` is neither.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatOpening {
+    pub question: Option<String>,
+    pub queued_at: Option<SystemTime>,
 }
 
 /// Where a page of [`Transcripts::list_chats`] ends: pass it back as
@@ -503,19 +516,23 @@ impl Transcripts {
         self.store.as_deref().map(|s| s.path.as_path())
     }
 
-    /// A chat was created (claimed). Never refused.
+    /// A chat was created (claimed), with what its student brought to the
+    /// line (`opening`). Never refused.
     pub fn chat_created(
         &self,
         chat: ChatId,
         teacher: &TeacherKey,
         student: &StudentKey,
         at: SystemTime,
+        opening: ChatOpening,
     ) {
         self.push(Op::ChatCreated {
             chat,
             teacher: teacher.clone(),
             student: student.clone(),
             at: store::unix_ms(at),
+            question: opening.question,
+            queued_at: opening.queued_at.map(store::unix_ms),
         });
     }
 
@@ -629,6 +646,17 @@ impl Transcripts {
         match &self.store {
             Some(store) => store.readers.transcript(chat, query),
             None => Ok(None),
+        }
+    }
+
+    /// The figures of the chats created at or after `since` (unix ms) for
+    /// `GET /api/stats`: their count and the newest
+    /// [`MAX_CHATS`](crate::stats::MAX_CHATS) of them. Touches the disk: not
+    /// on an async thread.
+    pub fn figures(&self, since: i64) -> Result<crate::stats::Figures, StoreError> {
+        match &self.store {
+            Some(store) => store.readers.figures(since),
+            None => Ok(crate::stats::Figures::default()),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The SQLite side of the transcript store: opening the database file,
-//! pragmas and migrations, the four writes, and the two reads.
+//! pragmas and migrations, the four writes, and the three reads (chats,
+//! a transcript, the figures of the statistics).
 //!
 //! Owns every SQL statement and the schema (`migrations/*.sql`, applied by
 //! `rusqlite_migration` and versioned in `PRAGMA user_version`), and the
@@ -28,6 +29,7 @@ use super::{
     TranscriptQuery, MAX_CHAT_PAGE, MAX_TRANSCRIPT_PAGE, TRANSCRIPT_PAGE_BYTES,
 };
 use crate::domain::{ChatId, Role, StudentKey, TeacherKey, UserKey};
+use crate::stats::{Figures, MAX_CHATS};
 
 /// The database file inside the data directory (beside it SQLite keeps
 /// `-wal` and `-shm`).
@@ -66,6 +68,9 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0003_message_log.sql")),
         M::up(include_str!("../../migrations/0004_interrupted.sql")),
         M::up(include_str!("../../migrations/0005_signed_users.sql")),
+        M::up(include_str!(
+            "../../migrations/0006_question_and_queued_at.sql"
+        )),
     ])
 }
 
@@ -305,11 +310,14 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
             teacher,
             student,
             at,
+            question,
+            queued_at,
         } => {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO chats (id, teacher, student, created_at, teacher_signed, student_signed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO chats (id, teacher, student, created_at, teacher_signed,
+                                        student_signed, question, queued_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (id) DO NOTHING",
                 )?
                 .execute(params![
@@ -319,6 +327,8 @@ fn apply(tx: &Transaction<'_>, chats: &mut Chats<'_>, op: &Op) -> rusqlite::Resu
                     at,
                     teacher.0.is_signed(),
                     student.0.is_signed(),
+                    question.as_deref(),
+                    queued_at,
                 ])?;
             if inserted == 1 {
                 let num = tx.last_insert_rowid();
@@ -430,10 +440,45 @@ impl Readers {
     ) -> Result<Option<Transcript>, StoreError> {
         self.with(|conn| transcript(conn, chat, query))
     }
+
+    pub(super) fn figures(&self, since: i64) -> Result<Figures, StoreError> {
+        self.with(|conn| figures(conn, since))
+    }
+}
+
+/// The figures of the chats created at or after `since` (unix ms): their
+/// count, and the newest [`MAX_CHATS`] of them, newest first, read through
+/// the index on `created_at`.
+fn figures(conn: &Connection, since: i64) -> Result<Figures, StoreError> {
+    let chats: i64 = conn
+        .prepare_cached("SELECT count(*) FROM chats WHERE created_at >= ?1")?
+        .query_row([since], |row| row.get(0))?;
+    let mut figures = Figures {
+        chats: u64::try_from(chats).unwrap_or(0),
+        ..Figures::default()
+    };
+    let mut statement = conn.prepare_cached(
+        "SELECT created_at, created_at - queued_at, finished_at - started_at, teacher
+         FROM chats WHERE created_at >= ?1
+         ORDER BY created_at DESC, id DESC LIMIT ?2",
+    )?;
+    let mut rows = statement.query(params![since, MAX_CHATS as i64])?;
+    let mut teachers = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let teacher: String = row.get(3)?;
+        figures.push(
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            &teacher,
+            &mut teachers,
+        );
+    }
+    Ok(figures)
 }
 
 const CHAT_COLUMNS: &str = "id, teacher, student, created_at, started_at, finished_at, ended_by, \
-     teacher_signed, student_signed";
+     teacher_signed, student_signed, question, queued_at";
 
 /// Newest first by (created_at, id); `before` is exclusive. The WHERE clause
 /// is built from the filters present (rather than `?1 IS NULL OR …`) so the
@@ -505,7 +550,9 @@ fn transcript(
         .prepare_cached(&format!(
             "SELECT {CHAT_COLUMNS}, num FROM chats WHERE id = ?1"
         ))?
-        .query_row([&id], |row| Ok((chat_from_row(row), row.get::<_, i64>(9)?)))
+        .query_row([&id], |row| {
+            Ok((chat_from_row(row), row.get::<_, i64>(11)?))
+        })
         .optional()?;
     let Some((record, num)) = record else {
         return Ok(None);
@@ -576,6 +623,8 @@ fn chat_from_row(row: &rusqlite::Row<'_>) -> Result<ChatRecord, StoreError> {
             None => None,
             Some(text) => Some(EndReason::parse(&text).ok_or_else(|| corrupt("ended_by", &text))?),
         },
+        question: row.get(9)?,
+        queued_at: row.get::<_, Option<i64>>(10)?.map(from_unix_ms),
     })
 }
 
@@ -656,6 +705,8 @@ mod tests {
             teacher: TeacherKey(UserKey::new("1").expect("key")),
             student: StudentKey(UserKey::new("2").expect("key")),
             at: 1,
+            question: None,
+            queued_at: None,
         }
     }
 
@@ -1003,7 +1054,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         let mut writer = Writer::new(conn, 1000).expect("writer");
         assert_eq!(
             page(&writer.conn, chat, 0, 100),

@@ -55,7 +55,13 @@ fn a_chat_and_its_messages_read_back_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("7"), &student("a\"b"), at(1_000));
+    store.chat_created(
+        chat,
+        &teacher("7"),
+        &student("a\"b"),
+        at(1_000),
+        Default::default(),
+    );
     store.chat_started(chat, at(2_000));
     // Payloads are kept byte for byte: spacing, key order, escapes.
     let sent = [
@@ -82,6 +88,8 @@ fn a_chat_and_its_messages_read_back_exactly() {
             started_at: Some(at(2_000)),
             finished_at: Some(at(9_000)),
             ended: Some(EndReason::Terminated),
+            question: None,
+            queued_at: None,
         }
     );
     assert_eq!(payloads(&t), sent.map(|(_, p)| p));
@@ -98,8 +106,20 @@ fn start_and_finish_are_recorded_once_and_unknown_chats_read_as_none() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
-    store.chat_created(chat, &teacher("9"), &student("9"), at(5)); // ignored
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
+    store.chat_created(
+        chat,
+        &teacher("9"),
+        &student("9"),
+        at(5),
+        Default::default(),
+    ); // ignored
     store.chat_started(chat, at(2));
     store.chat_started(chat, at(3));
     store.chat_finished(chat, EndReason::TeacherLeft, at(4), || {});
@@ -127,7 +147,13 @@ fn the_finish_callback_runs_after_the_commit_that_holds_the_chat() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, StoreOptions::default());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     for i in 0..50 {
         store
             .message(chat, Role::Student, &raw(&format!("{{\"n\":{i}}}")), at(2))
@@ -166,7 +192,13 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
         },
     );
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.flush();
 
     store.set_paused(true);
@@ -229,7 +261,13 @@ fn a_queued_backlog_is_committed_in_batches_of_max_batch() {
         },
     );
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.flush();
     let before = store.lag().committed;
     assert_eq!(before, 2, "the record and the flush barrier");
@@ -303,7 +341,13 @@ fn flush_waits_for_everything_queued_before_it() {
     );
     let chats: Vec<ChatId> = (0..20).map(|_| new_chat()).collect();
     for (i, chat) in chats.iter().enumerate() {
-        store.chat_created(*chat, &teacher("1"), &student(&i.to_string()), at(i as u64));
+        store.chat_created(
+            *chat,
+            &teacher("1"),
+            &student(&i.to_string()),
+            at(i as u64),
+            Default::default(),
+        );
         store
             .message(*chat, Role::Teacher, &raw("{}"), at(i as u64))
             .expect("room");
@@ -331,7 +375,13 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
                 ..StoreOptions::default()
             },
         );
-        store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+        store.chat_created(
+            chat,
+            &teacher("1"),
+            &student("2"),
+            at(1),
+            Default::default(),
+        );
         for _ in 0..100 {
             store
                 .message(chat, Role::Teacher, &raw("{}"), at(2))
@@ -350,7 +400,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("mode");
@@ -362,7 +412,13 @@ fn what_a_callback_confirmed_is_in_the_file_even_if_the_store_never_stops() {
     let dir = tempfile::tempdir().expect("temp dir");
     let chat = new_chat();
     let store = open(&dir, StoreOptions::default());
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store
         .message(chat, Role::Student, &raw(r#"{"m":1}"#), at(2))
         .expect("room");
@@ -411,7 +467,13 @@ fn the_writer_survives_a_panicking_callback_and_its_last_handle_dropped_on_it() 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.chat_finished(chat, EndReason::Terminated, at(2), || {
         panic!("callback bug")
     });
@@ -447,7 +509,13 @@ fn seven_chats(store: &Transcripts) -> Vec<(ChatId, i64)> {
         let chat = new_chat();
         let t = if i % 2 == 0 { "a" } else { "b" };
         let s = ["x", "y", "z"][i % 3];
-        store.chat_created(chat, &teacher(t), &student(s), at(*ms as u64));
+        store.chat_created(
+            chat,
+            &teacher(t),
+            &student(s),
+            at(*ms as u64),
+            Default::default(),
+        );
         chats.push((chat, *ms));
     }
     store.flush();
@@ -545,12 +613,19 @@ fn signed_in_and_tokenless_users_of_the_same_id_are_listed_apart() {
     let store = open(&dir, quick());
     let signed = |key: &str| UserKey::new(key).expect("key").in_namespace(true);
     let (open_chat, signed_chat) = (new_chat(), new_chat());
-    store.chat_created(open_chat, &teacher("t"), &student("carol"), at(1_000));
+    store.chat_created(
+        open_chat,
+        &teacher("t"),
+        &student("carol"),
+        at(1_000),
+        Default::default(),
+    );
     store.chat_created(
         signed_chat,
         &TeacherKey(signed("t")),
         &StudentKey(signed("carol")),
         at(2_000),
+        Default::default(),
     );
     store.flush();
     let listed = |query: ChatQuery| -> Vec<ChatId> {
@@ -588,7 +663,13 @@ fn transcript_pages_by_seq_and_by_size() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     for i in 1..=5 {
         store
             .message(chat, Role::Teacher, &raw(&format!("{{\"n\":{i}}}")), at(2))
@@ -611,7 +692,13 @@ fn transcript_pages_by_seq_and_by_size() {
     // Large payloads: a page stops past TRANSCRIPT_PAGE_BYTES.
     let big = format!("{{\"m\":\"{}\"}}", "x".repeat(1024 * 1024));
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     for _ in 0..6 {
         store
             .message(chat, Role::Student, &raw(&big), at(2))
@@ -670,7 +757,13 @@ fn a_disabled_store_writes_nothing_runs_callbacks_at_once_and_reads_empty() {
     assert!(!store.is_enabled());
     assert_eq!(store.path(), None);
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.chat_started(chat, at(2));
     for _ in 0..100_000 {
         store
@@ -746,6 +839,8 @@ fn a_version_1_database_is_carried_over() {
             started_at: Some(at(1100)),
             finished_at: Some(at(1900)),
             ended: Some(EndReason::Terminated),
+            question: None,
+            queued_at: None,
         }
     );
     assert_eq!(payloads(&t), [r#"{"message":"hi"}"#, r#"{ "a": [1] }"#]);
@@ -757,7 +852,13 @@ fn a_version_1_database_is_carried_over() {
     // The unfinished chat (unknown to this writer) numbers on from 2; a
     // chat created now gets its own numbers.
     let new = new_chat();
-    store.chat_created(new, &teacher("7"), &student("14"), at(3000));
+    store.chat_created(
+        new,
+        &teacher("7"),
+        &student("14"),
+        at(3000),
+        Default::default(),
+    );
     for chat in [going, new, going] {
         store
             .message(chat, Role::Teacher, &raw(r#"{"n":1}"#), at(3100))
@@ -820,7 +921,13 @@ fn writer_throughput() {
     let store = open(&dir, options);
     let chats: Vec<ChatId> = (0..chat_count).map(|_| new_chat()).collect();
     for chat in &chats {
-        store.chat_created(*chat, &teacher("1"), &student("2"), SystemTime::now());
+        store.chat_created(
+            *chat,
+            &teacher("1"),
+            &student("2"),
+            SystemTime::now(),
+            Default::default(),
+        );
     }
     store.flush();
     let payload = raw(r#"{"message":"Message from teacher: a typical short chat line"}"#);
@@ -886,7 +993,13 @@ fn a_failing_store_refuses_messages_and_commits_the_queue_when_it_recovers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.flush();
     store.set_failing(true);
     store
@@ -939,7 +1052,13 @@ fn closing_a_failing_store_gives_up_after_its_grace() {
             ..quick()
         },
     );
-    store.chat_created(chat, &teacher("1"), &student("2"), at(1));
+    store.chat_created(
+        chat,
+        &teacher("1"),
+        &student("2"),
+        at(1),
+        Default::default(),
+    );
     store.flush();
     store.set_failing(true);
     store
@@ -956,4 +1075,147 @@ fn closing_a_failing_store_gives_up_after_its_grace() {
     let t = transcript(&store, chat);
     assert!(t.messages.is_empty(), "the uncommitted message is lost");
     assert_eq!(t.chat.ended, Some(EndReason::Interrupted));
+}
+
+/// A chat keeps the question its student asked and when the student got
+/// in line (schema 6), and reads them back; a chat created without them has
+/// neither. A repeated create changes nothing.
+#[test]
+fn a_chat_keeps_its_question_and_when_its_student_got_in_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let (asked, plain) = (new_chat(), new_chat());
+    let question = "Why does \"x\" overflow? ünïcode ✓".to_owned();
+    let opening = ChatOpening {
+        question: Some(question.clone()),
+        queued_at: Some(at(700)),
+    };
+    store.chat_created(asked, &teacher("1"), &student("2"), at(1_000), opening);
+    let other = ChatOpening {
+        question: Some("changed".to_owned()),
+        queued_at: Some(at(1)),
+    };
+    store.chat_created(asked, &teacher("1"), &student("2"), at(1_000), other);
+    store.chat_created(
+        plain,
+        &teacher("1"),
+        &student("3"),
+        at(2_000),
+        ChatOpening::default(),
+    );
+    store.flush();
+
+    let t = transcript(&store, asked);
+    assert_eq!(t.chat.question.as_deref(), Some(question.as_str()));
+    assert_eq!(t.chat.queued_at, Some(at(700)));
+    let t = transcript(&store, plain);
+    assert_eq!(t.chat.question, None);
+    assert_eq!(t.chat.queued_at, None);
+    let page = store.list_chats(&ChatQuery::default()).expect("list");
+    let listed: Vec<(Option<&str>, Option<SystemTime>)> = page
+        .chats
+        .iter()
+        .map(|c| (c.question.as_deref(), c.queued_at))
+        .collect();
+    assert_eq!(
+        listed,
+        [(None, None), (Some(question.as_str()), Some(at(700)))]
+    );
+}
+
+/// Migration 6 applies over a version-5 database with chats in it: they
+/// keep everything and have no question and no line time.
+#[test]
+fn migration_6_applies_over_a_version_5_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chat = new_chat();
+    {
+        let mut conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+        store::migrations()
+            .to_version(&mut conn, 5)
+            .expect("schema 5");
+        conn.execute(
+            "INSERT INTO chats (id, teacher, student, created_at, started_at, finished_at,
+                               ended_by, teacher_signed, student_signed)
+             VALUES (?1, 't', 's', 10, 20, 30, 'terminated', 1, 0)",
+            [chat.to_string()],
+        )
+        .expect("a version-5 chat");
+    }
+    let store = open(&dir, quick());
+    let t = transcript(&store, chat);
+    assert_eq!(t.chat.created_at, at(10));
+    assert_eq!(t.chat.finished_at, Some(at(30)));
+    assert!(t.chat.teacher.0.is_signed());
+    assert_eq!((t.chat.question, t.chat.queued_at), (None, None));
+}
+
+/// The figures of the statistics: every chat since the given time counted,
+/// each one's wait (creation − line time, when known) and length (finish −
+/// start, when both are known), newest first, with its teacher.
+#[test]
+fn the_figures_are_those_of_the_chats_since() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir, quick());
+    let line = |ms| ChatOpening {
+        question: None,
+        queued_at: Some(at(ms)),
+    };
+    let (old, waited, unknown, running) = (new_chat(), new_chat(), new_chat(), new_chat());
+    store.chat_created(old, &teacher("ann"), &student("1"), at(500), line(100));
+    store.chat_created(
+        waited,
+        &teacher("ann"),
+        &student("2"),
+        at(5_000),
+        line(2_000),
+    );
+    store.chat_started(waited, at(5_100));
+    store.chat_finished(waited, EndReason::Terminated, at(65_100), || {});
+    store.chat_created(
+        unknown,
+        &teacher("bob"),
+        &student("3"),
+        at(6_000),
+        ChatOpening::default(),
+    );
+    store.chat_started(unknown, at(6_000));
+    store.chat_finished(unknown, EndReason::StudentLeft, at(7_000), || {});
+    store.chat_created(
+        running,
+        &teacher("ann"),
+        &student("4"),
+        at(8_000),
+        line(7_500),
+    );
+    store.chat_started(running, at(8_100));
+    store.flush();
+
+    let figures = store.figures(1_000).expect("figures");
+    assert_eq!(
+        figures.chats, 3,
+        "the chat created before `since` is not counted"
+    );
+    let rows: Vec<(i64, Option<i64>, Option<i64>, &str)> = figures
+        .rows
+        .iter()
+        .map(|r| {
+            let teacher = figures.teachers[r.3 as usize].as_str();
+            (r.created_at(), r.wait_ms(), r.length_ms(), teacher)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (8_000, Some(500), None, "ann"),
+            (6_000, None, Some(1_000), "bob"),
+            (5_000, Some(3_000), Some(60_000), "ann"),
+        ]
+    );
+    assert_eq!(store.figures(0).expect("all").chats, 4);
+    assert_eq!(store.figures(9_000).expect("none"), Default::default());
+    assert_eq!(
+        Transcripts::disabled().figures(0).expect("disabled"),
+        Default::default()
+    );
 }
