@@ -664,6 +664,14 @@ async function officeHours(){
   await waitEqual(() => notificationsOf(rio).then((n) => n.map(([title]) => title)), ["You're next in line", "Mr Hours is ready for you"], "Rio's notifications once taken")
   await waitText(pane(teacher, "Rio").locator(".pane-question pre.code"), "while i < 10: print(i)", "Rio's code in her pane's question")
   ok("questions in the panes; Rio notified when next (title flashing until she came back, one beep) and when taken")
+  // After a reload the students are no longer listed: the question comes
+  // from the transcript API's chat object.
+  expectedProblems.push([teacher.label, /^request failed: .* net::ERR_ABORTED$/])
+  await teacher.page.reload()
+  await waitText(teacher.page.locator("#connection"), "Connected", "hours teacher: connection status after a reload")
+  await waitText(pane(teacher, "Quinn").locator(".pane-question"), `Question: ${QUINN_Q}`, "Quinn's question after the teacher's reload")
+  await waitText(pane(teacher, "Rio").locator(".pane-question pre.code"), "while i < 10: print(i)", "Rio's question after the teacher's reload")
+  ok("after a reload the panes' questions come back from the transcript API")
 
   step("H11", "the teacher closes the queue with a message: a new student cannot get in line and reads why; opened again, she can")
   await teacher.page.getByLabel("Message to students while closed (optional)").fill("Back at 3 pm")
