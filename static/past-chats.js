@@ -2,7 +2,8 @@
 // first, read from the transcript API (`GET /api/chats?teacher=`), with
 // "Load more" while the API has a next page, and a transcript view
 // (`GET /api/chats/{id}/transcript`) that shows each message with its
-// sender, time and text.
+// sender, time and text, under the student's question and time in line
+// (issue 14: the chat object's `question` and `queued_at`).
 //
 // It only reads the API, over relative URLs (the page's CSP allows this
 // server only), and it never throws into the live chat UI: a failed or odd
@@ -10,6 +11,7 @@
 // Everything a client sent (payloads) is shown as text, never as HTML.
 
 import {apiFetch, displayName, renderText} from "./common.js"
+import {waited} from "./waiting-list.js"
 
 const PAGE = 20             // chats per request
 const MAX_PAGE = 500        // the API's largest page (a refresh reloads what is shown)
@@ -306,8 +308,14 @@ export function pastChats({me, teacherName, reasonOf = () => undefined}){
     transcriptNext = null
     const partner = displayName(chat.student)
     $("transcript-partner").textContent = partner
+    // Issue 14: how long the student waited, and the question (if any).
+    const waitedMs = Number.isFinite(chat.queued_at) && Number.isFinite(chat.created_at) ? chat.created_at - chat.queued_at : null
     $("transcript-meta").textContent =
-      `${endingText(chat.ended_by, partner, reasonOf(chat.id))} at ${whenText(chat.finished_at)} · ${lengthText(chat)}`
+      `${endingText(chat.ended_by, partner, reasonOf(chat.id))} at ${whenText(chat.finished_at)} · ${lengthText(chat)}` +
+      (waitedMs !== null && waitedMs >= 0 ? ` · waited ${waited(chat.created_at - waitedMs, chat.created_at)} in line` : "")
+    const question = typeof chat.question === "string" ? chat.question : ""
+    $("transcript-question").hidden = question === ""
+    renderText($("transcript-question-text"), question)
     messages.replaceChildren()
     transcriptMore.hidden = true
     transcriptStatus.textContent = "Loading the transcript…"

@@ -708,6 +708,16 @@ async function officeHours(){
   await teacher.page.evaluate(() => window.scrollTo(0, 0))
   await teacher.page.screenshot({path: join(shotDir, "teacher-office-hours.png")})
   ok("Sam and the teacher see \"Ten more minutes today\" from Mr Hours, with the time")
+
+  step("H13", "Past chats: Quinn's transcript shows her question and how long she waited")
+  await endChat(pane(teacher, "Quinn"), "End chat with Quinn")
+  await waitText(pane(teacher, "Quinn").locator(".pane-status"), "You ended the chat.", "Quinn's pane once ended")
+  const view = teacher.page.getByRole("button", {name: /^View chat with Quinn,/})
+  await waitVisible(view, "Quinn's chat in Past chats")
+  await view.click()
+  await waitText(teacher.page.locator("#transcript-question"), `Question: ${QUINN_Q}`, "the question in Quinn's transcript")
+  await waitText(teacher.page.locator("#transcript-meta"), /· waited (under a minute|\d+ min) in line$/, "how long Quinn waited")
+  ok("the transcript view shows the question and the time in line")
   return {teacher, twin1, twin2, quinn, rio, sam}
 }
 
