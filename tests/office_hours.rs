@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 use tutor_queue::identity::Role;
 
-use crate::keep_place::{opting, signed_in};
+use crate::keep_place::{drop_connection, opting, signed_in, signed_student, LONG};
 use crate::support::auth::{admin_token, test_keys, transcript_as};
 use crate::support::nodes::two_nodes;
 use crate::support::*;
@@ -363,6 +363,33 @@ async fn announcements_reach_those_who_asked(framing: Framing) {
     assert_error(&reply, json!({"reason": "unknown event"}));
 }
 
+/// A token student whose connection drops keeps its place (PROTOCOL 6.3):
+/// listed as away, then back.
+async fn an_away_student_is_listed_as_away(framing: Framing) {
+    let srv = start(Config {
+        reconnect_grace: LONG,
+        ..with_tokens()
+    });
+    let mut watcher = teacher_asking(&srv, framing, 1, &["waitingList"]).await;
+    let amy = signed_student(&srv, framing, "amy").await;
+    let list = waiting_list(&mut watcher, "Amy in line", |l| l["total"] == 1).await;
+    assert_eq!(list["students"][0].get("away"), None);
+    drop_connection(srv.port, amy).await;
+    let list = waiting_list(&mut watcher, "Amy away", |l| {
+        l["students"][0]["away"] == true
+    })
+    .await;
+    assert_eq!(list["total"], 1, "her place is kept");
+    let mut amy = signed_in(&srv, framing, "amy", Role::Student).await;
+    amy.join_ok(&student_topic(&json!("amy")), student_params(&json!("amy")))
+        .await;
+    let list = waiting_list(&mut watcher, "Amy back", |l| {
+        l["total"] == 1 && l["students"][0].get("away").is_none()
+    })
+    .await;
+    assert_eq!(list["students"][0]["position"], 1);
+}
+
 async fn the_question_is_kept_with_the_chat(framing: Framing) {
     let dir = tempfile::tempdir().expect("temp dir");
     let srv = start(Config {
@@ -415,6 +442,16 @@ async fn office_hours_hold_across_nodes(framing: Framing) {
     );
     let list = waiting_list(&mut watcher, "Ana, asked on A", |l| l["total"] == 1).await;
     assert_eq!(lines(&list), [(json!(11), json!("eigenvalues"), json!(1))]);
+    // A new question changes no count; B hears of it all the same.
+    assert_ok(
+        &ready_with(&mut ana, 11, json!({"question": "eigenvectors"})).await,
+        json!({}),
+    );
+    let list = waiting_list(&mut watcher, "Ana's new question", |l| {
+        l["students"][0]["question"] == "eigenvectors"
+    })
+    .await;
+    assert_eq!(list["total"], 1);
 
     // Three claims on A: a rate for a student on B.
     let mut taker = teacher(a, framing, 2).await;
@@ -504,4 +541,5 @@ both!(
     announcements_reach_those_who_asked,
     office_hours_hold_across_nodes,
     the_question_is_kept_with_the_chat,
+    an_away_student_is_listed_as_away,
 );

@@ -701,6 +701,7 @@ impl Core {
                 self.chat_finished(chat, reason).await;
             }
             Event::QueueState { state, .. } => self.push_queue_state(&state),
+            Event::WaitingMoved { .. } => self.state.borrow_mut().waiting_moved = true,
             Event::Announced { announcement, .. } => self.push_announcement(&announcement),
             Event::Abandoned { chat, .. } => {
                 let Some(chat) = ChatId::parse(&chat) else {
@@ -1388,8 +1389,12 @@ impl Core {
                 let (returned, news) = self.record(stepped);
                 if returned.back {
                     self.end_away(&MemberKind::Student(key));
-                    if let StudentState::Chatting { chat, .. } = returned.state {
-                        self.notice_back(chat, Role::Student);
+                    match returned.state {
+                        StudentState::Chatting { chat, .. } => {
+                            self.notice_back(chat, Role::Student)
+                        }
+                        StudentState::Waiting(_) => self.waiting_list_moved(),
+                        _ => {}
                     }
                 }
                 self.announce(news);
@@ -1454,13 +1459,15 @@ impl Core {
                     self.metrics.rejected(Refusal::QueueClosed.into());
                     return self.reply(&r, ReplyStatus::Error, &state.closed_reply());
                 }
-                {
-                    let mut state = self.state.borrow_mut();
-                    if matches!(outcome, ReadyOutcome::Queued(_)) {
+                match outcome {
+                    ReadyOutcome::Queued(_) => {
+                        let mut state = self.state.borrow_mut();
                         state.ready_at.insert(student, Instant::now());
+                        state.waiting_moved = true;
                     }
-                    // A new arrival, or a new question.
-                    state.waiting_moved = true;
+                    // Perhaps a new question.
+                    ReadyOutcome::Unchanged => self.waiting_list_moved(),
+                    _ => {}
                 }
                 self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
@@ -1735,9 +1742,18 @@ impl Core {
             return;
         };
         let until = self.away_from_now(MemberKind::Student(student), spell);
-        if let StudentState::Chatting { chat, .. } = state {
-            self.notice_away(chat, Role::Student, until);
+        match state {
+            StudentState::Chatting { chat, .. } => self.notice_away(chat, Role::Student, until),
+            StudentState::Waiting(_) => self.waiting_list_moved(),
+            _ => {}
         }
+    }
+
+    /// The waiting list changed without the counts changing (a question, a
+    /// student away or back): a round here, and on every node.
+    fn waiting_list_moved(&self) {
+        self.state.borrow_mut().waiting_moved = true;
+        self.share(|from| Event::WaitingMoved { from });
     }
 
     /// PROTOCOL 6.3, when it was a token teacher's last presence channel and

@@ -66,6 +66,9 @@ pub enum Event {
     /// A chat was abandoned (its teacher vanished, PROTOCOL 6.2): every node
     /// closes its channels on it; its home records the end.
     Abandoned { from: NodeId, chat: String },
+    /// The waiting list changed on `from` without the counts changing (a new
+    /// question, a student away or back): nodes with watchers send it again.
+    WaitingMoved { from: NodeId },
     /// A teacher opened or closed the queue (office hours): every node tells
     /// its channels that asked for `queueState`.
     QueueState { from: NodeId, state: QueueState },
@@ -91,6 +94,7 @@ impl Event {
             | Event::Finished { from, .. }
             | Event::Abandoned { from, .. }
             | Event::QueueState { from, .. }
+            | Event::WaitingMoved { from }
             | Event::Announced { from, .. } => from,
         }
     }
