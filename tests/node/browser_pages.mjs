@@ -692,6 +692,14 @@ async function officeHours(){
   await waitText(place(sam), "1", "Sam's place once the queue opened")
   await waitEnabled(twin1.page.getByRole("button", {name: "Get back in line"}), true, "the first Twin's Get back in line once opened")
   ok("closed: Sam told why, Get in line disabled; opened: Sam in line")
+  // In line, the question can change: the place stays, the list follows.
+  await waitEqual(entries, [["1", "Sam", "waiting under a minute", "Integration by parts, please"]], "the waiting list with Sam")
+  await sam.page.getByLabel("Your question").fill("Integration by parts: which part is u?")
+  await sam.page.getByRole("button", {name: "Update question"}).click()
+  await waitText(sam.page.locator("#ask-status"), "Question updated.", "Sam's page once the question changed")
+  await waitEqual(entries, [["1", "Sam", "waiting under a minute", "Integration by parts: which part is u?"]], "the waiting list with Sam's new question")
+  await waitText(place(sam), "1", "Sam's place after changing the question")
+  ok("Update question: the place kept, the teacher's list shows the new question")
 
   step("H12", "an announcement reaches the waiting student and the teachers")
   await teacher.page.getByLabel("Announcement to everyone in line").fill("Ten more minutes today")
