@@ -31,7 +31,8 @@
 #     WL_WATCHERS (100) teachers that only watch the list (load-client
 #     --waiting-watchers): queue:waiting frames and bytes per second per watcher
 #     (bounded by the 250 ms coalescing: a watcher that reads more than 4/s + 2
-#     fails the run), the largest total seen, server CPU. WL_TIMEOUT_S (150) bounds it
+#     fails the run), the largest total seen, the user:status frames each watcher
+#     gets meanwhile (every teacher does), server CPU. WL_TIMEOUT_S (150) bounds it
 # WL0: WL without the watchers (what they cost the server, by difference)
 #
 # Server and client share the machine. By default the server runs one worker
@@ -461,19 +462,19 @@ if "S1K" in runs:
 wl = [s for s in ("WL", "WL0") if s in runs]
 if wl:
     print()
-    print("| Scenario | students | largest total | watchers | queue:waiting frames/s per watcher, mean (max) | bytes/s per watcher, mean (max) | over the bound | server CPU (s) | students finished | violations |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| Scenario | students | largest total | watchers | queue:waiting frames/s per watcher, mean (max) | bytes/s per watcher, mean (max) | over the bound | user:status frames/s per watcher | server CPU (s) | wall (s) | students finished | violations |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in wl:
         sm = result[s]["summary"]
         if "wl_watchers" in sm:
             watch = (f"{cell(s, 'wl_max_total')} | {cell(s, 'wl_watching')} | "
                      f"{cell(s, 'wl_frames_per_s_mean', '{:.2f}')} ({sm['wl_frames_per_s_max']['max']:.2f}) | "
                      f"{cell(s, 'wl_bytes_per_s_mean')} ({sm['wl_bytes_per_s_max']['max']:,.0f}) | "
-                     f"{cell(s, 'wl_over_bound')}")
+                     f"{cell(s, 'wl_over_bound')} | {cell(s, 'wl_status_frames_per_s_mean')}")
         else:
-            watch = "- | 0 | - | - | -"
+            watch = "- | 0 | - | - | - | -"
         print(f"| {s} | {cell(s, 'students')} | {watch} | {cell(s, 'server_cpu_s', '{:.2f}')} | "
-              f"{cell(s, 'students_finished')} | {cell(s, 'violations')} |")
+              f"{cell(s, 'wall_s', '{:.1f}')} | {cell(s, 'students_finished')} | {cell(s, 'violations')} |")
 if "S3" in runs:
     print()
     print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")

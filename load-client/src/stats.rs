@@ -317,7 +317,7 @@ impl Report {
         if let Some(w) = &self.waiting_list {
             let _ = writeln!(
                 s,
-                "  waiting list: {}/{} watchers for {:.1} s, {} queue:waiting frames ({} bytes); per watcher {:.2}/s mean, {:.2}/s max (bound {PUSHES_PER_S}/s), {:.0} B/s mean, {:.0} B/s max; largest total {}; over the bound: {}",
+                "  waiting list: {}/{} watchers for {:.1} s, {} queue:waiting frames ({} bytes); per watcher {:.2}/s mean, {:.2}/s max (bound {PUSHES_PER_S}/s), {:.0} B/s mean, {:.0} B/s max; largest total {}; over the bound: {}; user:status meanwhile {:.1}/s per watcher",
                 w.watching,
                 w.watchers,
                 w.watched_s,
@@ -328,7 +328,8 @@ impl Report {
                 w.bytes_per_s_mean,
                 w.bytes_per_s_max,
                 w.max_total,
-                w.over_bound
+                w.over_bound,
+                w.status_frames_per_s_mean
             );
         }
         if self.stuck_students > 0 {

@@ -2,8 +2,9 @@
 //! PROTOCOL 6.4). Each one opens its own WebSocket, joins `presence:teachers` with
 //! `{"userId": id, "role": "teacher", "waitingList": true}`, never claims, counts every
 //! `queue:waiting` frame it reads and its bytes, and leaves (`phx_leave`, then a close
-//! frame) when the run stops. `user:status` snapshots (which every teacher gets) and
-//! replies are read and ignored; heartbeats go out every 30 s.
+//! frame) when the run stops. The `user:status` snapshots every teacher gets (one per
+//! change of the rosters, never coalesced: the 2015 protocol) are counted apart, for
+//! comparison; replies are read and ignored; heartbeats go out every 30 s.
 //!
 //! The server pushes the list once right after the join reply and then at most once per
 //! 250 ms per node, and only when it changed. So a watcher that watched for `d` seconds
@@ -41,6 +42,9 @@ pub struct WatcherTally {
     pub bytes: u64,
     /// The largest `total` among them.
     pub max_total: u64,
+    /// `user:status` frames read, and their bytes.
+    pub status_frames: u64,
+    pub status_bytes: u64,
     /// From its join written to the end of the run (or of its connection).
     pub watched: Duration,
 }
@@ -51,6 +55,12 @@ impl WatcherTally {
         self.frames += 1;
         self.bytes += bytes as u64;
         self.max_total = self.max_total.max(total);
+    }
+
+    /// One `user:status` frame of `bytes` bytes.
+    pub fn record_status(&mut self, bytes: usize) {
+        self.status_frames += 1;
+        self.status_bytes += bytes as u64;
     }
 
     /// Most pushes a correct server can have sent in `watched`: the one after the
@@ -97,6 +107,11 @@ pub struct WaitingListReport {
     pub watched_s: f64,
     /// Watchers that read more than `4·watched_s + 2` pushes.
     pub over_bound: u64,
+    /// The `user:status` frames the watchers read meanwhile (all together), and per
+    /// watcher per second (mean): what every teacher gets anyway.
+    pub status_frames: u64,
+    pub status_frames_per_s_mean: f64,
+    pub status_bytes_per_s_mean: f64,
 }
 
 impl WaitingListReport {
@@ -132,6 +147,9 @@ impl WaitingListReport {
             max_total: tallies.iter().map(|t| t.max_total).max().unwrap_or(0),
             watched_s: round(mean(&|t| t.watched.as_secs_f64()), 3),
             over_bound: tallies.iter().filter(|t| t.over_bound()).count() as u64,
+            status_frames: tallies.iter().map(|t| t.status_frames).sum(),
+            status_frames_per_s_mean: round(mean(&|t| t.per_s(t.status_frames)), 3),
+            status_bytes_per_s_mean: round(mean(&|t| t.per_s(t.status_bytes)), 0),
         }
     }
 
@@ -214,7 +232,7 @@ fn on_frame(shared: &Shared, conn: &Conn, text: &str, join_ref: &str, tally: &mu
             Ok(list) if plausible(&list) => tally.record(text.len(), list.total),
             _ => shared.error(ErrorKind::MalformedFrame),
         },
-        (TEACHERS, "user:status") => {}
+        (TEACHERS, "user:status") => tally.record_status(text.len()),
         _ => shared.error(ErrorKind::UnexpectedFrame),
     }
 }
@@ -228,8 +246,8 @@ mod tests {
             joined: true,
             frames,
             bytes: frames * 100,
-            max_total: 0,
             watched: Duration::from_millis(watched_ms),
+            ..WatcherTally::default()
         }
     }
 
@@ -239,7 +257,9 @@ mod tests {
         t.record(120, 7);
         t.record(3_000, 10_000);
         t.record(80, 2);
+        t.record_status(150);
         assert_eq!((t.frames, t.bytes, t.max_total), (3, 3_200, 10_000));
+        assert_eq!((t.status_frames, t.status_bytes), (1, 150));
     }
 
     #[test]
@@ -264,6 +284,8 @@ mod tests {
             },
             WatcherTally {
                 max_total: 10_000,
+                status_frames: 2_000,
+                status_bytes: 300_000,
                 ..tally(80, 20_000)
             },
         ];
@@ -278,6 +300,9 @@ mod tests {
         assert_eq!(r.max_total, 10_000);
         assert_eq!(r.watched_s, 20.0);
         assert_eq!(r.over_bound, 0);
+        assert_eq!(r.status_frames, 2_000);
+        assert_eq!(r.status_frames_per_s_mean, 50.0);
+        assert_eq!(r.status_bytes_per_s_mean, 7_500.0);
     }
 
     #[test]
