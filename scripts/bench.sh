@@ -5,6 +5,7 @@
 #   scripts/bench.sh                 # S1, S1N, S1D, S2 and S3, 3 runs each
 #   RUNS=1 SCENARIOS="S1" scripts/bench.sh
 #   SCENARIOS="S1 S1R S1x2 S1K" scripts/bench.sh   # one node vs two on one Redis, kill test
+#   SCENARIOS="WL WL0" scripts/bench.sh              # the waiting list watched by 100 teachers
 #
 # S1: 1000 students, 10 teachers, 50 messages (the 2015 default), transcripts on
 # S1N: S1 with --no-transcripts (what recording every message costs)
@@ -23,6 +24,16 @@
 #      (load-client --reconnect --drop-rate 0.1; PROTOCOL 6.3)
 # S2: 10000 students, 100 teachers, 50 messages, transcripts on
 # S3: 10000 idle users held open (server RSS per connection)
+# WL: the waiting list (issue 14, PROTOCOL 6.4) under churn: WL_STUDENTS (10000)
+#     students connecting at WL_CONNECT_RATE (2000/s) and getting in line with a
+#     question, WL_TEACHERS (5) claiming teachers with WL_MESSAGES (10) messages per
+#     chat, so the line grows to thousands and moves the whole time, and
+#     WL_WATCHERS (100) teachers that only watch the list (load-client
+#     --waiting-watchers): queue:waiting frames and bytes per second per watcher
+#     (bounded by the 250 ms coalescing: a watcher that reads more than 4/s + 2
+#     fails the run), the largest total seen, the user:status frames each watcher
+#     gets meanwhile (every teacher does), server CPU. WL_TIMEOUT_S (150) bounds it
+# WL0: WL without the watchers (what they cost the server, by difference)
 #
 # Server and client share the machine. By default the server runs one worker
 # thread and the load-client a single-threaded runtime, so each has a core of
@@ -32,7 +43,8 @@
 #
 # Each server records transcripts into a fresh temporary data directory
 # (SERVER_ARGS=--no-transcripts measures without them).
-# Writes bench/results.json (or $OUT) and prints a Markdown table (median (min-max)).
+# Writes bench/results.json (or $OUT; the scenarios run replace theirs, the others'
+# stay) and prints a Markdown table (median (min-max)).
 # Loopback only; stops only the processes it started, by pid (a server that does not
 # stop within 15 s of SIGTERM gets SIGKILL).
 #
@@ -64,6 +76,13 @@ SCENARIO_KILL=""
 K_STUDENTS=${K_STUDENTS:-2000}
 K_KILL_BY_S=${K_KILL_BY_S:-60}
 K_TIMEOUT_S=${K_TIMEOUT_S:-120}
+# WL: the waiting list watched while the line churns.
+WL_STUDENTS=${WL_STUDENTS:-10000}
+WL_TEACHERS=${WL_TEACHERS:-5}
+WL_MESSAGES=${WL_MESSAGES:-10}
+WL_WATCHERS=${WL_WATCHERS:-100}
+WL_CONNECT_RATE=${WL_CONNECT_RATE:-2000}
+WL_TIMEOUT_S=${WL_TIMEOUT_S:-150}
 OUT=${OUT:-bench/results.json}
 # A directory to copy the load-client's output and the server logs of a failed run to.
 FAILED_LOGS=${FAILED_LOGS:-}
@@ -268,8 +287,13 @@ if redis_cpu:
 if killed:
     report.update(killed_node=killed["node"], killed_at_s=killed["at_s"],
                   killed_after_chats=killed["chats_completed"])
+waiting = report.get("waiting_list")
+if waiting:
+    # Flat, so the summary gives each a median (min-max).
+    report.update({f"wl_{k}": v for k, v in waiting.items()})
 report["passed"] = (report["students_finished"] == report["students"]
-                    and report["violations"] == 0 and not report["timed_out"])
+                    and report["violations"] == 0 and not report["timed_out"]
+                    and (not waiting or waiting["watching"] == waiting["watchers"]))
 print(json.dumps(report))' "$nodes_json" "$redis_cpu" "$killed" >>"$RAW/$name.jsonl"
 }
 
@@ -345,6 +369,16 @@ for scenario in $SCENARIOS; do
             SCENARIO_CLIENT_ARGS=()
             ;;
         S2) run_chat_scenario S2 10000 100 50 "$run" ;;
+        WL | WL0)
+            SCENARIO_TIMEOUT_S=$WL_TIMEOUT_S
+            SCENARIO_CLIENT_ARGS=(--question --connect-rate "$WL_CONNECT_RATE")
+            if [ "$scenario" = WL ]; then
+                SCENARIO_CLIENT_ARGS+=(--waiting-watchers "$WL_WATCHERS")
+            fi
+            run_chat_scenario "$scenario" "$WL_STUDENTS" "$WL_TEACHERS" "$WL_MESSAGES" "$run"
+            SCENARIO_TIMEOUT_S=$CHAT_TIMEOUT_S
+            SCENARIO_CLIENT_ARGS=()
+            ;;
         S3) run_hold_scenario S3 "$HOLD" "$run" ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac
@@ -360,7 +394,13 @@ runs = {s: [json.loads(l) for l in open(os.path.join(raw, s + ".jsonl"))] for s 
 def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
+# The scenarios run now replace theirs in $OUT; the others' results stay.
 result = {}
+if os.path.exists(out):
+    try:
+        result = json.load(open(out))
+    except ValueError:
+        result = {}
 for s, reports in runs.items():
     # Numeric figures, in the order of their first run that has them (a run may lack
     # some: a node that relayed nothing, a kill that did not happen).
@@ -380,21 +420,21 @@ def cell(s, k, fmt="{:,.0f}"):
 print("| Scenario | msgs/s | RTT p50 / p99 / max (µs) | queue wait p99 (ms) | server CPU (s) | CPU µs / msg | peak RSS (MiB) | violations |")
 print("|---|---|---|---|---|---|---|---|")
 for s in ("S1", "S1N", "S1R", "S1x2", "S1K", "S1D", "S2"):
-    if s in result:
+    if s in runs:
         sm = result[s]["summary"]
         rtt = " / ".join(f"{sm[k]['median']:,.0f}" for k in ("rtt_p50_us", "rtt_p99_us", "rtt_max_us"))
         print(f"| {s} | {cell(s, 'msgs_per_s')} | {rtt} | {cell(s, 'queue_wait_p99_ms')} | "
               f"{cell(s, 'server_cpu_s', '{:.2f}')} | {cell(s, 'server_cpu_us_per_msg', '{:.1f}')} | "
               f"{sm['server_peak_rss_kib']['median'] / 1024:.1f} | {cell(s, 'violations')} |")
-if "S1D" in result:
+if "S1D" in runs:
     print()
     print("| Scenario | drops | resumes | places kept | chats resumed | held delivered | recovered in transit | resent | violations |")
     print("|---|---|---|---|---|---|---|---|---|")
     keys = ("drops", "resumes", "places_kept", "chats_resumed", "held_delivered",
             "recovered_in_transit", "resent", "violations")
     print("| S1D | " + " | ".join(cell("S1D", k) for k in keys) + " |")
-nodes = [s for s in ("S1", "S1R", "S1x2", "S1K") if s in result]
-if any(s in result for s in ("S1R", "S1x2", "S1K")):
+nodes = [s for s in ("S1", "S1R", "S1x2", "S1K") if s in runs]
+if any(s in runs for s in ("S1R", "S1x2", "S1K")):
     print()
     print("| Scenario | nodes | students finished | msgs/s | claims/s | claim replies/s | CPU µs / msg, all nodes | "
           "node 1: CPU (s), µs / msg it relayed | node 2: CPU (s), µs / msg it relayed | "
@@ -408,7 +448,7 @@ if any(s in result for s in ("S1R", "S1x2", "S1K")):
               f"{cell(s, 'claim_replies_per_s')} | {cell(s, 'server_cpu_us_per_msg', '{:.1f}')} | "
               f"{node(1)} | {node(2)} | {cell(s, 'redis_cpu_s', '{:.2f}')} | "
               f"{cell(s, 'redis_cpu_us_per_chat', '{:.0f}')} |")
-if "S1K" in result:
+if "S1K" in runs:
     print()
     for i, r in enumerate(result["S1K"]["runs"], 1):
         kill = (f"node {r['killed_node']} killed (SIGKILL) {r['killed_at_s']} s in, after "
@@ -419,7 +459,23 @@ if "S1K" in result:
               f"{', ' + str(r['errors']) + ' errors' if r['errors'] else ''}"
               f"{', timed out' if r['timed_out'] else ''}; resumes {r['resumes']}, "
               f"chats resumed {r['chats_resumed']}")
-if "S3" in result:
+wl = [s for s in ("WL", "WL0") if s in runs]
+if wl:
+    print()
+    print("| Scenario | students | largest total | watchers | queue:waiting frames/s per watcher, mean (max) | bytes/s per watcher, mean (max) | over the bound | user:status frames/s per watcher | server CPU (s) | wall (s) | students finished | violations |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in wl:
+        sm = result[s]["summary"]
+        if "wl_watchers" in sm:
+            watch = (f"{cell(s, 'wl_max_total')} | {cell(s, 'wl_watching')} | "
+                     f"{cell(s, 'wl_frames_per_s_mean', '{:.2f}')} ({sm['wl_frames_per_s_max']['max']:.2f}) | "
+                     f"{cell(s, 'wl_bytes_per_s_mean')} ({sm['wl_bytes_per_s_max']['max']:,.0f}) | "
+                     f"{cell(s, 'wl_over_bound')} | {cell(s, 'wl_status_frames_per_s_mean')}")
+        else:
+            watch = "- | 0 | - | - | - | -"
+        print(f"| {s} | {cell(s, 'students')} | {watch} | {cell(s, 'server_cpu_s', '{:.2f}')} | "
+              f"{cell(s, 'wall_s', '{:.1f}')} | {cell(s, 'students_finished')} | {cell(s, 'violations')} |")
+if "S3" in runs:
     print()
     print("| Scenario | idle connections open | server RSS per connection (KiB) | server RSS (MiB) |")
     print("|---|---|---|---|")

@@ -80,6 +80,13 @@
 //!   the join reply's `seq` counts it, and the side takes it as read (the 2015
 //!   messages are numbered, so its text is known; pages read it from the
 //!   transcript).
+//!
+//! # Waiting list (`--waiting-watchers`, PROTOCOL 6.4)
+//!
+//! * **waiting_list_flood**: a watcher read more `queue:waiting` pushes than the
+//!   server's coalescing allows in the time it watched (one after the join, then at
+//!   most one per 250 ms: `4·seconds + 2`), judged by [`crate::watcher`]. Each such
+//!   watcher counts once.
 
 use std::collections::{HashMap, HashSet};
 
@@ -102,10 +109,11 @@ pub enum Violation {
     PlaceLost,
     ChatEndedAway,
     MessageLost,
+    WaitingListFlood,
 }
 
 impl Violation {
-    pub const ALL: [Violation; 11] = [
+    pub const ALL: [Violation; 12] = [
         Violation::TeacherOverCapacity,
         Violation::StudentAssignedTwice,
         Violation::RelayOutOfOrder,
@@ -117,6 +125,7 @@ impl Violation {
         Violation::PlaceLost,
         Violation::ChatEndedAway,
         Violation::MessageLost,
+        Violation::WaitingListFlood,
     ];
 
     /// The key used in the JSON report.
@@ -133,6 +142,7 @@ impl Violation {
             Violation::PlaceLost => "place_lost",
             Violation::ChatEndedAway => "chat_ended_away",
             Violation::MessageLost => "message_lost",
+            Violation::WaitingListFlood => "waiting_list_flood",
         }
     }
 

@@ -72,6 +72,15 @@ pub struct Args {
     /// Seed of the random drop plan and pauses (default: a random seed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// N more teachers (ids after the students') that join presence:teachers with
+    /// "waitingList": true, never claim, and count the queue:waiting pushes they get
+    /// (frames and bytes per second); more than the server's bound (one after the
+    /// join, then one per 250 ms) is a violation.
+    #[arg(long, default_value_t = 0)]
+    pub waiting_watchers: u64,
+    /// Students send a question with student:ready (shown in the waiting list).
+    #[arg(long)]
+    pub question: bool,
 }
 
 impl Args {
@@ -105,6 +114,8 @@ impl Args {
             drop_rate: self.drop_rate,
             reconnect_grace: Duration::from_secs(self.reconnect_grace_s),
             seed: self.seed,
+            waiting_watchers: self.waiting_watchers,
+            question: self.question,
             ..Config::default()
         })
     }

@@ -13,6 +13,8 @@
 //! * [`resume`]: `--reconnect` and `--drop-rate`: who drops when, and what a chat
 //!   side does on its return (PROTOCOL 6.3);
 //! * [`student`], [`teacher`], [`hold`]: the simulated users;
+//! * [`watcher`]: `--waiting-watchers`, teachers who only watch the waiting list
+//!   (PROTOCOL 6.4), and the arithmetic of their figures;
 //! * [`checks`]: the violation checker, pure state machines fed with observed events;
 //! * [`stats`]: live counters (atomics), latency histograms, the [`Report`];
 //! * this file: [`Config`] and [`run`], which spawns the users, stops the run, and
@@ -31,6 +33,7 @@ pub mod stats;
 mod student;
 mod teacher;
 pub mod token;
+pub mod watcher;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -89,6 +92,12 @@ pub struct Config {
     pub reconnect_grace: Duration,
     /// Seed of the drop plan and pauses (`--seed`); None: a random one.
     pub seed: Option<u64>,
+    /// `--waiting-watchers`: extra teachers that join `presence:teachers` with
+    /// `"waitingList": true`, never claim, and count the `queue:waiting` pushes.
+    /// Their ids follow the teachers' and students'.
+    pub waiting_watchers: u64,
+    /// `--question`: students send a question with `student:ready`.
+    pub question: bool,
 }
 
 impl Default for Config {
@@ -112,6 +121,8 @@ impl Default for Config {
             drop_rate: 0.0,
             reconnect_grace: Duration::from_secs(60),
             seed: None,
+            waiting_watchers: 0,
+            question: false,
         }
     }
 }
@@ -279,6 +290,7 @@ pub(crate) enum UserResult {
         stuck: Option<String>,
     },
     Hold,
+    Watcher(watcher::WatcherTally),
 }
 
 /// Runs the load test described by `config` until it completes or times out.
@@ -309,6 +321,10 @@ pub async fn run_until(
     anyhow::ensure!(
         config.drop_rate == 0.0 || config.reconnect,
         "--drop-rate needs --reconnect"
+    );
+    anyhow::ensure!(
+        config.hold == 0 || config.waiting_watchers == 0,
+        "--waiting-watchers does not go with --hold"
     );
     let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -407,6 +423,7 @@ pub async fn run_until(
     let seed = shared.seed;
     let mut stuck = Vec::new();
     let mut stuck_teachers = Vec::new();
+    let mut watchers = Vec::new();
     let handles = spawner.await.unwrap_or_default();
     for handle in handles {
         match handle.await {
@@ -433,6 +450,7 @@ pub async fn run_until(
                 }
             }
             Ok(UserResult::Hold) => {}
+            Ok(UserResult::Watcher(tally)) => watchers.push(tally),
             Err(_) => counters.error(ErrorKind::TaskFailed),
         }
     }
@@ -519,6 +537,8 @@ pub async fn run_until(
         resent: counters.resent.load(Relaxed),
         away_notices: counters.away_notices.load(Relaxed),
         unavailable_retries: counters.unavailable_retries.load(Relaxed),
+        waiting_list: (config.waiting_watchers > 0)
+            .then(|| watcher::WaitingListReport::new(config.waiting_watchers, &watchers)),
     };
     report.fill_latencies(&Latencies {
         rtt_us: rtt,
@@ -528,8 +548,9 @@ pub async fn run_until(
     Ok(report)
 }
 
-/// Teachers first, then (100 ms later, as client A does) students; or the idle users
-/// of `--hold`. Paced by `--connect-rate`. Returns every task's handle.
+/// Waiting-list watchers (`--waiting-watchers`) and teachers first, then (100 ms
+/// later, as client A does) students; or the idle users of `--hold`. Paced by
+/// `--connect-rate`. Returns every task's handle.
 async fn spawn_users(shared: Arc<Shared>) -> Vec<JoinHandle<UserResult>> {
     let c = &shared.config;
     let mut handles = Vec::new();
@@ -542,6 +563,9 @@ async fn spawn_users(shared: Arc<Shared>) -> Vec<JoinHandle<UserResult>> {
     if c.hold > 0 {
         users.extend(ids(c.hold).map(|id| (2, id)));
     } else {
+        // Watchers' ids follow everyone else's (id-start + teachers + students + 1 ..).
+        let first_watcher = c.id_start + c.teachers + c.students;
+        users.extend((1..=c.waiting_watchers).map(|i| (3, first_watcher + i)));
         users.extend(ids(c.teachers).map(|id| (0, id)));
         users.extend(ids(c.students).map(|id| (1, id)));
     }
@@ -565,6 +589,7 @@ async fn spawn_users(shared: Arc<Shared>) -> Vec<JoinHandle<UserResult>> {
         handles.push(match kind {
             0 => tokio::spawn(teacher::run(s, id)),
             1 => tokio::spawn(student::run(s, id)),
+            3 => tokio::spawn(watcher::run(s, id)),
             _ => tokio::spawn(hold::run(s, id)),
         });
     }

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::checks::ViolationCounts;
+use crate::watcher::{WaitingListReport, PUSHES_PER_S};
 
 /// Things that went wrong that are not protocol violations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +189,9 @@ pub struct Report {
     /// Chat joins sent again after an `error` `{"reason": "unavailable"}` (the
     /// server could not reach its shared state: nothing changed, try again).
     pub unavailable_retries: u64,
+    /// `--waiting-watchers`: what the waiting-list watchers read (absent without).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_list: Option<WaitingListReport>,
 }
 
 /// The latency part of a report.
@@ -222,7 +226,8 @@ impl Report {
     }
 
     /// Exit status 0: every student finished before the timeout with no violation
-    /// (`--hold`: every idle user was still open at the end).
+    /// (`--hold`: every idle user was still open at the end; `--waiting-watchers`:
+    /// and every watcher's join was accepted).
     pub fn success(&self) -> bool {
         if self.mode == "hold" {
             return self.held_open == self.hold && self.violations == 0;
@@ -231,6 +236,7 @@ impl Report {
             && self.violations == 0
             && !self.timed_out
             && !self.interrupted
+            && self.waiting_list.as_ref().is_none_or(|w| w.complete())
     }
 
     /// The JSON line (no trailing newline).
@@ -306,6 +312,24 @@ impl Report {
                 s,
                 "  chat joins sent again after an `unavailable` refusal: {}",
                 self.unavailable_retries
+            );
+        }
+        if let Some(w) = &self.waiting_list {
+            let _ = writeln!(
+                s,
+                "  waiting list: {}/{} watchers for {:.1} s, {} queue:waiting frames ({} bytes); per watcher {:.2}/s mean, {:.2}/s max (bound {PUSHES_PER_S}/s), {:.0} B/s mean, {:.0} B/s max; largest total {}; over the bound: {}; user:status meanwhile {:.1}/s per watcher",
+                w.watching,
+                w.watchers,
+                w.watched_s,
+                w.frames,
+                w.bytes,
+                w.frames_per_s_mean,
+                w.frames_per_s_max,
+                w.bytes_per_s_mean,
+                w.bytes_per_s_max,
+                w.max_total,
+                w.over_bound,
+                w.status_frames_per_s_mean
             );
         }
         if self.stuck_students > 0 {

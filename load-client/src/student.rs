@@ -2,7 +2,8 @@
 //! (PROTOCOL.md 4.1 and 7.5), on its own WebSocket:
 //!
 //! 1. join `presence:student:<id>` with `{"userId": id, "role": "student"}`;
-//! 2. on the join's `ok`, push `student:ready` `{"userId": id}`;
+//! 2. on the join's `ok`, push `student:ready` `{"userId": id}` (with `--question`
+//!    also `"question": "Question from student <id>: how do I start?"`, PROTOCOL 6.4);
 //! 3. on `new:chat`, join `chats:<id>` and, on its `ok`, push `student:joined`;
 //! 4. answer every `student:receive` with `student:send`
 //!    `{"message": "Message #<n> from student: <id>"}` (n counts received messages);
@@ -245,6 +246,15 @@ impl Student {
         conn
     }
 
+    /// `student:ready`'s payload: `{"userId": id}`, with `--question` also a question.
+    fn ready_payload(&self) -> serde_json::Value {
+        if self.shared.config.question {
+            json!({"userId": self.id, "question": format!("Question from student {}: how do I start?", self.id)})
+        } else {
+            json!({"userId": self.id})
+        }
+    }
+
     /// The student's resume is judged only within the server's grace window.
     fn judged(&self) -> bool {
         resume::judged(&self.shared, self.dropped_at)
@@ -393,7 +403,7 @@ impl Student {
                     at: self.shared.micros(now),
                 });
                 let r = conn
-                    .push(&self.presence, "student:ready", &json!({"userId": self.id}))
+                    .push(&self.presence, "student:ready", &self.ready_payload())
                     .await?;
                 self.pending.insert(r, Pending::Ready);
             }
@@ -517,7 +527,7 @@ impl Student {
 
     async fn ready_again(&mut self, conn: &mut Conn) -> Result<(), WsError> {
         let r = conn
-            .push(&self.presence, "student:ready", &json!({"userId": self.id}))
+            .push(&self.presence, "student:ready", &self.ready_payload())
             .await?;
         self.pending.insert(r, Pending::Ready);
         Ok(())

@@ -40,6 +40,9 @@ enum Bug {
     /// `unavailable` (nothing changed, try again: PROTOCOL 5.5), as a node on Redis
     /// answers while it cannot reach the chat's state.
     UnavailableChatJoins,
+    /// A teacher joining with `"waitingList": true` gets 50 `queue:waiting` pushes
+    /// at once instead of one (no coalescing).
+    FloodWaitingList,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,6 +195,23 @@ impl Fake {
                 let user = payload["userId"].as_u64().expect("userId");
                 if topic == "presence:teachers" {
                     st.teachers.insert(user, (conn, 0));
+                    if payload["waitingList"] == true {
+                        // The list right after the join reply (PROTOCOL 6.4).
+                        reply(&st, json!({}));
+                        let pushes = if self.bug == Bug::FloodWaitingList {
+                            50
+                        } else {
+                            1
+                        };
+                        let list = json!({"students": [], "total": 0});
+                        for _ in 0..pushes {
+                            st.send(
+                                conn,
+                                frame(&topic, "queue:waiting", list.clone(), Value::Null),
+                            );
+                        }
+                        return;
+                    }
                 } else if topic.starts_with("presence:student:") {
                     st.students.insert(user, conn);
                     if self.bug == Bug::Garbage {
@@ -391,9 +411,21 @@ async fn start_fake(bug: Bug, hold_until: usize) -> String {
 }
 
 async fn run_against(bug: Bug, students: u64, teachers: u64, connect_rate: f64) -> Report {
+    run_watched(bug, students, teachers, connect_rate, 0).await
+}
+
+/// [`run_against`] with `waiting_watchers` waiting-list watchers.
+async fn run_watched(
+    bug: Bug,
+    students: u64,
+    teachers: u64,
+    connect_rate: f64,
+    waiting_watchers: u64,
+) -> Report {
     let hold_until = students as usize;
     let url = start_fake(bug, hold_until).await;
     let config = Config {
+        waiting_watchers,
         urls: vec![url],
         students,
         teachers,
@@ -517,4 +549,46 @@ async fn unavailable_chat_joins_are_sent_again() {
     assert_eq!(report.errors, 0, "{summary}");
     assert_eq!(report.violations, 0, "{summary}");
     assert!(report.success(), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_list_watchers_count_the_pushes() {
+    let report = run_watched(Bug::None, 4, 1, 0.0, 2).await;
+    let summary = report.summary();
+    assert_eq!(report.violations, 0, "{summary}");
+    assert_eq!(report.errors, 0, "{summary}");
+    let watched = report.waiting_list.as_ref().expect("waiting_list figures");
+    assert_eq!((watched.watchers, watched.watching), (2, 2), "{summary}");
+    // The fake pushes the (empty) list once, after the join reply.
+    assert_eq!((watched.frames, watched.frames_max), (2, 1), "{summary}");
+    assert_eq!(watched.over_bound, 0, "{summary}");
+    assert!(report.json().contains(r#""waiting_list":{"watchers":2"#));
+    assert!(report.success(), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncoalesced_waiting_list_is_a_flood() {
+    // 50 pushes at once: more than one after the join and one per started 250 ms
+    // unless the run took 12 s (it takes well under one).
+    let report = run_watched(Bug::FloodWaitingList, 4, 1, 0.0, 2).await;
+    only(&report, Violation::WaitingListFlood);
+    assert_eq!(report.violations, 2, "{}", report.summary());
+    let watched = report.waiting_list.as_ref().expect("waiting_list figures");
+    assert_eq!(
+        (watched.frames, watched.over_bound),
+        (100, 2),
+        "{}",
+        report.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_watchers_no_waiting_list_in_the_report() {
+    let report = run_against(Bug::None, 2, 1, 0.0).await;
+    assert!(report.waiting_list.is_none());
+    assert!(
+        !report.json().contains("waiting_list\""),
+        "{}",
+        report.json()
+    );
 }

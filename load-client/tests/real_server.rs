@@ -129,3 +129,26 @@ async fn token_secret_against_a_server_that_requires_tokens() {
     );
     assert!(!report.success());
 }
+
+/// Waiting-list watchers and students with questions (PROTOCOL 6.4): a clean run, and
+/// every watcher got the list after its join and never more than the coalescing allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_list_watchers_against_the_real_server() {
+    let (port, _data) = start_server();
+    for (url, framing) in [
+        (format!("ws://127.0.0.1:{port}/ws"), Framing::V1),
+        (format!("ws://127.0.0.1:{port}"), Framing::V2),
+    ] {
+        let mut c = config(url, framing);
+        c.waiting_watchers = 4;
+        c.question = true;
+        let report = load_client::run(c).await.expect("run");
+        assert_clean(&report);
+        let summary = report.summary();
+        let watched = report.waiting_list.as_ref().expect("waiting_list figures");
+        assert_eq!((watched.watchers, watched.watching), (4, 4), "{summary}");
+        assert!(watched.frames >= 4, "{summary}");
+        assert_eq!(watched.over_bound, 0, "{summary}");
+        assert!(watched.max_total <= 30, "{summary}");
+    }
+}
