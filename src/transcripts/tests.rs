@@ -20,6 +20,12 @@ fn student(key: &str) -> StudentKey {
     StudentKey(UserKey::new(key).expect("non-empty"))
 }
 
+/// `chat` created at `when` between teacher `t` and student `s`, with no
+/// question.
+fn created(store: &Transcripts, chat: ChatId, t: &str, s: &str, when: SystemTime) {
+    store.chat_created(chat, &teacher(t), &student(s), when, Default::default());
+}
+
 fn new_chat() -> ChatId {
     ChatId::random(&mut rand::rng())
 }
@@ -55,13 +61,7 @@ fn a_chat_and_its_messages_read_back_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("7"),
-        &student("a\"b"),
-        at(1_000),
-        Default::default(),
-    );
+    created(&store, chat, "7", "a\"b", at(1_000));
     store.chat_started(chat, at(2_000));
     // Payloads are kept byte for byte: spacing, key order, escapes.
     let sent = [
@@ -106,20 +106,8 @@ fn start_and_finish_are_recorded_once_and_unknown_chats_read_as_none() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
-    store.chat_created(
-        chat,
-        &teacher("9"),
-        &student("9"),
-        at(5),
-        Default::default(),
-    ); // ignored
+    created(&store, chat, "1", "2", at(1));
+    created(&store, chat, "9", "9", at(5)); // ignored
     store.chat_started(chat, at(2));
     store.chat_started(chat, at(3));
     store.chat_finished(chat, EndReason::TeacherLeft, at(4), || {});
@@ -147,13 +135,7 @@ fn the_finish_callback_runs_after_the_commit_that_holds_the_chat() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, StoreOptions::default());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     for i in 0..50 {
         store
             .message(chat, Role::Student, &raw(&format!("{{\"n\":{i}}}")), at(2))
@@ -192,13 +174,7 @@ fn a_full_queue_refuses_messages_without_blocking_and_keeps_every_accepted_one()
         },
     );
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.flush();
 
     store.set_paused(true);
@@ -261,13 +237,7 @@ fn a_queued_backlog_is_committed_in_batches_of_max_batch() {
         },
     );
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.flush();
     let before = store.lag().committed;
     assert_eq!(before, 2, "the record and the flush barrier");
@@ -375,13 +345,7 @@ fn dropping_the_last_handle_commits_the_queue_and_a_reopen_sees_it() {
                 ..StoreOptions::default()
             },
         );
-        store.chat_created(
-            chat,
-            &teacher("1"),
-            &student("2"),
-            at(1),
-            Default::default(),
-        );
+        created(&store, chat, "1", "2", at(1));
         for _ in 0..100 {
             store
                 .message(chat, Role::Teacher, &raw("{}"), at(2))
@@ -412,13 +376,7 @@ fn what_a_callback_confirmed_is_in_the_file_even_if_the_store_never_stops() {
     let dir = tempfile::tempdir().expect("temp dir");
     let chat = new_chat();
     let store = open(&dir, StoreOptions::default());
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store
         .message(chat, Role::Student, &raw(r#"{"m":1}"#), at(2))
         .expect("room");
@@ -467,13 +425,7 @@ fn the_writer_survives_a_panicking_callback_and_its_last_handle_dropped_on_it() 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.chat_finished(chat, EndReason::Terminated, at(2), || {
         panic!("callback bug")
     });
@@ -509,13 +461,7 @@ fn seven_chats(store: &Transcripts) -> Vec<(ChatId, i64)> {
         let chat = new_chat();
         let t = if i % 2 == 0 { "a" } else { "b" };
         let s = ["x", "y", "z"][i % 3];
-        store.chat_created(
-            chat,
-            &teacher(t),
-            &student(s),
-            at(*ms as u64),
-            Default::default(),
-        );
+        created(&store, chat, t, s, at(*ms as u64));
         chats.push((chat, *ms));
     }
     store.flush();
@@ -613,13 +559,7 @@ fn signed_in_and_tokenless_users_of_the_same_id_are_listed_apart() {
     let store = open(&dir, quick());
     let signed = |key: &str| UserKey::new(key).expect("key").in_namespace(true);
     let (open_chat, signed_chat) = (new_chat(), new_chat());
-    store.chat_created(
-        open_chat,
-        &teacher("t"),
-        &student("carol"),
-        at(1_000),
-        Default::default(),
-    );
+    created(&store, open_chat, "t", "carol", at(1_000));
     store.chat_created(
         signed_chat,
         &TeacherKey(signed("t")),
@@ -663,13 +603,7 @@ fn transcript_pages_by_seq_and_by_size() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     for i in 1..=5 {
         store
             .message(chat, Role::Teacher, &raw(&format!("{{\"n\":{i}}}")), at(2))
@@ -692,13 +626,7 @@ fn transcript_pages_by_seq_and_by_size() {
     // Large payloads: a page stops past TRANSCRIPT_PAGE_BYTES.
     let big = format!("{{\"m\":\"{}\"}}", "x".repeat(1024 * 1024));
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     for _ in 0..6 {
         store
             .message(chat, Role::Student, &raw(&big), at(2))
@@ -757,13 +685,7 @@ fn a_disabled_store_writes_nothing_runs_callbacks_at_once_and_reads_empty() {
     assert!(!store.is_enabled());
     assert_eq!(store.path(), None);
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.chat_started(chat, at(2));
     for _ in 0..100_000 {
         store
@@ -852,13 +774,7 @@ fn a_version_1_database_is_carried_over() {
     // The unfinished chat (unknown to this writer) numbers on from 2; a
     // chat created now gets its own numbers.
     let new = new_chat();
-    store.chat_created(
-        new,
-        &teacher("7"),
-        &student("14"),
-        at(3000),
-        Default::default(),
-    );
+    created(&store, new, "7", "14", at(3000));
     for chat in [going, new, going] {
         store
             .message(chat, Role::Teacher, &raw(r#"{"n":1}"#), at(3100))
@@ -993,13 +909,7 @@ fn a_failing_store_refuses_messages_and_commits_the_queue_when_it_recovers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir, quick());
     let chat = new_chat();
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.flush();
     store.set_failing(true);
     store
@@ -1052,13 +962,7 @@ fn closing_a_failing_store_gives_up_after_its_grace() {
             ..quick()
         },
     );
-    store.chat_created(
-        chat,
-        &teacher("1"),
-        &student("2"),
-        at(1),
-        Default::default(),
-    );
+    created(&store, chat, "1", "2", at(1));
     store.flush();
     store.set_failing(true);
     store

@@ -25,6 +25,7 @@
 import {mkdirSync} from "node:fs"
 import {join} from "node:path"
 import {chromium} from "playwright-core"
+import {STEP_TIMEOUT_MS, fail, ok, run, sleep, step, waitText} from "./harness.mjs"
 
 const [base, shotDir] = process.argv.slice(2)
 if(!base || !shotDir){
@@ -41,47 +42,12 @@ if(!TEACHER_TOKEN || !ADMIN_TOKEN || !STUDENT_TOKEN || !EXPECT){
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 const OVERALL_TIMEOUT_MS = 90000
-const STEP_TIMEOUT_MS = 8000
 // One poll is 10 s: what arrives between two polls shows within that (and a margin).
 const POLL_TIMEOUT_MS = 16000
 const LAPTOP = {width: 1280, height: 1000}
 
-let currentStep = "setup"
+const problems = run.problems
 let browser = null
-let finished = false
-const problems = []
-
-async function fail(message){
-  if(finished) return
-  finished = true
-  console.error(`FAIL [${currentStep}]: ${message}`)
-  if(problems.length) console.error(`page problems so far:\n  ${problems.join("\n  ")}`)
-  try { await browser?.close() } catch {}
-  process.exit(1)
-}
-
-function step(label, text){
-  currentStep = label
-  console.log(`[${label}] ${text}`)
-}
-
-function ok(text){ console.log(`    ok: ${text}`) }
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function waitText(locator, expected, what, ms = STEP_TIMEOUT_MS){
-  const deadline = Date.now() + ms
-  let last = "(element not found)"
-  while(Date.now() < deadline){
-    try {
-      const text = await locator.textContent({timeout: Math.max(1, deadline - Date.now())})
-      last = text == null ? "(no text)" : text.replace(/\s+/g, " ").trim()
-      if(expected instanceof RegExp ? expected.test(last) : last === expected) return last
-    } catch {}
-    await sleep(50)
-  }
-  await fail(`${what}: expected ${expected instanceof RegExp ? expected : JSON.stringify(expected)}, last saw ${JSON.stringify(last)}`)
-}
 
 async function waitAttribute(locator, name, expected, what, ms = STEP_TIMEOUT_MS){
   const deadline = Date.now() + ms
@@ -129,8 +95,8 @@ async function expectFigures(d, who){
   ok(`${who}: ${EXPECT.chats} chats, median wait ${EXPECT.waitMedian}, bars ${JSON.stringify(EXPECT.perTeacher)}, ${waits} waits in the histogram`)
 }
 
-async function run(){
-  browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS})
+async function main(){
+  browser = run.browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS})
   mkdirSync(shotDir, {recursive: true})
 
   step("teacher", "a teacher opens /dashboard with #token=")
@@ -180,10 +146,10 @@ async function run(){
   ok("the link leads to the dashboard as the same teacher")
 
   if(problems.length) await fail(`page problems:\n  ${problems.join("\n  ")}`)
-  finished = true
+  run.finished = true
   await browser.close()
   console.log("PASS")
 }
 
 setTimeout(() => fail(`overall timeout of ${OVERALL_TIMEOUT_MS} ms`), OVERALL_TIMEOUT_MS).unref()
-run().catch((error) => fail(error?.stack || String(error)))
+main().catch((error) => fail(error?.stack || String(error)))

@@ -62,6 +62,7 @@
 import {mkdirSync} from "node:fs"
 import {join} from "node:path"
 import {chromium} from "playwright-core"
+import {STEP_TIMEOUT_MS, fail, ok, run, sleep, step, waitText} from "./harness.mjs"
 
 const [base, shotDir, keepBase, hoursBase] = process.argv.slice(2)
 if(!base || !shotDir || !keepBase || !hoursBase){
@@ -73,50 +74,13 @@ const ORG_TOKEN = process.env.ORG_TOKEN
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 const OVERALL_TIMEOUT_MS = 150000
-const STEP_TIMEOUT_MS = 8000
 const PHONE = {width: 390, height: 780}
 const LAPTOP = {width: 1440, height: 860}
 
 // ---------------------------------------------------------------- reporting
-let currentStep = "setup"
+const problems = run.problems
 let browser = null
-let finished = false
-const problems = []      // page errors and console errors, from every page
 const expectedProblems = [] // [label, RegExp]: console errors a step provokes on purpose
-
-async function fail(message){
-  if(finished) return
-  finished = true
-  console.error(`FAIL [${currentStep}]: ${message}`)
-  if(problems.length) console.error(`page problems so far:\n  ${problems.join("\n  ")}`)
-  try { await browser?.close() } catch {}
-  process.exit(1)
-}
-
-function step(label, text){
-  currentStep = label
-  console.log(`[${label}] ${text}`)
-}
-
-function ok(text){ console.log(`    ok: ${text}`) }
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-// Waits until `locator`'s text (trimmed) equals `expected` (string) or
-// matches it (RegExp); fails with the last text seen after the timeout.
-async function waitText(locator, expected, what, ms = STEP_TIMEOUT_MS){
-  const deadline = Date.now() + ms
-  let last = "(element not found)"
-  while(Date.now() < deadline){
-    try {
-      const text = await locator.textContent({timeout: Math.max(1, deadline - Date.now())})
-      last = text == null ? "(no text)" : text.replace(/\s+/g, " ").trim()
-      if(expected instanceof RegExp ? expected.test(last) : last === expected) return last
-    } catch {}
-    await sleep(40)
-  }
-  await fail(`${what}: expected ${expected instanceof RegExp ? expected : JSON.stringify(expected)}, last saw ${JSON.stringify(last)}`)
-}
 
 async function waitVisible(locator, what, ms = STEP_TIMEOUT_MS){
   try { await locator.waitFor({state: "visible", timeout: ms}) } catch { await fail(`${what}: not visible within ${ms} ms`) }
@@ -833,7 +797,7 @@ async function main(){
   mkdirSync(shotDir, {recursive: true})
 
   step("0", `launch ${CHROMIUM}; the start page`)
-  browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000})
+  browser = run.browser = await chromium.launch({executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000})
   ok(`Chromium ${browser.version()}`)
   if(process.env.ONLY === "hours"){
     // While working on the pages: only the office-hours part.
@@ -1111,7 +1075,7 @@ async function done(){
   ok("no page errors, console errors or failed requests on any page")
 
   clearTimeout(overall)
-  finished = true
+  run.finished = true
   await browser.close()
   console.log("PASS: student and teacher pages in headless Chromium")
   process.exit(0)
