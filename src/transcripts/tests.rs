@@ -461,7 +461,7 @@ fn seven_chats(store: &Transcripts) -> Vec<(ChatId, i64)> {
         let chat = new_chat();
         let t = if i % 2 == 0 { "a" } else { "b" };
         let s = ["x", "y", "z"][i % 3];
-        created(&store, chat, t, s, at(*ms as u64));
+        created(store, chat, t, s, at(*ms as u64));
         chats.push((chat, *ms));
     }
     store.flush();
