@@ -88,6 +88,7 @@ impl Rejection {
                 Refusal::MessageTooLong => "message_too_long",
                 Refusal::MessageMissing => "message_missing",
                 Refusal::QueueClosed => "queue_closed",
+                Refusal::TooFrequent => "too_frequent",
             },
         }
     }

@@ -363,6 +363,57 @@ async fn announcements_reach_those_who_asked(framing: Framing) {
     assert_error(&reply, json!({"reason": "unknown event"}));
 }
 
+/// Announcements and queue changes reach everyone waiting: a teacher gets five
+/// within ten seconds, then `too frequent`, and nobody hears the sixth.
+async fn a_teacher_cannot_flood_those_waiting(framing: Framing) {
+    let srv = start_default();
+    let mut staff = teacher_asking(&srv, framing, 1, &[]).await;
+    let mut ana = student_asking(&srv, framing, 11, &["queueState"]).await;
+    ana.wait_for(&student_topic(&json!(11)), "queue:state", WAIT)
+        .await;
+    for n in 1..=4 {
+        let reply = staff
+            .call(
+                "presence:teachers",
+                "queue:announce",
+                json!({ "message": format!("announcement {n}") }),
+            )
+            .await;
+        assert_ok(&reply, json!({}));
+    }
+    let reply = staff
+        .call("presence:teachers", "queue:close", json!({}))
+        .await;
+    assert_ok(&reply, json!({"open": false, "message": null}));
+    let reply = staff
+        .call(
+            "presence:teachers",
+            "queue:announce",
+            json!({"message": "sixth"}),
+        )
+        .await;
+    assert_error(&reply, json!({"reason": "too frequent"}));
+    let reply = staff
+        .call("presence:teachers", "queue:open", json!({}))
+        .await;
+    assert_error(&reply, json!({"reason": "too frequent"}));
+    let heard = ana.take_all(|f| f.is(&student_topic(&json!(11)), "queue:announcement"));
+    let mut heard = heard.len();
+    while heard < 4 {
+        ana.wait_for(&student_topic(&json!(11)), "queue:announcement", WAIT)
+            .await;
+        heard += 1;
+    }
+    ana.expect_no_event(&student_topic(&json!(11)), "queue:announcement", SILENCE)
+        .await;
+    // Another teacher is not held back by the first one.
+    let mut other = teacher_asking(&srv, framing, 2, &[]).await;
+    let reply = other
+        .call("presence:teachers", "queue:open", json!({}))
+        .await;
+    assert_ok(&reply, json!({"open": true, "message": null}));
+}
+
 /// A token student whose connection drops keeps its place (PROTOCOL 6.3):
 /// listed as away, then back.
 async fn an_away_student_is_listed_as_away(framing: Framing) {
@@ -542,4 +593,5 @@ both!(
     office_hours_hold_across_nodes,
     the_question_is_kept_with_the_chat,
     an_away_student_is_listed_as_away,
+    a_teacher_cannot_flood_those_waiting,
 );

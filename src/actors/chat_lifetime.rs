@@ -411,6 +411,8 @@ struct State {
     /// The last `queue:waiting` payload sent: an unchanged list is not sent
     /// again.
     last_waiting: Option<String>,
+    /// Each teacher's recent announcements and queue changes (bounded).
+    staff_broadcasts: office_hours::StaffBroadcasts,
     /// When each waiting student (last) entered the queue, for the queue
     /// wait histogram.
     ready_at: HashMap<StudentKey, Instant>,
@@ -1248,6 +1250,16 @@ impl Core {
         }
     }
 
+    /// Whether `teacher` may announce or change the queue now (see
+    /// `office_hours::STAFF_BURST`).
+    fn staff_may_broadcast(&self, teacher: &UserId) -> bool {
+        let key = teacher.as_teacher();
+        self.state
+            .borrow_mut()
+            .staff_broadcasts
+            .allow(key.0.as_str(), unix_ms_now())
+    }
+
     /// `queue:state` to the channels here that asked for it.
     fn push_queue_state(&self, state: &QueueState) {
         self.push_to_members(
@@ -1472,7 +1484,10 @@ impl Core {
                 self.announce(news);
                 self.reply(&r, ReplyStatus::Ok, "{}");
             }
-            (Command::SetQueue { open, message }, ChannelKind::Teachers { .. }) => {
+            (Command::SetQueue { open, message }, ChannelKind::Teachers { teacher }) => {
+                if !self.staff_may_broadcast(teacher) {
+                    return self.refuse(&r, Refusal::TooFrequent);
+                }
                 let state = QueueState {
                     open,
                     message: message.as_deref().map(str::to_owned),
@@ -1487,6 +1502,9 @@ impl Core {
                 }
             }
             (Command::Announce { message }, ChannelKind::Teachers { teacher }) => {
+                if !self.staff_may_broadcast(teacher) {
+                    return self.refuse(&r, Refusal::TooFrequent);
+                }
                 let announcement = Announcement {
                     message: message.to_string(),
                     from: match &r.name {

@@ -55,6 +55,9 @@ pub enum Refusal {
     /// A `student:ready` while the queue is closed (the reply also carries
     /// staff's message).
     QueueClosed,
+    /// A teacher's announcements and queue changes reach everyone waiting:
+    /// more than `STAFF_BURST` of them within `STAFF_WINDOW` are refused.
+    TooFrequent,
 }
 
 impl Refusal {
@@ -78,6 +81,7 @@ impl Refusal {
             Refusal::MessageTooLong => "message too long",
             Refusal::MessageMissing => "message missing",
             Refusal::QueueClosed => "queue closed",
+            Refusal::TooFrequent => "too frequent",
         }
     }
 

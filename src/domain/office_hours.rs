@@ -173,6 +173,37 @@ pub fn eta_s(count: usize, oldest: Option<u64>, position: usize, now: u64) -> Op
     Some((position as f64 / per_ms / 1000.0).round() as u64)
 }
 
+/// How many announcements and queue changes one teacher may make within
+/// [`STAFF_WINDOW_MS`]: each reaches everyone waiting, so a teacher's client
+/// gone wild must not flood them.
+pub const STAFF_BURST: usize = 5;
+pub const STAFF_WINDOW_MS: u64 = 10_000;
+
+/// The recent announcements and queue changes of each teacher.
+#[derive(Debug, Default)]
+pub struct StaffBroadcasts {
+    recent: std::collections::HashMap<String, VecDeque<u64>>,
+}
+
+impl StaffBroadcasts {
+    /// Whether `teacher` may broadcast at `now` (unix ms); if so, counted.
+    pub fn allow(&mut self, teacher: &str, now: u64) -> bool {
+        let start = now.saturating_sub(STAFF_WINDOW_MS);
+        self.recent.retain(|_, times| {
+            while times.front().is_some_and(|&at| at <= start) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = self.recent.entry(teacher.to_owned()).or_default();
+        if times.len() >= STAFF_BURST {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
 /// Whether students may get in line, and what staff said about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
@@ -316,6 +347,18 @@ mod tests {
                 {"id": "8", "name": null, "question": null, "since": 0, "position": 2, "away": true},
             ], "total": 9})
         );
+    }
+
+    #[test]
+    fn a_teacher_may_broadcast_five_times_in_ten_seconds() {
+        let mut staff = StaffBroadcasts::default();
+        for i in 0..5 {
+            assert!(staff.allow("lee", 1_000 + i), "{i}");
+        }
+        assert!(!staff.allow("lee", 1_005));
+        assert!(staff.allow("kim", 1_005), "each teacher has its own");
+        assert!(!staff.allow("lee", 10_999));
+        assert!(staff.allow("lee", 11_001), "the first one left the window");
     }
 
     #[test]
