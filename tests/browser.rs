@@ -150,7 +150,7 @@ async fn student_and_teacher_pages_complete_chats_in_chromium() {
             ("NODE_B", node_b.as_ref()),
             ("NODES_TOKEN", nodes_token.as_ref()),
         ],
-        Duration::from_secs(180),
+        Duration::from_secs(330),
     )
     .await;
     for shot in SHOTS {

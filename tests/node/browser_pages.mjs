@@ -73,7 +73,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium"
 const ORG_TOKEN = process.env.ORG_TOKEN
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-const OVERALL_TIMEOUT_MS = 150000
+const OVERALL_TIMEOUT_MS = 300000
 const PHONE = {width: 390, height: 780}
 const LAPTOP = {width: 1440, height: 860}
 
