@@ -636,6 +636,74 @@ mod tests {
         }
     }
 
+    // ---- Tickets (office hours) ----
+
+    fn ticket(question: &str, since: u64) -> Ticket {
+        Ticket {
+            name: None,
+            question: Some(question.to_owned()),
+            since,
+        }
+    }
+
+    #[test]
+    fn a_ticket_stays_through_a_requeue_and_goes_with_the_chat() {
+        let mut rng = StdRng::seed_from_u64(70);
+        let mut students = Students::new();
+        students.join(user(json!(1)));
+        assert!(
+            !students.set_ticket(&student(1), ticket("early", 1)),
+            "not waiting yet"
+        );
+        students.ready(&student(1));
+        assert!(students.set_ticket(&student(1), ticket("limits", 10)));
+        // A repeated ready changes the question, not the time in line.
+        assert!(students.set_ticket(&student(1), ticket("series", 20)));
+        assert_eq!(students.ticket(&student(1)), Some(&ticket("series", 10)));
+
+        let c = chat(&mut rng);
+        students.dequeue(c).expect("waiting");
+        assert_eq!(students.ticket(&student(1)), Some(&ticket("series", 10)));
+        // Its teacher vanished: back at the head, with its question.
+        assert!(students.requeue(&student(1), c));
+        assert_eq!(
+            students.waiting_list(50).students[0].ticket,
+            Some(ticket("series", 10))
+        );
+
+        let c = chat(&mut rng);
+        students.dequeue(c).expect("waiting");
+        assert!(students.finish_chat(&student(1), c));
+        assert_eq!(students.ticket(&student(1)), None, "the chat took it");
+    }
+
+    #[test]
+    fn the_waiting_list_is_the_head_of_the_queue_in_order() {
+        let mut students = Students::new();
+        for n in 1..=60 {
+            students.join(user(json!(n)));
+            students.ready(&student(n));
+            students.set_ticket(&student(n), ticket(&format!("q{n}"), n));
+        }
+        students.away(&student(2));
+        let list = students.waiting_list(50);
+        assert_eq!(list.total, 60);
+        assert_eq!(list.students.len(), 50);
+        let firsts: Vec<_> = list.students[..3]
+            .iter()
+            .map(|w| (w.id.clone(), w.position, w.away))
+            .collect();
+        assert_eq!(
+            firsts,
+            [
+                (json!(1), 1, false),
+                (json!(2), 2, true),
+                (json!(3), 3, false)
+            ]
+        );
+        assert_eq!(list.students[49].id, json!(50));
+    }
+
     // ---- Teachers ----
 
     #[test]
