@@ -200,8 +200,8 @@ impl Engine {
         on_engine!(self, waiting_list(limit))
     }
 
-    /// The estimated wait of the student at `position` (seconds), from the
-    /// claims of the last ten minutes; None until there are enough.
+    /// What the estimated wait is made of: the claims of the last ten
+    /// minutes (how many, the oldest) and now, in unix ms (Redis time on Redis).
     pub async fn eta_basis(&self) -> Result<(usize, Option<u64>, u64), StepError> {
         match self {
             Engine::Memory(steps) => Ok(steps.claim_rate(unix_ms_now()).await?),

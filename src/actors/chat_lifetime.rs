@@ -1171,7 +1171,7 @@ impl Core {
                     return;
                 };
                 self.state.borrow_mut().position_watchers += 1;
-                let eta = self.eta_of(notice.position, None).await;
+                let eta = self.eta_of(notice.position).await;
                 ("queue:position", notice.to_json_with_eta(eta))
             }
             ChannelKind::Teachers { .. } if msg.extensions.live_status => {
@@ -1183,18 +1183,10 @@ impl Core {
         self.deliver(&msg.session, msg.channel, push);
     }
 
-    /// The estimated wait of the student at `position`, from the service rate
-    /// (`basis`, if read already this round).
-    async fn eta_of(
-        &self,
-        position: Option<usize>,
-        basis: Option<(usize, Option<u64>, u64)>,
-    ) -> Option<u64> {
+    /// The estimated wait of the student at `position`, from the service rate.
+    async fn eta_of(&self, position: Option<usize>) -> Option<u64> {
         let position = position?;
-        let (count, oldest, now) = match basis {
-            Some(basis) => basis,
-            None => self.tutoring.eta_basis().await.ok()?,
-        };
+        let (count, oldest, now) = self.tutoring.eta_basis().await.ok()?;
         office_hours::eta_s(count, oldest, position, now)
     }
 
