@@ -322,36 +322,53 @@ impl Cluster {
         role: crate::identity::Role,
         user: &str,
     ) -> (Vec<FoundChat>, bool) {
+        let (pages, _) = self
+            .gather(&self.lists, READ_TIMEOUT, |from, ask| Event::ChatsWanted {
+                from,
+                ask,
+                query: query.to_owned(),
+                role,
+                user: user.to_owned(),
+            })
+            .await;
+        let (mut chats, mut more) = (Vec::new(), false);
+        for (page, has_more) in pages {
+            chats.extend(page);
+            more |= has_more;
+        }
+        (chats, more)
+    }
+
+    /// Asks every other live node (`wanted`, given this node and the ask
+    /// number) and collects their answers, which arrive through `pending`,
+    /// until each has answered or `timeout` passed. Answers too whether
+    /// every node did.
+    async fn gather<T>(
+        &self,
+        pending: &DashMap<u64, mpsc::UnboundedSender<T>>,
+        timeout: Duration,
+        wanted: impl FnOnce(NodeId, u64) -> Event,
+    ) -> (Vec<T>, bool) {
         let expected = self.live_nodes().await.saturating_sub(1);
         if expected == 0 {
-            return (Vec::new(), false);
+            return (Vec::new(), true);
         }
         let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
         let (answer, mut answers) = mpsc::unbounded_channel();
-        self.lists.insert(ask, answer);
-        let wanted = Event::ChatsWanted {
-            from: self.node.clone(),
-            ask,
-            query: query.to_owned(),
-            role,
-            user: user.to_owned(),
-        };
-        let (mut chats, mut more, mut heard) = (Vec::new(), false, 0);
-        if self.share(&wanted) {
-            let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-            while heard < expected {
+        pending.insert(ask, answer);
+        let mut heard = Vec::new();
+        if self.share(&wanted(self.node.clone(), ask)) {
+            let deadline = tokio::time::Instant::now() + timeout;
+            while heard.len() < expected {
                 match tokio::time::timeout_at(deadline, answers.recv()).await {
-                    Ok(Some((page, has_more))) => {
-                        chats.extend(page);
-                        more |= has_more;
-                        heard += 1;
-                    }
+                    Ok(Some(answer)) => heard.push(answer),
                     _ => break,
                 }
             }
         }
-        self.lists.remove(&ask);
-        (chats, more)
+        pending.remove(&ask);
+        let all = heard.len() >= expected;
+        (heard, all)
     }
 
     /// Asks every other node for its figures of the chats created at or
@@ -359,41 +376,23 @@ impl Cluster {
     /// for every live node, at most `STATS_TIMEOUT`; a node that does not
     /// answer in time is left out.
     pub async fn stats_elsewhere(&self, since: i64) -> crate::stats::Figures {
-        let mut merged = crate::stats::Figures::default();
-        let expected = self.live_nodes().await.saturating_sub(1);
-        if expected == 0 {
-            return merged;
+        let (answers, all) = self
+            .gather(&self.stats, STATS_TIMEOUT, |from, ask| Event::StatsWanted {
+                from,
+                ask,
+                since,
+            })
+            .await;
+        if !all {
+            tracing::warn!(
+                heard = answers.len(),
+                "statistics: not every node answered in time"
+            );
         }
-        let ask = self.next_ask.fetch_add(1, Ordering::Relaxed);
-        let (answer, mut answers) = mpsc::unbounded_channel();
-        self.stats.insert(ask, answer);
-        let wanted = Event::StatsWanted {
-            from: self.node.clone(),
-            ask,
-            since,
-        };
-        if self.share(&wanted) {
-            let deadline = tokio::time::Instant::now() + STATS_TIMEOUT;
-            let mut heard = 0;
-            while heard < expected {
-                match tokio::time::timeout_at(deadline, answers.recv()).await {
-                    Ok(Some(figures)) => {
-                        merged = merged.merge(figures);
-                        heard += 1;
-                    }
-                    _ => {
-                        tracing::warn!(
-                            heard,
-                            expected,
-                            "statistics: not every node answered in time"
-                        );
-                        break;
-                    }
-                }
-            }
-        }
-        self.stats.remove(&ask);
-        merged
+        answers.into_iter().fold(
+            crate::stats::Figures::default(),
+            crate::stats::Figures::merge,
+        )
     }
 
     /// Another node answered a statistics ask.
