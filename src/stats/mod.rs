@@ -74,12 +74,7 @@ impl Figures {
         }
         let teacher = match index.get(teacher) {
             Some(i) => *i,
-            None => {
-                let i = u32::try_from(self.teachers.len()).unwrap_or(u32::MAX);
-                self.teachers.push(teacher.to_owned());
-                index.insert(teacher.to_owned(), i);
-                i
-            }
+            None => self.add_teacher(teacher.to_owned(), index),
         };
         self.rows.push(ChatRow(
             created_at,
@@ -104,12 +99,7 @@ impl Figures {
         for teacher in other.teachers {
             let i = match index.get(&teacher) {
                 Some(i) => *i,
-                None => {
-                    let i = self.teachers.len() as u32;
-                    self.teachers.push(teacher.clone());
-                    index.insert(teacher, i);
-                    i
-                }
+                None => self.add_teacher(teacher, &mut index),
             };
             remap.push(i);
         }
@@ -120,6 +110,14 @@ impl Figures {
         self.rows.sort_by_key(|row| std::cmp::Reverse(row.0));
         self.rows.truncate(MAX_CHATS);
         self
+    }
+
+    /// A teacher new to this set: listed once, its index noted in `index`.
+    fn add_teacher(&mut self, teacher: String, index: &mut HashMap<String, u32>) -> u32 {
+        let i = u32::try_from(self.teachers.len()).unwrap_or(u32::MAX);
+        self.teachers.push(teacher.clone());
+        index.insert(teacher, i);
+        i
     }
 
     fn teacher(&self, row: &ChatRow) -> Option<&str> {
