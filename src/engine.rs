@@ -24,11 +24,9 @@ use crate::domain::{
 use crate::domain::{QueueState, Ticket, WaitingList};
 use crate::redis_engine::{EngineError, Health, RedisTutoring, Tick};
 
-/// Now, in unix milliseconds.
+/// Now, in unix milliseconds (as the transcripts count them).
 pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::transcripts::unix_ms(std::time::SystemTime::now())).unwrap_or(0)
 }
 
 /// Where the state lives, and the steps over it.

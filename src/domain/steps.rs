@@ -286,9 +286,18 @@ impl<P: TutoringParts> Tutoring<P> {
         &self,
         f: impl FnOnce(&mut Students) -> R + Send + 'static,
     ) -> Result<R, PartGone> {
+        self.change_student_part(move |s| f(&mut s.students)).await
+    }
+
+    /// Runs `f` on the students' part (with the queue's state and the service
+    /// rate) and notes the counts after it.
+    async fn change_student_part<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StudentPart) -> R + Send + 'static,
+    ) -> Result<R, PartGone> {
         let (answer, counts) = self
             .parts
-            .students(move |s| (f(&mut s.students), s.students.counts()))
+            .students(move |s| (f(s), s.students.counts()))
             .await?;
         let mut status = self.status.get();
         status.students = counts;
@@ -402,9 +411,8 @@ impl<P: TutoringParts> Tutoring<P> {
     /// ready changes only its question).
     pub async fn ready(&self, student: &StudentKey, ticket: Ticket) -> Step<ReadyOutcome> {
         let student = student.clone();
-        let (outcome, counts) = self
-            .parts
-            .students(move |s| {
+        let outcome = self
+            .change_student_part(move |s| {
                 let in_line = matches!(
                     s.students.state(&student),
                     Some(StudentState::Waiting(_) | StudentState::Chatting { .. })
@@ -416,12 +424,9 @@ impl<P: TutoringParts> Tutoring<P> {
                     s.students.ready(&student)
                 };
                 s.students.set_ticket(&student, ticket);
-                (outcome, s.students.counts())
+                outcome
             })
             .await?;
-        let mut status = self.status.get();
-        status.students = counts;
-        self.status.set(status);
         let news = StatusNews::ready(&outcome);
         Ok(self.stepped(outcome, news))
     }
@@ -474,9 +479,8 @@ impl<P: TutoringParts> Tutoring<P> {
         if slot.is_err() {
             return Ok(self.stepped(None, StatusNews::None));
         }
-        let (assigned, counts) = self
-            .parts
-            .students(move |s| {
+        let assigned = self
+            .change_student_part(move |s| {
                 let assigned = s.students.dequeue(chat).map(|a| {
                     let ticket = s.students.ticket(&a.student).cloned();
                     (a, ticket)
@@ -484,12 +488,9 @@ impl<P: TutoringParts> Tutoring<P> {
                 if assigned.is_some() {
                     s.rate.claimed(now);
                 }
-                (assigned, s.students.counts())
+                assigned
             })
             .await?;
-        let mut status = self.status.get();
-        status.students = counts;
-        self.status.set(status);
         let Some((assigned, ticket)) = assigned else {
             self.parts.teachers(move |t| t.release(&key, chat)).await?;
             return Ok(self.stepped(None, StatusNews::None));
