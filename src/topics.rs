@@ -106,6 +106,10 @@ pub enum Audience {
     EndReason(bool),
     /// Chat channels of this side that asked for `awayNotices`.
     AwayNotices(Role),
+    /// Teacher channels that asked for `waitingList` (office hours).
+    WaitingList,
+    /// Channels that asked for `queueState` (office hours).
+    QueueState,
 }
 
 impl Audience {
@@ -116,6 +120,8 @@ impl Audience {
             Audience::QueuePosition => s.extensions.queue_position,
             Audience::EndReason(asked) => s.extensions.end_reason == asked,
             Audience::AwayNotices(side) => s.role == Some(side) && s.extensions.away_notices,
+            Audience::WaitingList => s.extensions.waiting_list,
+            Audience::QueueState => s.extensions.queue_state,
         }
     }
 }

@@ -1213,17 +1213,18 @@ impl Core {
             }
             state.last_waiting = Some(payload.clone());
         }
-        self.push_to_members(
-            |m| matches!(m.kind, MemberKind::Teacher(_)) && m.extensions.waiting_list,
-            "queue:waiting",
-            &payload,
-        );
+        self.emit(Out::Broadcast {
+            topic: TEACHERS_TOPIC.to_owned(),
+            event: "queue:waiting",
+            payload,
+            audience: Audience::WaitingList,
+        });
     }
 
-    /// A push to every channel here that `picks` (office hours: the queue
-    /// state and announcements reach channels on every topic that asked).
-    fn push_to_members(&self, picks: impl Fn(&Membership) -> bool, event: &str, payload: &str) {
-        let targets: Vec<(Arc<SessionHandle>, ChannelId, Arc<str>)> = self
+    /// A push to the channels here that asked for the queue state: the
+    /// teachers' in one broadcast, each student's on a topic of its own.
+    fn push_to_queue_state_watchers(&self, event: &'static str, payload: String) {
+        let students: Vec<(Arc<SessionHandle>, ChannelId, Arc<str>)> = self
             .state
             .borrow()
             .sessions
@@ -1232,14 +1233,22 @@ impl Core {
                 members
                     .channels
                     .iter()
-                    .filter(|m| picks(m))
+                    .filter(|m| {
+                        matches!(m.kind, MemberKind::Student(_)) && m.extensions.queue_state
+                    })
                     .map(|m| (members.handle.clone(), m.channel, m.topic.clone()))
             })
             .collect();
-        for (session, channel, topic) in targets {
-            let push = protocol::encode_push(session.framing(), &topic, event, payload);
+        for (session, channel, topic) in students {
+            let push = protocol::encode_push(session.framing(), &topic, event, &payload);
             self.deliver(&session, channel, push);
         }
+        self.emit(Out::Broadcast {
+            topic: TEACHERS_TOPIC.to_owned(),
+            event,
+            payload,
+            audience: Audience::QueueState,
+        });
     }
 
     /// Whether `teacher` may announce or change the queue now (see
@@ -1254,20 +1263,12 @@ impl Core {
 
     /// `queue:state` to the channels here that asked for it.
     fn push_queue_state(&self, state: &QueueState) {
-        self.push_to_members(
-            |m| m.extensions.queue_state,
-            "queue:state",
-            &state.to_json(),
-        );
+        self.push_to_queue_state_watchers("queue:state", state.to_json());
     }
 
     /// `queue:announcement` to the channels here that asked for the queue state.
     fn push_announcement(&self, announcement: &Announcement) {
-        self.push_to_members(
-            |m| m.extensions.queue_state,
-            "queue:announcement",
-            &announcement.to_json(),
-        );
+        self.push_to_queue_state_watchers("queue:announcement", announcement.to_json());
     }
 
     /// A channel that watched its place in the queue is gone.
