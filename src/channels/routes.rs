@@ -225,22 +225,23 @@ pub fn command_for(
     }
     match (kind, event) {
         (ChannelKind::Student { student }, "student:ready") => {
-            check_claimed_id(payload, "userId", &student.key)?;
-            let question = text_field(payload, "question", Refusal::QuestionTooLong)?;
+            let payload = parsed(payload)?;
+            check_claimed_id(&payload, "userId", &student.key)?;
+            let question = text_field(&payload, "question", Refusal::QuestionTooLong)?;
             Ok(Command::Ready { question })
         }
         (ChannelKind::Teachers { .. }, "queue:open" | "queue:close") => Ok(Command::SetQueue {
             open: event == "queue:open",
-            message: text_field(payload, "message", Refusal::MessageTooLong)?,
+            message: text_field(&parsed(payload)?, "message", Refusal::MessageTooLong)?,
         }),
         (ChannelKind::Teachers { .. }, "queue:announce") => {
-            match text_field(payload, "message", Refusal::MessageTooLong)? {
+            match text_field(&parsed(payload)?, "message", Refusal::MessageTooLong)? {
                 Some(message) => Ok(Command::Announce { message }),
                 None => Err(Refusal::MessageMissing),
             }
         }
         (ChannelKind::Teachers { teacher }, "claim:student") => {
-            check_claimed_id(payload, "teacherId", &teacher.key)?;
+            check_claimed_id(&parsed(payload)?, "teacherId", &teacher.key)?;
             Ok(Command::Claim)
         }
         (
@@ -282,15 +283,19 @@ pub fn command_for(
     }
 }
 
+/// The payload of an event whose fields the route reads.
+fn parsed(payload: &RawValue) -> Result<Value, Refusal> {
+    serde_json::from_str(payload.get()).map_err(|_| Refusal::InvalidPayload)
+}
+
 /// An optional text field of the payload (office hours): trimmed, at most
 /// `QUESTION_LIMIT` characters (`too_long` past it), blank is none.
 fn text_field(
-    payload: &RawValue,
+    payload: &Value,
     field: &str,
     too_long: Refusal,
 ) -> Result<Option<Arc<str>>, Refusal> {
-    let value: Value = serde_json::from_str(payload.get()).map_err(|_| Refusal::InvalidPayload)?;
-    match optional_text(&value, field) {
+    match optional_text(payload, field) {
         Ok(text) => Ok(text.map(Arc::from)),
         Err(TextRefusal::TooLong) => Err(too_long),
         Err(TextRefusal::NotText) => Err(Refusal::InvalidPayload),
@@ -299,9 +304,8 @@ fn text_field(
 
 /// An optional id in the payload must name the channel's own user: the
 /// channel's identity is trusted, never the payload's (PROTOCOL 8 item 10).
-fn check_claimed_id(payload: &RawValue, field: &str, own: &UserKey) -> Result<(), Refusal> {
-    let value: Value = serde_json::from_str(payload.get()).map_err(|_| Refusal::InvalidPayload)?;
-    match value.get(field) {
+fn check_claimed_id(payload: &Value, field: &str, own: &UserKey) -> Result<(), Refusal> {
+    match payload.get(field) {
         None => Ok(()),
         Some(claimed) => match UserId::parse(claimed) {
             // By text: the channel's key may be signed (its namespace comes
