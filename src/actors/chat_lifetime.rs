@@ -1114,10 +1114,7 @@ impl Core {
     async fn greet(&self, msg: &Join, kind: &ChannelKind) {
         self.greet_2015_extensions(msg, kind).await;
         // Office hours.
-        let push = |event: &str, payload: &str| {
-            let push = protocol::encode_push(msg.session.framing(), &msg.topic, event, payload);
-            self.deliver(&msg.session, msg.channel, push);
-        };
+        let push = |event: &str, payload: &str| self.push_to_joined(msg, event, payload);
         if matches!(kind, ChannelKind::Teachers { .. }) && msg.extensions.waiting_list {
             let first = {
                 let mut state = self.state.borrow_mut();
@@ -1179,7 +1176,12 @@ impl Core {
             }
             _ => return,
         };
-        let push = protocol::encode_push(msg.session.framing(), &msg.topic, event, &payload);
+        self.push_to_joined(msg, event, &payload);
+    }
+
+    /// A push to the channel that just joined.
+    fn push_to_joined(&self, msg: &Join, event: &str, payload: &str) {
+        let push = protocol::encode_push(msg.session.framing(), &msg.topic, event, payload);
         self.deliver(&msg.session, msg.channel, push);
     }
 
