@@ -203,10 +203,10 @@ pub fn summary(
         .enumerate()
         .map(|(i, from)| {
             let to = WAIT_BUCKETS_MS.get(i + 1).copied();
-            let chats = waits
-                .iter()
-                .filter(|w| **w >= *from && to.is_none_or(|to| **w < to))
-                .count() as u64;
+            // `waits` is sorted: the bucket is the run between two bounds.
+            let start = waits.partition_point(|w| w < from);
+            let end = to.map_or(waits.len(), |to| waits.partition_point(|w| *w < to));
+            let chats = end.saturating_sub(start) as u64;
             WaitBucket {
                 from_ms: *from,
                 to_ms: to,
@@ -346,6 +346,20 @@ mod tests {
         assert_eq!(s.wait_histogram[0].chats, 3, "all under 30 s");
         assert_eq!(s.wait_histogram[0].to_ms, Some(30_000));
         assert_eq!(s.wait_histogram[8].to_ms, None);
+    }
+
+    #[test]
+    fn a_wait_on_a_bound_counts_in_the_bucket_it_starts() {
+        let f = figures(&[
+            (1, Some(29_999), None, "t"),
+            (2, Some(30_000), None, "t"),
+            (3, Some(59_999), None, "t"),
+            (4, Some(1_800_000), None, "t"),
+            (5, Some(99_000_000), None, "t"),
+        ]);
+        let s = summary(0, 10, &f, Vec::new(), Live::default());
+        let counts: Vec<u64> = s.wait_histogram.iter().map(|b| b.chats).collect();
+        assert_eq!(counts, [1, 2, 0, 0, 0, 0, 0, 0, 2]);
     }
 
     #[test]
